@@ -1,0 +1,205 @@
+// Package claims holds the typed claims of a Microsoft Entra ID access token
+// and the request-context accessors that carry them from the entragate
+// middleware to HTTP handlers.
+//
+// One Claims value describes both token versions Entra issues: v1.0 tokens
+// (appid, upn, unique_name) and v2.0 tokens (azp, preferred_username) are
+// normalised into the same fields, so a handler does not care which version
+// its API registration is configured for. Claims a handler needs that have no
+// field here are reachable with Claims.Get and Claims.Decode.
+//
+// The package does no validation of signatures, issuers or lifetimes: a
+// Claims value found in a request context was put there by the middleware
+// after every check passed.
+package claims
+
+import (
+	"encoding/json"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Token versions, as carried in the ver claim.
+const (
+	Version1 = "1.0"
+	Version2 = "2.0"
+)
+
+// ClientAuth says how the calling client application authenticated to Entra
+// when it obtained the token (the azpacr claim of v2 tokens, appidacr of v1).
+type ClientAuth string
+
+// Values of ClientAuth, as defined by Entra.
+const (
+	ClientAuthPublic      ClientAuth = "0" // public client: no credential
+	ClientAuthSecret      ClientAuth = "1" // confidential client with a client secret
+	ClientAuthCertificate ClientAuth = "2" // confidential client with a certificate
+)
+
+// Claims is the normalised content of an Entra access token.
+//
+// Fields are empty when the token did not carry the claim. Entra documents
+// that an API must not depend on optional claims being present.
+type Claims struct {
+	// Version is the ver claim: Version1 or Version2.
+	Version string `json:"ver"`
+	// Issuer is the iss claim, e.g. https://login.microsoftonline.com/{tid}/v2.0.
+	Issuer string `json:"iss"`
+	// Audience lists the aud claim's values. Entra issues a single string;
+	// the JWT array form is accepted too.
+	Audience []string `json:"aud"`
+
+	// TenantID (tid) is the directory the caller signed in to.
+	TenantID string `json:"tid,omitempty"`
+	// ObjectID (oid) identifies the user or, for app-only tokens, the
+	// client's service principal. Together with TenantID it is the stable key
+	// for a principal; authorize on it, never on names or e-mail addresses.
+	ObjectID string `json:"oid,omitempty"`
+	// Subject (sub) is pairwise: unique per principal and per application.
+	Subject string `json:"sub,omitempty"`
+
+	// Name is the display name of the user (name claim).
+	Name string `json:"name,omitempty"`
+	// PreferredUsername is the v2 preferred_username claim. It is mutable and
+	// must not be used for authorization decisions.
+	PreferredUsername string `json:"preferred_username,omitempty"`
+	// UPN (upn) and UniqueName (unique_name) are the v1 forms of the user's
+	// sign-in name.
+	UPN        string `json:"upn,omitempty"`
+	UniqueName string `json:"unique_name,omitempty"`
+
+	// ClientAppID is the application ID of the client that requested the
+	// token: azp in v2 tokens, appid in v1 tokens.
+	ClientAppID string `json:"client_app_id,omitempty"`
+	// ClientAuth is how that client authenticated (azpacr or appidacr).
+	ClientAuth ClientAuth `json:"client_auth,omitempty"`
+
+	// Scopes are the delegated permissions (scp), split on spaces. They are
+	// present only when a user is involved.
+	Scopes []string `json:"scp,omitempty"`
+	// Roles are app roles (roles): application permissions for app-only
+	// tokens, or roles assigned to the signed-in user.
+	Roles []string `json:"roles,omitempty"`
+	// Groups are group object IDs (groups), when the API asks for them.
+	Groups []string `json:"groups,omitempty"`
+	// GroupOverage is true when the user is in too many groups for the token
+	// to list: groups is then absent and must be read from Microsoft Graph.
+	GroupOverage bool `json:"group_overage,omitempty"`
+	// DirectoryRoles are the wids claim: tenant-wide role template IDs.
+	DirectoryRoles []string `json:"wids,omitempty"`
+	// TokenType is the idtyp optional claim: "app" for app-only tokens,
+	// "user" for delegated ones, empty when the API did not request it.
+	TokenType string `json:"idtyp,omitempty"`
+	// IdentityProvider (idp) is the authority that authenticated the user
+	// when it differs from the issuer, e.g. for guests.
+	IdentityProvider string `json:"idp,omitempty"`
+	// TokenID is the uti claim, Entra's unique token identifier.
+	TokenID string `json:"uti,omitempty"`
+	// ClientCapabilities is xms_cc, e.g. ["cp1"] for clients that handle
+	// claims challenges.
+	ClientCapabilities []string `json:"xms_cc,omitempty"`
+
+	IssuedAt  time.Time `json:"iat,omitzero"`
+	NotBefore time.Time `json:"nbf,omitzero"`
+	ExpiresAt time.Time `json:"exp,omitzero"`
+
+	// raw is the token payload, kept so that claims without a field stay
+	// reachable. It is decoded into a map only when first asked for.
+	payload *payload
+}
+
+// payload is behind a pointer so that Claims values can be copied freely.
+type payload struct {
+	raw  []byte
+	once sync.Once
+	m    map[string]json.RawMessage
+	err  error
+}
+
+// HasScope reports whether the token grants the delegated scope. The match
+// is exact and case-sensitive, as Entra's scope values are.
+func (c *Claims) HasScope(scope string) bool {
+	return c != nil && slices.Contains(c.Scopes, scope)
+}
+
+// HasRole reports whether the token carries the app role (exact,
+// case-sensitive match).
+func (c *Claims) HasRole(role string) bool {
+	return c != nil && slices.Contains(c.Roles, role)
+}
+
+// IsAppOnly reports whether the token was issued to an application acting
+// on its own behalf (client credentials), with no signed-in user.
+//
+// The idtyp optional claim is authoritative when the API requested it;
+// otherwise the absence of delegated scopes decides, because Entra includes
+// scp only in tokens issued for a user.
+func (c *Claims) IsAppOnly() bool {
+	if c == nil {
+		return false
+	}
+	switch c.TokenType {
+	case "app":
+		return true
+	case "user":
+		return false
+	}
+	return len(c.Scopes) == 0
+}
+
+// Username returns the user's sign-in name: preferred_username for v2
+// tokens, upn or unique_name for v1 tokens. It is for display and logs only.
+func (c *Claims) Username() string {
+	switch {
+	case c == nil:
+		return ""
+	case c.PreferredUsername != "":
+		return c.PreferredUsername
+	case c.UPN != "":
+		return c.UPN
+	}
+	return c.UniqueName
+}
+
+// Get returns the raw JSON value of any claim in the token, or false if the
+// token does not carry it.
+func (c *Claims) Get(name string) (json.RawMessage, bool) {
+	m, err := c.claimMap()
+	if err != nil {
+		return nil, false
+	}
+	v, ok := m[name]
+	return v, ok
+}
+
+// Decode unmarshals the named claim into v. It returns ErrClaimNotFound when
+// the token does not carry the claim.
+func (c *Claims) Decode(name string, v any) error {
+	m, err := c.claimMap()
+	if err != nil {
+		return err
+	}
+	raw, ok := m[name]
+	if !ok {
+		return ErrClaimNotFound
+	}
+	return json.Unmarshal(raw, v)
+}
+
+// Raw returns a copy of the token's JSON payload.
+func (c *Claims) Raw() []byte {
+	if c == nil || c.payload == nil {
+		return nil
+	}
+	return slices.Clone(c.payload.raw)
+}
+
+func (c *Claims) claimMap() (map[string]json.RawMessage, error) {
+	if c == nil || c.payload == nil {
+		return nil, nil
+	}
+	p := c.payload
+	p.once.Do(func() { p.err = json.Unmarshal(p.raw, &p.m) })
+	return p.m, p.err
+}

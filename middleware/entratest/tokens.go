@@ -1,0 +1,278 @@
+package entratest
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// DefaultScope is the delegated scope of minted user tokens unless Scopes is
+// given: the name the Azure portal suggests when exposing an API.
+const DefaultScope = "access_as_user"
+
+// DefaultLifetime is the lifetime of minted tokens. Entra picks 60 to 90
+// minutes at random; tests want a fixed value.
+const DefaultLifetime = 75 * time.Minute
+
+// TokenOption changes a minted token. Options apply in order, after the
+// defaults of the token kind, so a later option wins.
+type TokenOption func(*tokenSpec)
+
+type tokenSpec struct {
+	version     string
+	kind        kind
+	issued      time.Time
+	life        time.Duration
+	expired     bool
+	key         *Key
+	claimEdits  []func(s *tokenSpec, claims map[string]any)
+	headerEdits []func(header map[string]any)
+	t           *Tenant
+}
+
+type kind int
+
+const (
+	delegated kind = iota
+	appOnly
+	idToken
+)
+
+func editClaims(f func(s *tokenSpec, claims map[string]any)) TokenOption {
+	return func(s *tokenSpec) { s.claimEdits = append(s.claimEdits, f) }
+}
+
+// V1 mints a v1.0 token: sts.windows.net issuer, api:// audience, appid,
+// upn and unique_name, an x5t header. Tokens are v2.0 by default.
+func V1() TokenOption { return func(s *tokenSpec) { s.version = "1.0" } }
+
+// Scopes sets scp (space-joined). With no arguments scp is removed.
+func Scopes(scopes ...string) TokenOption {
+	return editClaims(func(_ *tokenSpec, c map[string]any) {
+		if len(scopes) == 0 {
+			delete(c, "scp")
+			return
+		}
+		c["scp"] = strings.Join(scopes, " ")
+	})
+}
+
+// Roles sets the roles array. With no arguments roles is removed.
+func Roles(roles ...string) TokenOption {
+	return editClaims(func(_ *tokenSpec, c map[string]any) {
+		if len(roles) == 0 {
+			delete(c, "roles")
+			return
+		}
+		c["roles"] = roles
+	})
+}
+
+// Groups sets the groups array.
+func Groups(ids ...string) TokenOption { return Claim("groups", ids) }
+
+// Audience sets aud; pass a string or a []string.
+func Audience(aud any) TokenOption { return Claim("aud", aud) }
+
+// Issuer sets iss.
+func Issuer(iss string) TokenOption { return Claim("iss", iss) }
+
+// Claim sets any claim to any JSON-encodable value, overriding defaults,
+// e.g. Claim("exp", "1700000000") for a NumericDate sent as a string.
+func Claim(name string, value any) TokenOption {
+	return editClaims(func(_ *tokenSpec, c map[string]any) { c[name] = value })
+}
+
+// WithoutClaim removes claims from the token.
+func WithoutClaim(names ...string) TokenOption {
+	return editClaims(func(_ *tokenSpec, c map[string]any) {
+		for _, n := range names {
+			delete(c, n)
+		}
+	})
+}
+
+// Header sets a JOSE header member. Setting alg changes only the header,
+// not how the token is signed: that is what tests of alg confusion need.
+func Header(name string, value any) TokenOption {
+	return func(s *tokenSpec) {
+		s.headerEdits = append(s.headerEdits, func(h map[string]any) { h[name] = value })
+	}
+}
+
+// WithoutHeader removes JOSE header members, e.g. kid.
+func WithoutHeader(names ...string) TokenOption {
+	return func(s *tokenSpec) {
+		s.headerEdits = append(s.headerEdits, func(h map[string]any) {
+			for _, n := range names {
+				delete(h, n)
+			}
+		})
+	}
+}
+
+// SignedWith signs with k instead of the server's signing key; kid follows
+// k. Use Server.NewKey for a key the tenant never published.
+func SignedWith(k *Key) TokenOption { return func(s *tokenSpec) { s.key = k } }
+
+// IssuedAt sets when the token was issued: iat and nbf are t, exp is t plus
+// the lifetime.
+func IssuedAt(t time.Time) TokenOption { return func(s *tokenSpec) { s.issued = t } }
+
+// Lifetime sets exp to iat plus d.
+func Lifetime(d time.Duration) TokenOption { return func(s *tokenSpec) { s.life = d } }
+
+// Expired mints a token that expired an hour ago, beyond any clock skew.
+func Expired() TokenOption { return func(s *tokenSpec) { s.expired = true } }
+
+// ForUser mints a delegated or ID token for u instead of the tenant's user.
+func ForUser(u User) TokenOption {
+	return editClaims(func(s *tokenSpec, c map[string]any) { s.setUser(c, u) })
+}
+
+// ClientApp sets the calling application (azp in v2, appid in v1).
+func ClientApp(appID string) TokenOption {
+	return editClaims(func(s *tokenSpec, c map[string]any) {
+		if s.version == "1.0" {
+			c["appid"] = appID
+		} else {
+			c["azp"] = appID
+		}
+	})
+}
+
+// AccessToken mints a delegated (user) access token for the tenant's API, as
+// Entra issues to a client app acting for User: v2.0 unless V1 is given,
+// with scp DefaultScope unless Scopes is given.
+func (t *Tenant) AccessToken(opts ...TokenOption) string {
+	return t.mint(delegated, opts)
+}
+
+// AppToken mints an app-only (client credentials) access token for the
+// tenant's API, as a daemon receives it: idtyp app, oid and sub of the
+// daemon's service principal, no scp. Like Entra, it has no roles claim
+// unless Roles is given (no application permission granted).
+func (t *Tenant) AppToken(opts ...TokenOption) string {
+	return t.mint(appOnly, opts)
+}
+
+// IDToken mints an OpenID Connect ID token for the tenant's user, with aud
+// the API's client ID (the tutorial's single app registration). It is not an
+// access token, and an API must refuse it.
+func (t *Tenant) IDToken(opts ...TokenOption) string {
+	return t.mint(idToken, opts)
+}
+
+func (t *Tenant) mint(k kind, opts []TokenOption) string {
+	s := &tokenSpec{version: "2.0", kind: k, issued: time.Now(), life: DefaultLifetime, t: t}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.expired {
+		s.issued = time.Now().Add(-time.Hour - s.life)
+	}
+	if s.key == nil {
+		s.key = t.server.SigningKey()
+	}
+	header := map[string]any{"typ": "JWT", "alg": "RS256", "kid": s.key.ID}
+	if s.version == "1.0" {
+		header["x5t"] = s.key.ID
+	}
+	claims := s.defaults()
+	for _, edit := range s.claimEdits {
+		edit(s, claims)
+	}
+	for _, edit := range s.headerEdits {
+		edit(header)
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims(claims))
+	tok.Header = header
+	signed, err := tok.SignedString(s.key.priv)
+	if err != nil {
+		panic("entratest: signing: " + err.Error())
+	}
+	return signed
+}
+
+// defaults are the claims Entra puts in a token of this kind and version.
+func (s *tokenSpec) defaults() map[string]any {
+	t := s.t
+	iat := s.issued.Unix()
+	c := map[string]any{
+		"tid": t.ID,
+		"ver": s.version,
+		"iat": iat,
+		"nbf": iat,
+		"exp": iat + int64(s.life/time.Second),
+		"aio": opaque(60),
+		"rh":  "1.A" + opaque(48) + ".",
+		"uti": opaque(16),
+		"aud": t.ClientID,
+		"iss": t.IssuerV2(),
+	}
+	if s.version == "1.0" {
+		c["iss"] = t.IssuerV1()
+		c["aud"] = "api://" + t.ClientID
+	}
+	switch s.kind {
+	case delegated:
+		if s.version == "1.0" {
+			c["appid"] = t.ClientApp
+			c["appidacr"] = "0"
+			c["acr"] = "1"
+			c["amr"] = []string{"pwd"}
+			c["ipaddr"] = "127.0.0.1"
+		} else {
+			c["azp"] = t.ClientApp
+			c["azpacr"] = "0"
+		}
+		c["scp"] = DefaultScope
+		s.setUser(c, t.User)
+	case appOnly:
+		if s.version == "1.0" {
+			c["appid"] = t.DaemonApp
+			c["appidacr"] = "1"
+		} else {
+			c["azp"] = t.DaemonApp
+			c["azpacr"] = "1"
+		}
+		c["idtyp"] = "app"
+		c["oid"] = t.DaemonObjectID
+		c["sub"] = t.DaemonObjectID
+	case idToken:
+		// An ID token is for the client app that signed the user in; in the
+		// tutorial's single registration that is the API's own client ID.
+		c["aud"] = t.ClientID
+		c["nonce"] = opaque(12)
+		delete(c, "rh")
+		delete(c, "uti")
+		s.setUser(c, t.User)
+	}
+	return c
+}
+
+func (s *tokenSpec) setUser(c map[string]any, u User) {
+	if s.kind == appOnly {
+		return
+	}
+	c["oid"] = u.ObjectID
+	c["name"] = u.Name
+	// sub is pairwise: stable for one user and one app, different per app.
+	sum := sha256.Sum256([]byte(u.ObjectID + "|" + s.t.ClientID))
+	c["sub"] = base64.RawURLEncoding.EncodeToString(sum[:])
+	if s.version == "1.0" && s.kind != idToken {
+		c["upn"] = u.Username
+		c["unique_name"] = u.Username
+		if u.GivenName != "" {
+			c["given_name"] = u.GivenName
+		}
+		if u.FamilyName != "" {
+			c["family_name"] = u.FamilyName
+		}
+	} else {
+		c["preferred_username"] = u.Username
+	}
+}

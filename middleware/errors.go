@@ -1,0 +1,130 @@
+package middleware
+
+import (
+	"errors"
+	"net/http"
+)
+
+// Reasons a request or token is refused. Every error the package returns for
+// a refused token wraps exactly one of them, so errors.Is tells them apart;
+// errors.As with *Error gives the HTTP status and the response details.
+var (
+	// ErrMissingToken: the request carries no Bearer credentials (no
+	// Authorization header, or another scheme). 401 without an error code.
+	ErrMissingToken = errors.New("no bearer token in the request")
+	// ErrMalformedRequest: the Authorization header is not a single, well
+	// formed Bearer credential (repeated headers, an empty token). 400.
+	ErrMalformedRequest = errors.New("malformed bearer authorization request")
+
+	// The token is refused (401 invalid_token):
+	ErrMalformedToken       = errors.New("token is malformed")
+	ErrTokenTooLarge        = errors.New("token is too large")
+	ErrUnsupportedAlgorithm = errors.New("token signing algorithm is not accepted")
+	ErrMissingKeyID         = errors.New("token header has no key ID")
+	ErrCriticalHeader       = errors.New("token header lists critical extensions")
+	ErrUnknownSigningKey    = errors.New("token is signed with an unknown key")
+	ErrInvalidSignature     = errors.New("token signature is invalid")
+	ErrTokenExpired         = errors.New("token is expired")
+	ErrTokenNotYetValid     = errors.New("token is not valid yet")
+	ErrInvalidIssuedAt      = errors.New("token issued-at time is invalid")
+	ErrInvalidAudience      = errors.New("token audience is not this API")
+	ErrGraphToken           = errors.New("token is for Microsoft Graph, not this API")
+	ErrInvalidIssuer        = errors.New("token issuer is not accepted")
+	ErrInvalidVersion       = errors.New("token version is not accepted")
+	ErrNotAccessToken       = errors.New("token has neither scopes nor roles")
+
+	// ErrInsufficientScope: the token is valid but lacks a required scope or
+	// role. 403 insufficient_scope.
+	ErrInsufficientScope = errors.New("token lacks a required scope or role")
+
+	// ErrKeysUnavailable: the signing keys could not be loaded from Entra, so
+	// the token cannot be checked either way. 503 with Retry-After; the
+	// client should retry, its token may well be fine.
+	ErrKeysUnavailable = errors.New("signing keys are unavailable")
+
+	// ErrClosed: Validate was called after Close.
+	ErrClosed = errors.New("authenticator is closed")
+)
+
+// RFC 6750 §3.1 error codes.
+const (
+	CodeInvalidRequest    = "invalid_request"
+	CodeInvalidToken      = "invalid_token"
+	CodeInsufficientScope = "insufficient_scope"
+	// CodeTemporarilyUnavailable is used in the JSON body of 503 answers.
+	CodeTemporarilyUnavailable = "temporarily_unavailable"
+)
+
+// Error is a refused request or token. It wraps one of the Err* reasons and,
+// when there is one, the underlying cause.
+type Error struct {
+	// Reason is one of the package's Err* sentinel errors.
+	Reason error
+	// Status is the HTTP status for the response: 400, 401, 403 or 503.
+	Status int
+	// Code is the RFC 6750 error code, empty for ErrMissingToken.
+	Code string
+	// Description is safe to send to the caller: it names the problem
+	// without echoing token content or internal details.
+	Description string
+	// Scopes lists the scopes that would satisfy the request, for the
+	// scope attribute of a 403 answer.
+	Scopes []string
+	// RetryAfterSeconds is set for 503 answers.
+	RetryAfterSeconds int
+	// Err is the underlying cause, for logs. It is never sent to callers.
+	Err error
+}
+
+func (e *Error) Error() string {
+	msg := "entragate: " + e.Reason.Error()
+	if e.Description != "" {
+		msg = "entragate: " + e.Description
+	}
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+// Unwrap makes errors.Is match the reason and the cause.
+func (e *Error) Unwrap() []error {
+	if e.Err == nil {
+		return []error{e.Reason}
+	}
+	return []error{e.Reason, e.Err}
+}
+
+// statusFor maps a reason to its HTTP status and RFC 6750 code.
+func statusFor(reason error) (int, string) {
+	switch reason {
+	case ErrMissingToken:
+		return http.StatusUnauthorized, ""
+	case ErrMalformedRequest:
+		return http.StatusBadRequest, CodeInvalidRequest
+	case ErrInsufficientScope:
+		return http.StatusForbidden, CodeInsufficientScope
+	case ErrKeysUnavailable, ErrClosed:
+		return http.StatusServiceUnavailable, CodeTemporarilyUnavailable
+	}
+	return http.StatusUnauthorized, CodeInvalidToken
+}
+
+// newError builds an Error for reason with a caller-safe description.
+func newError(reason error, description string, cause error) *Error {
+	status, code := statusFor(reason)
+	if description == "" {
+		description = reason.Error()
+	}
+	return &Error{Reason: reason, Status: status, Code: code, Description: description, Err: cause}
+}
+
+// asError returns err as *Error, wrapping unknown errors as a malformed
+// token so that nothing internal reaches the caller.
+func asError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return newError(ErrMalformedToken, "", err)
+}

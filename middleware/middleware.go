@@ -1,0 +1,105 @@
+package middleware
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/entragate/entragate/claims"
+)
+
+// RequireAuth is standard net/http middleware: it lets a request through only
+// with a valid Entra access token in its Authorization header, and stores the
+// token's claims in the request context (claims.FromContext). It works with
+// http.ServeMux, chi's Use, With and Group, and any router that takes
+// func(http.Handler) http.Handler.
+//
+// Refused requests are answered by Config.ErrorHandler (default WriteError)
+// and logged once. Tokens are read only from the Authorization header, never
+// from the query string or a form body.
+func (a *Authenticator) RequireAuth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := context.WithValue(r.Context(), stateKey{}, a.state)
+		raw, e := bearerToken(r, a.s.MaxTokenSize)
+		var c *claims.Claims
+		if e == nil {
+			c, e = a.validate(ctx, raw)
+		}
+		if e != nil {
+			r = r.WithContext(ctx)
+			logRefusal(a.s.logger, r, e, c)
+			a.s.ErrorHandler(w, r, e)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(claims.NewContext(ctx, c)))
+	})
+}
+
+// bearerToken extracts the token per RFC 6750 §2.1. The scheme name is
+// case-insensitive (RFC 7235 §2.1).
+func bearerToken(r *http.Request, maxSize int) (string, *Error) {
+	values := r.Header.Values("Authorization")
+	switch len(values) {
+	case 0:
+		return "", newError(ErrMissingToken, "this API requires a bearer token", nil)
+	case 1:
+	default:
+		return "", newError(ErrMalformedRequest, "the request has more than one Authorization header", nil)
+	}
+	v := strings.TrimSpace(values[0])
+	if v == "" {
+		return "", newError(ErrMissingToken, "this API requires a bearer token", nil)
+	}
+	scheme, token := v, ""
+	if i := strings.IndexAny(v, " \t"); i >= 0 {
+		scheme, token = v[:i], strings.TrimLeft(v[i:], " \t")
+	}
+	if !strings.EqualFold(scheme, "Bearer") {
+		// Another scheme (Basic, Negotiate...): no Bearer credentials at all.
+		return "", newError(ErrMissingToken, "this API requires a bearer token", nil)
+	}
+	switch {
+	case token == "":
+		return "", newError(ErrMalformedRequest, "the bearer token is empty", nil)
+	case len(token) > maxSize:
+		return "", newError(ErrTokenTooLarge, "the token exceeds the accepted size", nil)
+	case strings.ContainsAny(token, " \t,"):
+		return "", newError(ErrMalformedRequest, "the Authorization header must hold exactly one bearer token", nil)
+	}
+	return token, nil
+}
+
+// logRefusal logs a refused request once, with the reason and claims that
+// identify the caller. The token itself is never logged. Claims are those
+// the token presented, which are unverified when validation failed.
+func logRefusal(logger *slog.Logger, r *http.Request, e *Error, c *claims.Claims) {
+	level := slog.LevelInfo
+	if e.Reason == ErrMissingToken {
+		level = slog.LevelDebug
+	}
+	ctx := r.Context()
+	if !logger.Enabled(ctx, level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("reason", e.Reason.Error()),
+		slog.Int("status", e.Status),
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+	}
+	if e.Err != nil && e.Status != 403 {
+		attrs = append(attrs, slog.String("cause", e.Err.Error()))
+	}
+	if c != nil {
+		attrs = append(attrs, slog.Group("claims",
+			slog.String("tid", c.TenantID),
+			slog.String("oid", c.ObjectID),
+			slog.String("client_app_id", c.ClientAppID),
+			slog.Any("aud", c.Audience),
+			slog.String("iss", c.Issuer),
+			slog.String("ver", c.Version),
+		))
+	}
+	logger.LogAttrs(ctx, level, "entragate: request refused", attrs...)
+}

@@ -1,0 +1,144 @@
+package middleware
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// WriteError writes the standard answer for a refused request, per RFC 6750
+// §3: the status, a WWW-Authenticate challenge (for 401 and 403), and a JSON
+// body {"error": ..., "error_description": ...}. It is the default
+// Config.ErrorHandler; custom handlers may call it after their own work.
+// Errors that are not *Error are answered as 401 invalid_token.
+func WriteError(w http.ResponseWriter, r *http.Request, err *Error) {
+	if err == nil {
+		err = newError(ErrMalformedToken, "", nil)
+	}
+	writeError(w, err, realmFrom(r))
+}
+
+func writeError(w http.ResponseWriter, e *Error, realm string) {
+	h := w.Header()
+	switch e.Status {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusBadRequest:
+		h.Set("WWW-Authenticate", challenge(e, realm))
+	case http.StatusServiceUnavailable:
+		retry := e.RetryAfterSeconds
+		if retry < 1 {
+			retry = 1
+		}
+		h.Set("Retry-After", strconv.Itoa(retry))
+	}
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(e.Status)
+	code := e.Code
+	if code == "" {
+		code = "unauthorized"
+	}
+	_ = json.NewEncoder(w).Encode(struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description,omitempty"`
+	}{code, e.Description})
+}
+
+// challenge builds the WWW-Authenticate value. A request without credentials
+// gets no error code (RFC 6750 §3: the client may not know auth is needed).
+func challenge(e *Error, realm string) string {
+	var b strings.Builder
+	b.WriteString("Bearer")
+	sep := " "
+	param := func(name, value string) {
+		b.WriteString(sep)
+		b.WriteString(name)
+		b.WriteString(`="`)
+		b.WriteString(quotable(value))
+		b.WriteString(`"`)
+		sep = ", "
+	}
+	if realm != "" {
+		param("realm", realm)
+	}
+	if e.Code == "" {
+		return b.String()
+	}
+	param("error", e.Code)
+	if e.Description != "" {
+		param("error_description", e.Description)
+	}
+	if e.Code == CodeInsufficientScope && len(e.Scopes) > 0 {
+		param("scope", strings.Join(e.Scopes, " "))
+	}
+	return b.String()
+}
+
+// quotable keeps only the characters RFC 6750 allows in its quoted values
+// (%x20-21 / %x23-5B / %x5D-7E): no quotes, backslashes or control bytes.
+func quotable(s string) string {
+	ok := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			ok = false
+			break
+		}
+	}
+	if ok {
+		return s
+	}
+	b := []byte(s)
+	out := b[:0]
+	for _, c := range b {
+		switch {
+		case c == '"':
+			out = append(out, '\'')
+		case c < 0x20 || c > 0x7e || c == '\\':
+			out = append(out, '?')
+		default:
+			out = append(out, c)
+		}
+	}
+	return string(out)
+}
+
+// requestState is what RequireAuth leaves in the request context for the
+// per-route Require* guards: how to answer, and in which realm.
+type requestState struct {
+	handler func(http.ResponseWriter, *http.Request, *Error)
+	realm   string
+	logger  *slog.Logger
+}
+
+type stateKey struct{}
+
+func realmFrom(r *http.Request) string {
+	if r == nil {
+		return ""
+	}
+	if st, ok := r.Context().Value(stateKey{}).(*requestState); ok {
+		return st.realm
+	}
+	return ""
+}
+
+// refuse answers a refused request with the handler RequireAuth was
+// configured with, or WriteError when none is known.
+func refuse(w http.ResponseWriter, r *http.Request, err error) {
+	e := asError(err)
+	if st, ok := r.Context().Value(stateKey{}).(*requestState); ok && st.handler != nil {
+		st.handler(w, r, e)
+		return
+	}
+	WriteError(w, r, e)
+}
+
+// errorsAs is errors.As for *Error, kept short at call sites.
+func errorsAs(err error) (*Error, bool) {
+	var e *Error
+	ok := errors.As(err, &e)
+	return e, ok
+}
