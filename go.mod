@@ -1,10 +1,11 @@
 module github.com/entragate/entragate
 
-go 1.26.8
+go 1.25.0
 
 require (
 	github.com/MicahParks/jwkset v0.11.4
 	github.com/MicahParks/keyfunc/v3 v3.9.1
+	github.com/go-chi/chi/v5 v5.5.0
 	github.com/golang-jwt/jwt/v5 v5.3.1
 )
 

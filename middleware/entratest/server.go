@@ -82,6 +82,7 @@ type Server struct {
 	faults    map[Endpoint]Fault
 	delays    map[Endpoint]time.Duration
 	counts    map[Endpoint]*atomic.Int64
+	extra     *http.ServeMux
 }
 
 // NewServer starts a Server on a random loopback port. Call Close when done;
@@ -115,6 +116,7 @@ func Start(addr string) (*Server, error) {
 		faults:  map[Endpoint]Fault{},
 		delays:  map[Endpoint]time.Duration{},
 		counts:  map[Endpoint]*atomic.Int64{},
+		extra:   http.NewServeMux(),
 	}
 	for _, e := range endpoints {
 		s.counts[e] = &atomic.Int64{}
@@ -248,8 +250,17 @@ const (
 	tenantTemplate      = "{tenantid}"
 )
 
+// Handle adds a route of the caller's own to the server, e.g. a token
+// minting endpoint for local development. Tenant routes keep precedence for
+// the paths Entra uses.
+func (s *Server) Handle(pattern string, h http.Handler) { s.extra.Handle(pattern, h) }
+
 // serve routes /{tenant}/... like login.microsoftonline.com does.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if h, pattern := s.extra.Handler(r); pattern != "" {
+		h.ServeHTTP(w, r)
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		writeJSON(w, http.StatusMethodNotAllowed, entraError("invalid_request", "AADSTS900561: The endpoint only accepts GET requests."))
