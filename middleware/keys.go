@@ -22,7 +22,8 @@ import (
 //
 //   - Metadata and keys are loaded when the Authenticator starts, then every
 //     KeyRefreshInterval (default 1 h). A failed load keeps the last good keys
-//     and is retried with backoff from 1 s up to maxRetryBackoff.
+//     and is retried with backoff from 1 s up to maxRetryBackoff (or
+//     KeyRefreshInterval, if shorter).
 //   - A token whose key ID is not in the current set first has to pass every
 //     claim check, so only a token that would otherwise be accepted can cost
 //     a fetch. Then, if no fetch started in the last KeyMissRefreshInterval
@@ -54,7 +55,8 @@ var errKeySetFresh = errors.New("key set is fresh; refresh scheduled")
 type keySnapshot struct {
 	keyfunc    keyfunc.Keyfunc
 	keyIssuers map[string]string // kid -> Entra's per-key issuer, when given
-	issuers    []issuerRule
+	issuers    []issuerRule      // accepted issuers
+	metadata   []issuerRule      // issuers the metadata documents announce
 	kids       []string
 }
 
@@ -143,7 +145,8 @@ func (m *keyManager) run() {
 		}
 		if err := m.refresh(); err != nil {
 			m.failures.Add(1)
-			backoff = min(max(2*backoff, time.Second), maxRetryBackoff)
+			// Retry sooner than the regular refresh, never later.
+			backoff = min(max(2*backoff, time.Second), maxRetryBackoff, m.s.KeyRefreshInterval)
 			m.s.logger.Warn("entragate: loading Entra metadata or signing keys failed; keeping the last good keys",
 				slog.String("error", err.Error()), slog.Duration("retry_in", backoff),
 				slog.Bool("have_keys", m.snap.Load() != nil))
@@ -212,6 +215,7 @@ func (m *keyManager) load(ctx context.Context) (*keySnapshot, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	announced := slices.Clone(issuers)
 	if len(m.s.Issuers) > 0 {
 		issuers = issuers[:0]
 		for _, iss := range m.s.Issuers {
@@ -246,7 +250,7 @@ func (m *keyManager) load(ctx context.Context) (*keySnapshot, error) {
 	}
 	wg.Wait()
 
-	snap := &keySnapshot{keyIssuers: map[string]string{}, issuers: issuers}
+	snap := &keySnapshot{keyIssuers: map[string]string{}, issuers: issuers, metadata: announced}
 	var all []jwkset.JWK
 	for i, r := range keyResults {
 		if r.err != nil {
@@ -387,7 +391,7 @@ func (m *keyManager) verificationKey(ctx context.Context, snap *keySnapshot, t *
 		return nil, newError(ErrUnknownSigningKey, "", err)
 	}
 	kid, _ := t.Header["kid"].(string)
-	if keyIss, ok := snap.keyIssuers[kid]; ok && !keyIssuerAllows(keyIss, iss, tid, snap.issuers) {
+	if keyIss, ok := snap.keyIssuers[kid]; ok && !keyIssuerAllows(keyIss, iss, tid, snap.metadata) {
 		return nil, newError(ErrInvalidIssuer, "the token's signing key is not valid for its issuer", nil)
 	}
 	return key, nil

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -60,6 +61,14 @@ const (
 	// EmptyKeySet answers key-set requests with {"keys":[]}.
 	EmptyKeySet
 )
+
+func (f Fault) String() string {
+	names := [...]string{"NoFault", "Unavailable", "ServerError", "Hang", "Garbage", "Huge", "EmptyKeySet"}
+	if f < 0 || int(f) >= len(names) {
+		return "Fault(" + strconv.Itoa(int(f)) + ")"
+	}
+	return names[f]
+}
 
 // Server is a fake Entra ID authority on loopback. It serves the OpenID
 // metadata and key-set documents of its tenants, and of the multi-tenant

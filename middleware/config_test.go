@@ -1,0 +1,126 @@
+package middleware_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/entragate/entragate/middleware"
+	"github.com/entragate/entragate/middleware/entratest"
+)
+
+func TestNewRejectsInvalidConfig(t *testing.T) {
+	const tid, cid = "72f988bf-86f1-41af-91ab-2d7cd011db47", "6e74172b-be56-4843-9ff4-e66a39bb12e3"
+	tests := []struct {
+		name    string
+		cfg     middleware.Config
+		mention string
+	}{
+		{"missing tenant", middleware.Config{ClientID: cid}, "TenantID is required"},
+		{"missing client", middleware.Config{TenantID: tid}, "ClientID is required"},
+		{"tenant not a GUID", middleware.Config{TenantID: "contoso", ClientID: cid}, "not a GUID"},
+		{"client not a GUID", middleware.Config{TenantID: tid, ClientID: cid + "0"}, "not a GUID"},
+		{"plain http authority", middleware.Config{TenantID: tid, ClientID: cid, AuthorityHost: "http://login.example.com"}, "loopback"},
+		{"authority with a path", middleware.Config{TenantID: tid, ClientID: cid, AuthorityHost: "https://login.microsoftonline.com/common"}, "scheme and host only"},
+		{"authority not a URL", middleware.Config{TenantID: tid, ClientID: cid, AuthorityHost: "login.microsoftonline.com"}, "not an absolute URL"},
+		{"ftp authority", middleware.Config{TenantID: tid, ClientID: cid, AuthorityHost: "ftp://login.microsoftonline.com"}, "https"},
+		{"empty audience", middleware.Config{TenantID: tid, ClientID: cid, Audiences: []string{""}}, "empty"},
+		{"scope with a space", middleware.Config{TenantID: tid, ClientID: cid, Scopes: []string{"a b"}}, "scope and role names"},
+		{"unknown token version", middleware.Config{TenantID: tid, ClientID: cid, TokenVersions: 8}, "TokenVersions"},
+		{"issuer not a URL", middleware.Config{TenantID: tid, ClientID: cid, Issuers: []string{"sts"}}, "Issuers"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := middleware.New(context.Background(), tc.cfg)
+			if err == nil {
+				a.Close()
+				t.Fatal("New accepted an invalid configuration")
+			}
+			if !errors.Is(err, middleware.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.mention) {
+				t.Errorf("error %q: want ErrInvalidConfig mentioning %q", err, tc.mention)
+			}
+		})
+	}
+}
+
+func TestTokenVersionsRestrictAcceptedTokens(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	v2only := newAuth(t, tenant, func(c *middleware.Config) { c.TokenVersions = middleware.TokenV2 })
+	if _, err := v2only.Validate(t.Context(), tenant.AccessToken()); err != nil {
+		t.Errorf("v2 token: %v", err)
+	}
+	// The v1 metadata is not even read, so its issuer is unknown.
+	if _, err := v2only.Validate(t.Context(), tenant.AccessToken(entratest.V1())); !errors.Is(err, middleware.ErrInvalidIssuer) {
+		t.Errorf("v1 token with only v2 accepted: %v, want ErrInvalidIssuer", err)
+	}
+	if n := tenant.Server().Requests(entratest.MetadataV1); n != 0 {
+		t.Errorf("v1 metadata fetched %d times by a v2-only API", n)
+	}
+}
+
+func TestExplicitAudiencesReplaceDefaults(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	a := newAuth(t, tenant, func(c *middleware.Config) { c.Audiences = []string{"https://api.contoso.com"} })
+	if _, err := a.Validate(t.Context(), tenant.AccessToken(entratest.V1(), entratest.Audience("https://api.contoso.com"))); err != nil {
+		t.Errorf("custom App ID URI: %v", err)
+	}
+	if _, err := a.Validate(t.Context(), tenant.AccessToken()); !errors.Is(err, middleware.ErrInvalidAudience) {
+		t.Errorf("client ID no longer configured: %v, want ErrInvalidAudience", err)
+	}
+}
+
+func TestExplicitIssuersOverrideMetadata(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	a := newAuth(t, tenant, func(c *middleware.Config) { c.Issuers = []string{"https://sts.windows.net/{tenantid}/"} })
+	if _, err := a.Validate(t.Context(), tenant.AccessToken(entratest.V1())); err != nil {
+		t.Errorf("v1 token with its issuer listed: %v", err)
+	}
+	if _, err := a.Validate(t.Context(), tenant.AccessToken()); !errors.Is(err, middleware.ErrInvalidIssuer) {
+		t.Errorf("v2 issuer not listed: %v, want ErrInvalidIssuer", err)
+	}
+}
+
+func TestAppSpecificSigningKeysUseTheAppIDQuery(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	a := newAuth(t, tenant, func(c *middleware.Config) { c.AppSpecificSigningKeys = true })
+	if _, err := a.Validate(t.Context(), tenant.AccessToken()); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	if tenant.Server().Requests(entratest.KeysV2) == 0 || tenant.Server().Requests(entratest.KeysV1) == 0 {
+		t.Error("app-specific key sets were not fetched")
+	}
+}
+
+func TestLeewayAndClock(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	issued := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+	exp := issued.Add(time.Hour)
+	tok := tenant.AccessToken(entratest.IssuedAt(issued), entratest.Lifetime(time.Hour))
+	tests := []struct {
+		name   string
+		leeway time.Duration
+		now    time.Time
+		want   error
+	}{
+		{"default leeway: 4 min after exp accepted", 0, exp.Add(4 * time.Minute), nil},
+		{"default leeway: 6 min after exp refused", 0, exp.Add(6 * time.Minute), middleware.ErrTokenExpired},
+		{"default leeway: 4 min before nbf accepted", 0, issued.Add(-4 * time.Minute), nil},
+		{"default leeway: 6 min before nbf refused", 0, issued.Add(-6 * time.Minute), middleware.ErrTokenNotYetValid},
+		{"1 min leeway: 2 min after exp refused", time.Minute, exp.Add(2 * time.Minute), middleware.ErrTokenExpired},
+		{"no leeway: 1 s after exp refused", -1, exp.Add(time.Second), middleware.ErrTokenExpired},
+		{"no leeway: 1 s before exp accepted", -1, exp.Add(-time.Second), nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newAuth(t, tenant, func(c *middleware.Config) {
+				c.Leeway = tc.leeway
+				c.Now = func() time.Time { return tc.now }
+			})
+			if _, err := a.Validate(t.Context(), tok); !errors.Is(err, tc.want) {
+				t.Errorf("Validate: %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
