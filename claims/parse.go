@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 	"time"
 )
@@ -25,8 +24,8 @@ const maxNumericDate = 253402300799
 // Claims. It enforces the JSON types Entra uses, so that an unexpected shape
 // is an error rather than a silently empty field:
 //
-//   - exp, nbf and iat must be JSON numbers (RFC 7519 NumericDate), not
-//     strings, within 0 and year 9999;
+//   - exp, nbf and iat must be JSON integers (RFC 7519 NumericDate, as Entra
+//     writes them), not strings, fractions or exponents, within year 9999;
 //   - aud is a string or an array of strings;
 //   - scp is one space-separated string; roles, groups and wids are arrays
 //     of strings.
@@ -61,10 +60,21 @@ func Parse(raw []byte) (*Claims, error) {
 		IdentityProvider:   w.Idp,
 		TokenID:            w.Uti,
 		ClientCapabilities: w.XmsCc,
-		IssuedAt:           w.Iat.time(),
-		NotBefore:          w.Nbf.time(),
-		ExpiresAt:          w.Exp.time(),
 		payload:            &payload{raw: bytes.Clone(raw)},
+	}
+	for _, d := range []struct {
+		name string
+		raw  json.RawMessage
+		dst  *time.Time
+	}{{"iat", w.Iat, &c.IssuedAt}, {"nbf", w.Nbf, &c.NotBefore}, {"exp", w.Exp, &c.ExpiresAt}} {
+		if d.raw == nil {
+			continue
+		}
+		t, err := parseNumericDate(d.raw)
+		if err != nil {
+			return nil, fmt.Errorf("%w: claim %q: %v", ErrMalformed, d.name, err)
+		}
+		*d.dst = t
 	}
 	if c.ClientAppID == "" {
 		c.ClientAppID = w.Appid
@@ -110,9 +120,9 @@ type wireClaims struct {
 	XmsCc             []string          `json:"xms_cc"`
 	HasGroups         bool              `json:"hasgroups"`
 	ClaimNames        map[string]string `json:"_claim_names"`
-	Iat               *numericDate      `json:"iat"`
-	Nbf               *numericDate      `json:"nbf"`
-	Exp               *numericDate      `json:"exp"`
+	Iat               json.RawMessage   `json:"iat"`
+	Nbf               json.RawMessage   `json:"nbf"`
+	Exp               json.RawMessage   `json:"exp"`
 }
 
 // audience accepts the two forms RFC 7519 allows for aud.
@@ -138,31 +148,26 @@ func (a *audience) UnmarshalJSON(b []byte) error {
 	return errors.New("aud must be a string or an array of strings")
 }
 
-// numericDate is an RFC 7519 NumericDate held as Unix seconds. Unlike
-// golang-jwt's type it refuses a JSON string holding a number.
-type numericDate struct{ unix float64 }
-
-func (d *numericDate) UnmarshalJSON(b []byte) error {
-	if len(b) == 0 || (b[0] != '-' && (b[0] < '0' || b[0] > '9')) {
-		return errors.New("NumericDate claims must be JSON numbers")
+// parseNumericDate reads an RFC 7519 NumericDate. Entra writes them as
+// plain integers; anything else (a string holding a number, which
+// golang-jwt accepts, a fraction, an exponent, a negative or a far-future
+// value) is refused, so that no two parsers can read the same token
+// differently.
+func parseNumericDate(b []byte) (time.Time, error) {
+	if len(b) == 0 || len(b) > 12 {
+		return time.Time{}, errors.New("NumericDate must be an integer between 0 and year 9999")
 	}
-	var f float64
-	if err := json.Unmarshal(b, &f); err != nil {
-		return errors.New("NumericDate claims must be JSON numbers")
+	var v int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return time.Time{}, errors.New("NumericDate must be a JSON integer")
+		}
+		v = v*10 + int64(c-'0')
 	}
-	if math.IsNaN(f) || f < 0 || f > maxNumericDate {
-		return errors.New("NumericDate claim out of range")
+	if v > maxNumericDate {
+		return time.Time{}, errors.New("NumericDate must be an integer between 0 and year 9999")
 	}
-	d.unix = f
-	return nil
-}
-
-func (d *numericDate) time() time.Time {
-	if d == nil {
-		return time.Time{}
-	}
-	sec, frac := math.Modf(d.unix)
-	return time.Unix(int64(sec), int64(frac*1e9)).UTC()
+	return time.Unix(v, 0).UTC(), nil
 }
 
 // describeJSONError names the offending claim without echoing token content.
