@@ -116,7 +116,8 @@ func newError(reason error, description string, cause error) *Error {
 	if description == "" {
 		description = reason.Error()
 	}
-	return &Error{Reason: reason, Status: status, Code: code, Description: description, Err: cause}
+	// Sanitised once, so body, header and logs say the same thing.
+	return &Error{Reason: reason, Status: status, Code: code, Description: quotable(description), Err: cause}
 }
 
 // asError returns err as *Error, wrapping unknown errors as a malformed
