@@ -144,6 +144,11 @@ func (a *Authenticator) validate(ctx context.Context, raw string) (*claims.Claim
 	tc := &tokenClaims{}
 	var found *Error
 	_, err := a.parser.ParseWithClaims(raw, tc, func(t *jwt.Token) (any, error) {
+		if tc.c == nil {
+			// encoding/json skips UnmarshalJSON for a null payload.
+			found = newError(ErrMalformedToken, "the token's claims are not a JSON object", nil)
+			return nil, found
+		}
 		key, e := a.verificationKey(ctx, t, tc.c)
 		if e != nil {
 			found = e
