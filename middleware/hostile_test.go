@@ -185,7 +185,7 @@ func TestHostileTokens(t *testing.T) {
 		{"bad base64 in payload", vh + ".!!!." + vs, ""},
 		{"bad base64 in signature", vh + "." + vp + ".!!!", ""},
 		{"standard base64 alphabet", strings.NewReplacer("-", "+", "_", "/").Replace(valid), ""},
-		{"padded base64 header", base64.URLEncoding.EncodeToString([]byte(`{"alg":"RS256","kid":"` + kid + `","typ":"JWT"}  `)) + "." + vp + "." + vs, ""},
+		{"padded base64 header", base64.URLEncoding.EncodeToString([]byte(`{"alg":"RS256","kid":"`+kid+`","typ":"JWT"}  `)) + "." + vp + "." + vs, ""},
 		{"header not JSON", rs256(t, priv, b64.EncodeToString([]byte("alg=RS256")), vp), ""},
 		{"header a JSON array", rs256(t, priv, b64.EncodeToString([]byte(`["RS256"]`)), vp), ""},
 		{"header with trailing data", rs256(t, priv, b64.EncodeToString([]byte(`{"alg":"RS256","kid":"`+kid+`"}{}`)), vp), ""},
