@@ -35,9 +35,10 @@ import (
 //     interval, never holds requests, and a newly published key is accepted
 //     at most one interval after it first appears in a token.
 //   - At most maxKeyWaiters requests wait at once; more are refused at once.
-//   - While no key set has ever been loaded, requests with a token wait for
-//     the load in progress (bounded by FetchTimeout plus one interval) and are
-//     answered 503 with Retry-After if it fails. No token is ever accepted
+//   - While no key set has been loaded, a request with a token waits for a
+//     load in progress (at most FetchTimeout), or starts one if none started
+//     in the last interval; if that fails, or a load failed moments ago, it
+//     is answered 503 with Retry-After at once. No token is ever accepted
 //     without a verified key.
 const (
 	maxRetryBackoff = 30 * time.Second
@@ -47,9 +48,9 @@ const (
 // errTooManyWaiters is an internal signal: the waiting room is full.
 var errTooManyWaiters = errors.New("too many requests waiting for a key refresh")
 
-// errKeySetFresh is an internal signal: the key set was fetched less than
-// KeyMissRefreshInterval ago, so an unknown key ID is not worth a fetch now.
-var errKeySetFresh = errors.New("key set is fresh; refresh scheduled")
+// errKeySetFresh is an internal signal: the last load started less than
+// KeyMissRefreshInterval ago, so another is scheduled rather than awaited.
+var errKeySetFresh = errors.New("keys were loaded moments ago; the next load is scheduled")
 
 // keySnapshot is one immutable loaded state: keys and issuers.
 type keySnapshot struct {
@@ -294,10 +295,10 @@ func (m *keyManager) current(ctx context.Context) (*keySnapshot, error) {
 }
 
 // await waits for a key-set load. With fresh, the caller saw a key ID the
-// current set lacks and needs a load that starts after the call, which is
-// refused with errKeySetFresh (after scheduling one) while the last load is
-// younger than KeyMissRefreshInterval. Without fresh, a load already running
-// will do.
+// current set lacks and needs a load that starts after the call; without
+// fresh, a load already running will do. If none is running and the last
+// one started less than KeyMissRefreshInterval ago, await schedules one and
+// returns errKeySetFresh at once: requests are never held for the interval.
 func (m *keyManager) await(ctx context.Context, fresh bool) (*keySnapshot, error) {
 	if m.ctx.Err() != nil {
 		return nil, ErrClosed
@@ -316,14 +317,16 @@ func (m *keyManager) await(ctx context.Context, fresh bool) (*keySnapshot, error
 	}
 	recent := time.Since(m.lastAttempt) < m.s.KeyMissRefreshInterval
 	m.mu.Unlock()
-	if !joined {
+	if !joined { // else a load is running: its answer is worth waiting for
 		select {
 		case m.kick <- struct{}{}:
 		default:
 		}
-	}
-	if fresh && recent {
-		return nil, errKeySetFresh
+		if recent {
+			// The last load is younger than the interval: a new one is now
+			// scheduled, but this request is answered at once.
+			return nil, errKeySetFresh
+		}
 	}
 
 	timer := time.NewTimer(m.s.KeyMissRefreshInterval + m.s.FetchTimeout)

@@ -1,0 +1,85 @@
+package entratest_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"time"
+
+	"github.com/entragate/entragate/claims"
+	"github.com/entragate/entragate/middleware"
+	"github.com/entragate/entragate/middleware/entratest"
+)
+
+// A user's handler, tested with realistic tokens from the fake tenant. In a
+// test function, entratest.NewTenant(t) replaces the first three lines.
+func Example() {
+	srv := entratest.NewServer()
+	defer srv.Close()
+	tenant := srv.NewTenant()
+
+	auth, err := middleware.New(context.Background(), tenant.Config())
+	if err != nil {
+		panic(err)
+	}
+	defer auth.Close()
+
+	orders := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, _ := claims.FromContext(r.Context())
+		fmt.Fprintf(w, "orders of %s", c.Name)
+	})
+	h := auth.RequireAuth(middleware.RequireAnyScope("Orders.Read")(orders))
+
+	for _, token := range []string{
+		tenant.AccessToken(entratest.Scopes("Orders.Read")),
+		tenant.AccessToken(entratest.Scopes("Profile.Read")),
+		tenant.AccessToken(entratest.Scopes("Orders.Read"), entratest.Expired()),
+	} {
+		req := httptest.NewRequest(http.MethodGet, "/orders", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		fmt.Println(rec.Code, rec.Header().Get("WWW-Authenticate"), rec.Body.String())
+	}
+	// Output:
+	// 200  orders of Ada Lovelace
+	// 403 Bearer error="insufficient_scope", error_description="the token needs one of the scopes: Orders.Read", scope="Orders.Read" {"error":"insufficient_scope","error_description":"the token needs one of the scopes: Orders.Read"}
+	//
+	// 401 Bearer error="invalid_token", error_description="the token is expired" {"error":"invalid_token","error_description":"the token is expired"}
+}
+
+// Simulating an outage, then a key rotation.
+func ExampleServer_SetFault() {
+	srv := entratest.NewServer()
+	defer srv.Close()
+	tenant := srv.NewTenant()
+	cfg := tenant.Config()
+	cfg.KeyMissRefreshInterval = 50 * time.Millisecond // retry quickly, for the example
+
+	srv.SetFault(entratest.All, entratest.Unavailable)
+	auth, _ := middleware.New(context.Background(), cfg)
+	defer auth.Close()
+	_, err := auth.Validate(context.Background(), tenant.AccessToken())
+	var e *middleware.Error
+	errors.As(err, &e)
+	fmt.Println("provider down:", e.Status, errors.Is(err, middleware.ErrKeysUnavailable))
+
+	srv.SetFault(entratest.All, entratest.NoFault)
+	for !auth.Ready() {
+		time.Sleep(10 * time.Millisecond)
+		_, _ = auth.Validate(context.Background(), tenant.AccessToken())
+	}
+	fmt.Println("provider back:", auth.Ready())
+
+	srv.RotateKey()
+	token := tenant.AccessToken() // signed with the new key
+	time.Sleep(60 * time.Millisecond)
+	_, err = auth.Validate(context.Background(), token)
+	fmt.Println("new key accepted:", err == nil)
+	// Output:
+	// provider down: 503 true
+	// provider back: true
+	// new key accepted: true
+}
