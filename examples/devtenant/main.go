@@ -51,20 +51,7 @@ func main() {
 	defer srv.Close()
 	tenant := srv.NewTenant(entratest.WithTenantID(*tenantID), entratest.WithClientID(*clientID))
 
-	srv.Handle("GET /dev/token", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		v := 2
-		if q.Get("version") == "1" {
-			v = 1
-		}
-		tok, err := mint(tenant, q.Get("kind"), v, q.Get("scopes"), q.Get("roles"))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, tok)
-	}))
+	srv.Handle("GET /dev/token", tokenHandler(tenant))
 
 	first, err := mint(tenant, *kind, *version, *scopes, *roles)
 	if err != nil {
@@ -84,6 +71,25 @@ A %[5]s token (v%[6]d):
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
 	<-stop
+}
+
+// tokenHandler mints a token per request: ?kind=user|app|id&version=1|2
+// &scopes=a,b&roles=c,d.
+func tokenHandler(tenant *entratest.Tenant) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		v := 2
+		if q.Get("version") == "1" {
+			v = 1
+		}
+		tok, err := mint(tenant, q.Get("kind"), v, q.Get("scopes"), q.Get("roles"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, tok)
+	})
 }
 
 func mint(t *entratest.Tenant, kind string, version int, scopes, roles string) (string, error) {

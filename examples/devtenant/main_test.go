@@ -1,0 +1,66 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/entragate/entragate/middleware"
+	"github.com/entragate/entragate/middleware/entratest"
+)
+
+func TestTokenEndpointMintsValidTokens(t *testing.T) {
+	srv, err := entratest.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	tenant := srv.NewTenant(entratest.WithTenantID(defaultTenantID), entratest.WithClientID(defaultClientID))
+	srv.Handle("GET /dev/token", tokenHandler(tenant))
+	auth, err := middleware.New(t.Context(), middleware.Config{
+		TenantID: defaultTenantID, ClientID: defaultClientID, AuthorityHost: srv.URL,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { auth.Close() })
+
+	tests := []struct {
+		query   string
+		status  int
+		want    error
+		appOnly bool
+	}{
+		{"kind=user&scopes=SecureData.Read", 200, nil, false},
+		{"kind=user&version=1&scopes=A,B", 200, nil, false},
+		{"kind=app&roles=SecureData.Read.All", 200, nil, true},
+		{"kind=app", 200, middleware.ErrNotAccessToken, true},
+		{"kind=id", 200, middleware.ErrNotAccessToken, false},
+		{"kind=refresh", 400, nil, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.query, func(t *testing.T) {
+			resp, err := http.Get(srv.URL + "/dev/token?" + tc.query)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d: %s", resp.StatusCode, body)
+			}
+			if tc.status != 200 {
+				return
+			}
+			c, err := auth.Validate(t.Context(), strings.TrimSpace(string(body)))
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("Validate: %v, want %v", err, tc.want)
+			}
+			if err == nil && c.IsAppOnly() != tc.appOnly {
+				t.Errorf("app-only %v, want %v", c.IsAppOnly(), tc.appOnly)
+			}
+		})
+	}
+}

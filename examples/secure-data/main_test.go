@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/entragate/entragate/examples/internal/demo"
+	"github.com/entragate/entragate/middleware"
+	"github.com/entragate/entragate/middleware/entratest"
+)
+
+func TestSecureDataRoutes(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	auth, err := middleware.New(t.Context(), tenant.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { auth.Close() })
+	srv := httptest.NewServer(routes(auth))
+	t.Cleanup(srv.Close)
+
+	tests := []struct {
+		name, path, token string
+		status            int
+		message           string
+		caller            string
+	}{
+		{"health is public", "/healthz", "", 200, "", ""},
+		{"user with the scope", "/secure-data", tenant.AccessToken(entratest.Scopes(demo.ReadScope)), 200, "Hello Ada Lovelace, this is protected data.", "user"},
+		{"v1 user with the scope", "/secure-data", tenant.AccessToken(entratest.V1(), entratest.Scopes(demo.ReadScope)), 200, "Hello Ada Lovelace, this is protected data.", "user"},
+		{"daemon with the role", "/secure-data", tenant.AppToken(entratest.Roles(demo.ReadRole)), 200, "Hello app " + tenant.DaemonApp + ", this is protected data.", "app"},
+		{"user without the scope", "/secure-data", tenant.AccessToken(), 403, "", ""},
+		{"daemon without the role", "/secure-data", tenant.AppToken(entratest.Roles("Other")), 403, "", ""},
+		{"no token", "/secure-data", "", 401, "", ""},
+		{"ID token", "/secure-data", tenant.IDToken(), 401, "", ""},
+		{"me with any valid token", "/me", tenant.AccessToken(), 200, "", "user"},
+		{"me without a token", "/me", "", 401, "", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodGet, srv.URL+tc.path, nil)
+			if tc.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tc.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var body struct {
+				Message string `json:"message"`
+				Caller  struct {
+					Type string `json:"type"`
+				} `json:"caller"`
+				Error string `json:"error"`
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tc.status || body.Message != tc.message || body.Caller.Type != tc.caller {
+				t.Errorf("got %d %+v, want %d %q %q", resp.StatusCode, body, tc.status, tc.message, tc.caller)
+			}
+		})
+	}
+}
+
+// TestOfflineModePrintsWorkingCurlCommands starts the sample as a new user
+// would (no configuration) and runs every printed curl command.
+func TestOfflineModePrintsWorkingCurlCommands(t *testing.T) {
+	for _, v := range []string{"AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_AUTHORITY_HOST"} {
+		t.Setenv(v, "")
+	}
+	setup, err := demo.FromEnv(t.Context(), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(setup.Close)
+	if setup.Tenant == nil {
+		t.Fatal("no configuration must mean offline mode")
+	}
+	srv := httptest.NewServer(routes(setup.Auth))
+	t.Cleanup(srv.Close)
+
+	var out bytes.Buffer
+	demo.PrintOfflineHelp(&out, setup.Tenant, srv.URL)
+	curl := regexp.MustCompile(`^curl -i(?: -H "Authorization: (Bearer [^"]+)")? (\S+)$`)
+	wantStatus := []int{200, 200, 200, 403, 401, 200}
+	var got []int
+	for _, line := range strings.Split(out.String(), "\n") {
+		if !strings.HasPrefix(line, "curl ") {
+			continue
+		}
+		m := curl.FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("printed command is not a plain curl line: %q", line)
+		}
+		req, _ := http.NewRequest(http.MethodGet, m[2], nil)
+		if m[1] != "" {
+			req.Header.Set("Authorization", m[1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		got = append(got, resp.StatusCode)
+	}
+	if len(got) != len(wantStatus) {
+		t.Fatalf("ran %d commands (%v), want %d", len(got), got, len(wantStatus))
+	}
+	for i := range got {
+		if got[i] != wantStatus[i] {
+			t.Errorf("command %d answered %d, want %d (all: %v)", i+1, got[i], wantStatus[i], got)
+		}
+	}
+}
+
+func TestHalfConfigurationIsAnError(t *testing.T) {
+	t.Setenv("AZURE_TENANT_ID", "")
+	t.Setenv("AZURE_CLIENT_ID", "")
+	t.Setenv("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.us")
+	if _, err := demo.FromEnv(t.Context(), &bytes.Buffer{}); err == nil {
+		t.Error("an authority host without tenant and client IDs was accepted")
+	}
+	t.Setenv("AZURE_AUTHORITY_HOST", "")
+	t.Setenv("AZURE_TENANT_ID", entratest.NewGUID())
+	if _, err := demo.FromEnv(t.Context(), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "ClientID") {
+		t.Errorf("tenant without client: %v", err)
+	}
+}
