@@ -253,9 +253,13 @@ func (m *keyManager) load(ctx context.Context) (*keySnapshot, error) {
 
 	snap := &keySnapshot{keyIssuers: map[string]string{}, issuers: issuers, metadata: announced}
 	var all []jwkset.JWK
+	var keyErrs []error
 	for i, r := range keyResults {
 		if r.err != nil {
-			return nil, r.err
+			// Entra's v1 and v2 key sets hold the same keys: one failing set
+			// does not make the others' keys less trustworthy.
+			keyErrs = append(keyErrs, r.err)
+			continue
 		}
 		if len(r.skipped) > 0 {
 			m.s.logger.Info("entragate: skipped unusable keys in key set",
@@ -272,6 +276,13 @@ func (m *keyManager) load(ctx context.Context) (*keySnapshot, error) {
 				snap.keyIssuers[kid] = k.issuer
 			}
 		}
+	}
+	if len(all) == 0 {
+		return nil, errors.Join(keyErrs...)
+	}
+	if len(keyErrs) > 0 {
+		m.s.logger.Warn("entragate: a key set failed to load; using the others",
+			slog.String("error", errors.Join(keyErrs...).Error()))
 	}
 	storage := jwkset.NewMemoryStorage()
 	if err := storage.KeyReplaceAll(ctx, all); err != nil {
@@ -294,11 +305,12 @@ func (m *keyManager) current(ctx context.Context) (*keySnapshot, error) {
 	return m.await(ctx, false)
 }
 
-// await waits for a key-set load. With fresh, the caller saw a key ID the
-// current set lacks and needs a load that starts after the call; without
-// fresh, a load already running will do. If none is running and the last
-// one started less than KeyMissRefreshInterval ago, await schedules one and
-// returns errKeySetFresh at once: requests are never held for the interval.
+// await waits for a key-set load: one already running, or else a new one.
+// If none is running and the last one started less than
+// KeyMissRefreshInterval ago, await schedules one and returns errKeySetFresh
+// at once: requests are never held for the interval. With fresh (the caller
+// saw a key ID the current set lacks) a failed load is an error even if
+// older keys exist.
 func (m *keyManager) await(ctx context.Context, fresh bool) (*keySnapshot, error) {
 	if m.ctx.Err() != nil {
 		return nil, ErrClosed
@@ -309,9 +321,11 @@ func (m *keyManager) await(ctx context.Context, fresh bool) (*keySnapshot, error
 	}
 	defer m.waiters.Add(-1)
 
+	// A load already running is fresher than the snapshot the caller looked
+	// at, so even a caller that needs fresh keys joins it.
 	m.mu.Lock()
 	g := m.next
-	joined := !fresh && m.inflight != nil
+	joined := m.inflight != nil
 	if joined {
 		g = m.inflight
 	}

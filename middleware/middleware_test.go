@@ -1,11 +1,18 @@
 package middleware_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/go-chi/chi/v5"
 
 	"github.com/entragate/entragate/middleware"
 	"github.com/entragate/entragate/middleware/entratest"
@@ -193,4 +200,83 @@ func TestRealmAndCustomErrorHandler(t *testing.T) {
 	if r.challenge != `Bearer realm="contoso-api"` {
 		t.Errorf("challenge without credentials %q, want only the realm", r.challenge)
 	}
+}
+
+func TestEachRefusalIsLoggedOnceWithoutTheToken(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	var buf lockedBuffer
+	logger := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	a := newAuth(t, tenant, func(c *middleware.Config) { c.Logger = logger })
+	r := chi.NewRouter()
+	r.Use(a.RequireAuth)
+	r.With(middleware.RequireAnyScope("Admin")).Get("/", echoClaims)
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+
+	tests := []struct {
+		name, token, reason, level string
+	}{
+		{"expired", tenant.AccessToken(entratest.Expired()), middleware.ErrTokenExpired.Error(), "INFO"},
+		{"missing scope", tenant.AccessToken(), middleware.ErrInsufficientScope.Error(), "INFO"},
+		{"no token", "", middleware.ErrMissingToken.Error(), "DEBUG"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			buf.Reset()
+			var auth []string
+			if tc.token != "" {
+				auth = []string{"Bearer " + tc.token}
+			}
+			get(t, srv.URL, auth...)
+			lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+			var refusals []map[string]any
+			for _, l := range lines {
+				var rec map[string]any
+				if json.Unmarshal([]byte(l), &rec) == nil && rec["msg"] == "entragate: request refused" {
+					refusals = append(refusals, rec)
+				}
+			}
+			if len(refusals) != 1 {
+				t.Fatalf("%d refusal records, want 1:\n%s", len(refusals), buf.String())
+			}
+			rec := refusals[0]
+			if rec["reason"] != tc.reason || rec["level"] != tc.level || rec["status"] == nil {
+				t.Errorf("record %v, want reason %q at %s", rec, tc.reason, tc.level)
+			}
+			if tc.token != "" {
+				_, _, sig := parts(tc.token)
+				if strings.Contains(buf.String(), sig) || strings.Contains(buf.String(), tc.token[:40]) {
+					t.Error("the token was logged")
+				}
+				if c, ok := rec["claims"].(map[string]any); !ok || c["tid"] != tenant.ID {
+					t.Errorf("claims %v, want the caller's tid", rec["claims"])
+				}
+			}
+		})
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for the server's and the test's
+// goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *lockedBuffer) Reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.Reset()
 }
