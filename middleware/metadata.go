@@ -170,7 +170,7 @@ func fetchKeySet(ctx context.Context, client *http.Client, u string) (keys []sig
 			skipped = append(skipped, fmt.Sprintf("key %q: alg %q is not RS256", e.Kid, e.Alg))
 			continue
 		}
-		jwk, err := jwkset.NewJWKFromRawJSON(raw, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
+		jwk, err := parseJWK(raw)
 		if err != nil {
 			skipped = append(skipped, fmt.Sprintf("key %q: %v", e.Kid, err))
 			continue
@@ -186,4 +186,26 @@ func fetchKeySet(ctx context.Context, client *http.Client, u string) (keys []sig
 		return nil, skipped, errors.New("key set " + u + " has no usable RS256 signing key")
 	}
 	return keys, skipped, nil
+}
+
+// parseJWK parses and validates one key with jwkset: the x5c certificate, if
+// any, must hold the same key as n and e. A thumbprint (x5t) that does not
+// match the certificate is only a label error: nothing uses thumbprints, so
+// such a key is accepted on its n and e once x5t is set aside.
+func parseJWK(raw json.RawMessage) (jwkset.JWK, error) {
+	jwk, err := jwkset.NewJWKFromRawJSON(raw, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
+	if err == nil || !strings.Contains(err.Error(), "X5T") {
+		return jwk, err
+	}
+	var members map[string]json.RawMessage
+	if json.Unmarshal(raw, &members) != nil {
+		return jwk, err
+	}
+	delete(members, "x5t")
+	delete(members, "x5t#S256")
+	stripped, merr := json.Marshal(members)
+	if merr != nil {
+		return jwk, err
+	}
+	return jwkset.NewJWKFromRawJSON(stripped, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
 }

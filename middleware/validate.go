@@ -247,14 +247,20 @@ func (a *Authenticator) checkIssuer(snap *keySnapshot, c *claims.Claims) *Error 
 	if rule == nil {
 		return newError(ErrInvalidIssuer, "the token's issuer is not this API's tenant", nil)
 	}
+	// Entra always sends ver; when it is absent the issuer decides the
+	// version, as Microsoft.IdentityModel does.
+	version := c.Version
+	if version == "" {
+		version = rule.version
+	}
 	switch {
-	case c.Version != "1.0" && c.Version != "2.0":
+	case version != "1.0" && version != "2.0":
 		return newError(ErrInvalidVersion, "the token's ver claim must be 1.0 or 2.0", nil)
-	case c.Version != rule.version:
+	case version != rule.version:
 		return newError(ErrInvalidVersion, "the token's version does not match its issuer", nil)
-	case c.Version == "1.0" && a.s.TokenVersions&TokenV1 == 0,
-		c.Version == "2.0" && a.s.TokenVersions&TokenV2 == 0:
-		return newError(ErrInvalidVersion, "this API does not accept v"+c.Version+" tokens", nil)
+	case version == "1.0" && a.s.TokenVersions&TokenV1 == 0,
+		version == "2.0" && a.s.TokenVersions&TokenV2 == 0:
+		return newError(ErrInvalidVersion, "this API does not accept v"+version+" tokens", nil)
 	}
 	return nil
 }
