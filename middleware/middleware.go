@@ -92,7 +92,9 @@ func logRefusal(logger *slog.Logger, r *http.Request, e *Error, c *claims.Claims
 		attrs = append(attrs, slog.String("cause", e.Err.Error()))
 	}
 	if c != nil {
-		attrs = append(attrs, slog.Group("claims",
+		// Claims of a refused token are what it claims, not verified facts;
+		// only a 403 comes from a token whose signature was checked.
+		attrs = append(attrs, slog.Bool("claims_verified", e.Status == 403), slog.Group("claims",
 			slog.String("tid", c.TenantID),
 			slog.String("oid", c.ObjectID),
 			slog.String("client_app_id", c.ClientAppID),

@@ -1,6 +1,7 @@
 // Command secure-data is the sample API protected by entragate, on chi.
 //
 //	GET /healthz      public liveness probe
+//	GET /readyz       public readiness probe: 503 until Entra's signing keys are loaded
 //	GET /secure-data  scope SecureData.Read (users) or app role SecureData.Read.All (daemons)
 //	GET /me           any valid access token; echoes its typed claims
 //
@@ -24,6 +25,7 @@ func main() { demo.Main("secure-data", routes) }
 func routes(auth *middleware.Authenticator) http.Handler {
 	r := chi.NewRouter()
 	r.Get("/healthz", demo.Healthz)
+	r.Get("/readyz", demo.Readyz(auth))
 	r.Group(func(r chi.Router) {
 		r.Use(auth.RequireAuth)
 		r.With(middleware.RequireScopeOrRole(

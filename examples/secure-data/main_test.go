@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/entragate/entragate/examples/internal/demo"
 	"github.com/entragate/entragate/middleware"
@@ -31,6 +32,7 @@ func TestSecureDataRoutes(t *testing.T) {
 		caller            string
 	}{
 		{"health is public", "/healthz", "", 200, "", ""},
+		{"ready once keys are loaded", "/readyz", "", 200, "", ""},
 		{"user with the scope", "/secure-data", tenant.AccessToken(entratest.Scopes(demo.ReadScope)), 200, "Hello Ada Lovelace, this is protected data.", "user"},
 		{"v1 user with the scope", "/secure-data", tenant.AccessToken(entratest.V1(), entratest.Scopes(demo.ReadScope)), 200, "Hello Ada Lovelace, this is protected data.", "user"},
 		{"daemon with the role", "/secure-data", tenant.AppToken(entratest.Roles(demo.ReadRole)), 200, "Hello app " + tenant.DaemonApp + ", this is protected data.", "app"},
@@ -131,5 +133,41 @@ func TestHalfConfigurationIsAnError(t *testing.T) {
 	t.Setenv("AZURE_TENANT_ID", entratest.NewGUID())
 	if _, err := demo.FromEnv(t.Context(), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "ClientID") {
 		t.Errorf("tenant without client: %v", err)
+	}
+}
+
+func TestReadinessFollowsTheSigningKeys(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	tenant.Server().SetFault(entratest.All, entratest.Unavailable)
+	cfg := tenant.Config()
+	cfg.KeyMissRefreshInterval = 50 * time.Millisecond
+	auth, err := middleware.New(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { auth.Close() })
+	srv := httptest.NewServer(routes(auth))
+	t.Cleanup(srv.Close)
+	status := func(path string) int {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := status("/readyz"); got != 503 {
+		t.Errorf("readyz with Entra down: %d, want 503", got)
+	}
+	if got := status("/healthz"); got != 200 {
+		t.Errorf("healthz with Entra down: %d, want 200 (the process is alive)", got)
+	}
+	tenant.Server().SetFault(entratest.All, entratest.NoFault)
+	deadline := time.Now().Add(5 * time.Second)
+	for status("/readyz") != 200 {
+		if time.Now().After(deadline) {
+			t.Fatal("not ready after Entra came back")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -163,6 +163,19 @@ func Healthz(w http.ResponseWriter, _ *http.Request) {
 	WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// Readyz is a readiness probe: 503 until the tenant's signing keys are
+// loaded, so a load balancer sends no traffic an instance cannot check.
+func Readyz(auth *middleware.Authenticator) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		if !auth.Ready() {
+			w.Header().Set("Retry-After", "5")
+			WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "signing keys not loaded"})
+			return
+		}
+		WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	}
+}
+
 // WriteJSON writes v as a JSON response.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
