@@ -207,10 +207,10 @@ func TestMintedTokensCarryEntrasClaims(t *testing.T) {
 			[]string{"aud", "iss", "iat", "nbf", "exp", "aio", "azp", "azpacr", "idtyp", "oid", "rh", "roles", "sub", "tid", "uti", "ver"},
 			[]string{"scp", "name", "preferred_username"}, "2.0", "client"},
 		{"v1 app-only", tenant.AppToken(entratest.V1(), entratest.Roles("Data.Read.All")), []string{"typ", "alg", "kid", "x5t"},
-			[]string{"aud", "iss", "appid", "appidacr", "idtyp", "oid", "roles", "sub", "tid", "ver"},
+			[]string{"aud", "iss", "appid", "appidacr", "idp", "idtyp", "oid", "roles", "sub", "tid", "ver"},
 			[]string{"scp", "azp"}, "1.0", "uri"},
 		{"ID token", tenant.IDToken(), []string{"typ", "alg", "kid"},
-			[]string{"aud", "iss", "iat", "nbf", "exp", "aio", "name", "nonce", "oid", "preferred_username", "sub", "tid", "ver"},
+			[]string{"aud", "iss", "iat", "nbf", "exp", "aio", "name", "nonce", "oid", "preferred_username", "rh", "sub", "tid", "uti", "ver"},
 			[]string{"scp", "roles"}, "2.0", "client"},
 	}
 	for _, tc := range tests {

@@ -235,6 +235,7 @@ func (s *tokenSpec) defaults() map[string]any {
 		if s.version == "1.0" {
 			c["appid"] = t.DaemonApp
 			c["appidacr"] = "1"
+			c["idp"] = t.IssuerV1()
 		} else {
 			c["azp"] = t.DaemonApp
 			c["azpacr"] = "1"
@@ -247,8 +248,6 @@ func (s *tokenSpec) defaults() map[string]any {
 		// tutorial's single registration that is the API's own client ID.
 		c["aud"] = t.ClientID
 		c["nonce"] = opaque(12)
-		delete(c, "rh")
-		delete(c, "uti")
 		s.setUser(c, t.User)
 	}
 	return c
