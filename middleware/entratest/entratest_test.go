@@ -428,3 +428,28 @@ func TestManyServersShareThePreGeneratedKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestExtraRoutesDoNotShadowEntraPaths(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	s := tenant.Server()
+	s.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) }))
+	if st, doc := getJSON(t, tenant.MetadataURL()); st != 200 || doc["issuer"] != tenant.IssuerV2() {
+		t.Errorf("metadata behind a catch-all extra route: %d %v", st, doc)
+	}
+	resp, err := http.Get(s.URL + "/dev/anything")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTeapot {
+		t.Errorf("extra route: %d, want 418", resp.StatusCode)
+	}
+	resp, err = http.Post(tenant.MetadataURL(), "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST to metadata: %d, want 405", resp.StatusCode)
+	}
+}

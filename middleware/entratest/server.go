@@ -266,15 +266,6 @@ func (s *Server) Handle(pattern string, h http.Handler) { s.extra.Handle(pattern
 
 // serve routes /{tenant}/... like login.microsoftonline.com does.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
-	if h, pattern := s.extra.Handler(r); pattern != "" {
-		h.ServeHTTP(w, r)
-		return
-	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		writeJSON(w, http.StatusMethodNotAllowed, entraError("invalid_request", "AADSTS900561: The endpoint only accepts GET requests."))
-		return
-	}
 	tenantSeg, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
 	var endpoint Endpoint
 	switch rest {
@@ -287,7 +278,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	case "discovery/keys":
 		endpoint = KeysV1
 	default:
+		if h, pattern := s.extra.Handler(r); pattern != "" {
+			h.ServeHTTP(w, r)
+			return
+		}
 		writeJSON(w, http.StatusNotFound, entraError("not_found", "This fake tenant serves only OpenID metadata and signing keys."))
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeJSON(w, http.StatusMethodNotAllowed, entraError("invalid_request", "AADSTS900561: The endpoint only accepts GET requests."))
 		return
 	}
 	s.counts[endpoint].Add(1)
