@@ -105,6 +105,19 @@ func TestParseRejectsWrongTypes(t *testing.T) {
 	}
 }
 
+func TestClaimNamesAreCaseSensitive(t *testing.T) {
+	c, err := claims.Parse([]byte(`{"SCP":"Admin","Roles":["Admin"],"AUD":"api","Exp":"not a date","aud":"real"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Scopes) != 0 || len(c.Roles) != 0 || !c.ExpiresAt.IsZero() || len(c.Audience) != 1 || c.Audience[0] != "real" {
+		t.Errorf("claims matched by case-insensitive names: %+v", c)
+	}
+	if v, ok := c.Get("SCP"); !ok || string(v) != `"Admin"` {
+		t.Errorf("Get(SCP) = %s, %v: other spellings stay reachable by their own name", v, ok)
+	}
+}
+
 func TestGetAndDecodeReachAnyClaim(t *testing.T) {
 	c, err := claims.Parse(readFixture(t, "v2-delegated.json"))
 	if err != nil {
@@ -211,4 +224,14 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("re-parse differs:\n%s\n%s", a, b)
 		}
 	})
+}
+
+func BenchmarkParse(b *testing.B) {
+	payload := readFixture(b, "v2-delegated.json")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := claims.Parse(payload); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

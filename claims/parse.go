@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 )
@@ -39,6 +40,20 @@ func Parse(raw []byte) (*Claims, error) {
 	var w wireClaims
 	if err := json.Unmarshal(raw, &w); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, describeJSONError(err))
+	}
+	if hasFoldedClaimName(raw) {
+		// encoding/json matches member names case-insensitively, so "AUD"
+		// or "Scp" would have been read as aud or scp, and the token would
+		// mean one thing to us and another to every other parser. Decode
+		// again from the members whose names match exactly.
+		exact, err := exactClaims(raw)
+		if err != nil {
+			return nil, err
+		}
+		w = wireClaims{}
+		if err := json.Unmarshal(exact, &w); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrMalformed, describeJSONError(err))
+		}
 	}
 	c := &Claims{
 		Version:            w.Ver,
@@ -182,4 +197,87 @@ func describeJSONError(err error) string {
 	}
 	msg := err.Error()
 	return strings.TrimPrefix(msg, "json: ")
+}
+
+// claimNames are the JSON names wireClaims reads.
+var claimNames = func() []string {
+	t := reflect.TypeFor[wireClaims]()
+	names := make([]string, t.NumField())
+	for i := range names {
+		names[i], _, _ = strings.Cut(t.Field(i).Tag.Get("json"), ",")
+	}
+	return names
+}()
+
+// hasFoldedClaimName reports whether a top-level member name of the JSON
+// object b is not exactly one of claimNames but encoding/json would still
+// match it to one (a case or Unicode-folding variant), or is written with
+// escapes. b must be valid JSON. Entra's names are lower-case ASCII, so the
+// usual token costs one pass over its bytes.
+func hasFoldedClaimName(b []byte) bool {
+	depth := 0
+	expectKey := false
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			j, escaped := i+1, false
+			for j < len(b) && b[j] != '"' {
+				if b[j] == '\\' {
+					escaped = true
+					j++
+				}
+				j++
+			}
+			if depth == 1 && expectKey {
+				if escaped || foldsToClaimName(b[i+1:j]) {
+					return true
+				}
+				expectKey = false
+			}
+			i = j
+		case '{', '[':
+			depth++
+			expectKey = depth == 1
+		case '}', ']':
+			depth--
+		case ',':
+			expectKey = depth == 1
+		}
+	}
+	return false
+}
+
+func foldsToClaimName(key []byte) bool {
+	plain := true
+	for _, c := range key {
+		if c >= 'A' && c <= 'Z' || c >= 0x80 {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return false // lower-case ASCII matches only itself
+	}
+	for _, name := range claimNames {
+		if bytes.EqualFold(key, []byte(name)) {
+			return true
+		}
+	}
+	return false
+}
+
+// exactClaims re-encodes the members of b whose names are exactly claim
+// names, so that a struct decode cannot pick up folded variants.
+func exactClaims(b []byte) ([]byte, error) {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(b, &members); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, describeJSONError(err))
+	}
+	exact := make(map[string]json.RawMessage, len(claimNames))
+	for _, name := range claimNames {
+		if v, ok := members[name]; ok {
+			exact[name] = v
+		}
+	}
+	return json.Marshal(exact)
 }

@@ -221,6 +221,8 @@ func TestHostileTokens(t *testing.T) {
 		{"aud with different case", tenant.AccessToken(entratest.Audience(strings.ToUpper(tenant.ClientID))), ""},
 		{"scp as an array", tenant.AccessToken(entratest.Claim("scp", []string{"SecureData.Read"})), ""},
 		{"roles as a string", tenant.AppToken(entratest.Claim("roles", "Admin")), ""},
+		{"aud of another API, AUD of this one", rs256(t, priv, stdHeader, payloadWith(t, valid, func(m map[string]any) { m["aud"] = "other"; m["AUD"] = tenant.ClientID })), ""},
+		{"scp missing, SCP present", rs256(t, priv, stdHeader, payloadWith(t, valid, func(m map[string]any) { delete(m, "scp"); m["SCP"] = "SecureData.Read" })), ""},
 		{"tid of another tenant", tenant.AccessToken(entratest.Claim("tid", entratest.NewGUID())), ""},
 		// Size.
 		{"huge token", rs256(t, priv, stdHeader, payloadWith(t, valid, func(m map[string]any) { m["pad"] = strings.Repeat("A", 64<<10) })), ""},
