@@ -11,19 +11,14 @@ import (
 	"time"
 
 	"github.com/entragate/entragate/examples/internal/demo"
+	"github.com/entragate/entragate/examples/internal/demotest"
 	"github.com/entragate/entragate/middleware"
 	"github.com/entragate/entragate/middleware/entratest"
 )
 
 func TestSecureDataRoutes(t *testing.T) {
 	tenant := entratest.NewTenant(t)
-	auth, err := middleware.New(t.Context(), tenant.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { auth.Close() })
-	srv := httptest.NewServer(routes(auth))
-	t.Cleanup(srv.Close)
+	srv := demotest.Serve(t, tenant, routes)
 
 	tests := []struct {
 		name, path, token string
@@ -45,15 +40,7 @@ func TestSecureDataRoutes(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			req, _ := http.NewRequest(http.MethodGet, srv.URL+tc.path, nil)
-			if tc.token != "" {
-				req.Header.Set("Authorization", "Bearer "+tc.token)
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
+			status, raw := demotest.Get(t, srv.URL+tc.path, tc.token)
 			var body struct {
 				Message string `json:"message"`
 				Caller  struct {
@@ -61,11 +48,11 @@ func TestSecureDataRoutes(t *testing.T) {
 				} `json:"caller"`
 				Error string `json:"error"`
 			}
-			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			if err := json.Unmarshal(raw, &body); err != nil {
 				t.Fatal(err)
 			}
-			if resp.StatusCode != tc.status || body.Message != tc.message || body.Caller.Type != tc.caller {
-				t.Errorf("got %d %+v, want %d %q %q", resp.StatusCode, body, tc.status, tc.message, tc.caller)
+			if status != tc.status || body.Message != tc.message || body.Caller.Type != tc.caller {
+				t.Errorf("got %d %+v, want %d %q %q", status, body, tc.status, tc.message, tc.caller)
 			}
 		})
 	}
@@ -139,22 +126,10 @@ func TestHalfConfigurationIsAnError(t *testing.T) {
 func TestReadinessFollowsTheSigningKeys(t *testing.T) {
 	tenant := entratest.NewTenant(t)
 	tenant.Server().SetFault(entratest.All, entratest.Unavailable)
-	cfg := tenant.Config()
-	cfg.KeyMissRefreshInterval = 50 * time.Millisecond
-	auth, err := middleware.New(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { auth.Close() })
-	srv := httptest.NewServer(routes(auth))
-	t.Cleanup(srv.Close)
+	srv := demotest.Serve(t, tenant, routes, func(c *middleware.Config) { c.KeyMissRefreshInterval = 50 * time.Millisecond })
 	status := func(path string) int {
-		resp, err := http.Get(srv.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
+		st, _ := demotest.Get(t, srv.URL+path, "")
+		return st
 	}
 	if got := status("/readyz"); got != 503 {
 		t.Errorf("readyz with Entra down: %d, want 503", got)

@@ -1,0 +1,54 @@
+// Package demotest holds what the example programs' tests share: their
+// routes served on loopback behind an authenticator trusting a fake tenant.
+package demotest
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/entragate/entragate/middleware"
+	"github.com/entragate/entragate/middleware/entratest"
+)
+
+// Serve starts routes on loopback behind an authenticator that trusts
+// tenant; both are closed when the test ends.
+func Serve(tb testing.TB, tenant *entratest.Tenant, routes func(*middleware.Authenticator) http.Handler, edit ...func(*middleware.Config)) *httptest.Server {
+	tb.Helper()
+	cfg := tenant.Config()
+	for _, e := range edit {
+		e(&cfg)
+	}
+	auth, err := middleware.New(tb.Context(), cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { auth.Close() })
+	srv := httptest.NewServer(routes(auth))
+	tb.Cleanup(srv.Close)
+	return srv
+}
+
+// Get sends GET url, with the bearer token if not empty, and returns the
+// status and body.
+func Get(tb testing.TB, url, token string) (int, []byte) {
+	tb.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return resp.StatusCode, body
+}
