@@ -281,3 +281,35 @@ func (l *lockedBuffer) Reset() {
 	defer l.mu.Unlock()
 	l.b.Reset()
 }
+
+func TestWriteErrorCompletesHandMadeErrors(t *testing.T) {
+	tests := []struct {
+		name   string
+		err    *middleware.Error
+		status int
+		code   string
+	}{
+		{"nil", nil, 401, "invalid_token"},
+		{"no reason", &middleware.Error{Description: "x"}, 401, "invalid_token"},
+		{"reason only", &middleware.Error{Reason: middleware.ErrInsufficientScope}, 403, "insufficient_scope"},
+		{"keys unavailable", &middleware.Error{Reason: middleware.ErrKeysUnavailable}, 503, ""},
+		{"success status replaced", &middleware.Error{Reason: middleware.ErrTokenExpired, Status: 200}, 401, "invalid_token"},
+		{"impossible status replaced", &middleware.Error{Reason: middleware.ErrMalformedRequest, Status: 7}, 400, "invalid_request"},
+		{"custom status kept", &middleware.Error{Reason: middleware.ErrTokenExpired, Status: 401, Code: "invalid_token", Description: "custom"}, 401, "invalid_token"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			middleware.WriteError(rec, httptest.NewRequest(http.MethodGet, "/", nil), tc.err)
+			if rec.Code != tc.status {
+				t.Fatalf("status %d, want %d", rec.Code, tc.status)
+			}
+			if tc.code != "" && challengeParams(t, rec.Header().Get("WWW-Authenticate"))["error"] != tc.code {
+				t.Errorf("challenge %q, want error %q", rec.Header().Get("WWW-Authenticate"), tc.code)
+			}
+			if tc.status == 503 && rec.Header().Get("Retry-After") == "" {
+				t.Error("503 without Retry-After")
+			}
+		})
+	}
+}

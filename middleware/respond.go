@@ -10,15 +10,22 @@ import (
 )
 
 // WriteError writes the standard answer for a refused request, per RFC 6750
-// §3: the status, a WWW-Authenticate challenge (for 401 and 403), and a JSON
-// body {"error": ..., "error_description": ...}. It is the default
-// Config.ErrorHandler; custom handlers may call it after their own work.
-// Errors that are not *Error are answered as 401 invalid_token.
+// §3: the status, a WWW-Authenticate challenge (for 400, 401 and 403) or
+// Retry-After (for 503), and a JSON body {"error": ..., "error_description":
+// ...}. It is the default Config.ErrorHandler; custom handlers may call it
+// after their own work. A nil error, or one without a Reason, is answered as
+// 401 invalid_token; a Status that is not an error status is derived from
+// the Reason.
 func WriteError(w http.ResponseWriter, r *http.Request, err *Error) {
-	if err == nil {
-		err = newError(ErrMalformedToken, "", nil)
+	e := newError(ErrMalformedToken, "", nil)
+	if err != nil && err.Reason != nil {
+		copied := *err
+		e = &copied
+		if e.Status < 400 || e.Status > 599 {
+			e.Status, e.Code = statusFor(e.Reason)
+		}
 	}
-	writeError(w, err, realmFrom(r))
+	writeError(w, e, realmFrom(r))
 }
 
 func writeError(w http.ResponseWriter, e *Error, realm string) {
