@@ -29,8 +29,9 @@ import (
 //     a fetch. Then, if no fetch started in the last KeyMissRefreshInterval
 //     (default 5 s), one starts and the request waits for it (all requests
 //     arriving meanwhile share it). Otherwise the key set is younger than the
-//     interval: the request is refused at once as signed with an unknown key,
-//     and one fetch is scheduled for when the interval has passed.
+//     interval: the request is refused at once as signed with an unknown key
+//     (or, if that last fetch failed, as unverifiable for now: 503), and one
+//     fetch is scheduled for when the interval has passed.
 //     So a flood of random key IDs costs Entra at most one fetch per
 //     interval, never holds requests, and a newly published key is accepted
 //     at most one interval after it first appears in a token.
@@ -83,6 +84,7 @@ type keyManager struct {
 	inflight    *generation // the refresh running now, if any
 	next        *generation // the refresh that starts next
 	lastAttempt time.Time
+	lastErr     error // outcome of the last finished load
 
 	// Counters, for Stats.
 	fetches  atomic.Int64
@@ -177,6 +179,7 @@ func (m *keyManager) refresh() error {
 
 	m.mu.Lock()
 	m.inflight = nil
+	m.lastErr = err
 	m.mu.Unlock()
 	g.err = err
 	close(g.done)
@@ -330,6 +333,7 @@ func (m *keyManager) await(ctx context.Context, fresh bool) (*keySnapshot, error
 		g = m.inflight
 	}
 	recent := time.Since(m.lastAttempt) < m.s.KeyMissRefreshInterval
+	lastErr := m.lastErr
 	m.mu.Unlock()
 	if !joined { // else a load is running: its answer is worth waiting for
 		select {
@@ -338,7 +342,12 @@ func (m *keyManager) await(ctx context.Context, fresh bool) (*keySnapshot, error
 		}
 		if recent {
 			// The last load is younger than the interval: a new one is now
-			// scheduled, but this request is answered at once.
+			// scheduled, but this request is answered at once. If that load
+			// failed, an unknown key ID may well be genuine: it cannot be
+			// checked, which is not the same as being wrong.
+			if lastErr != nil {
+				return nil, fmt.Errorf("the last key load failed: %w", lastErr)
+			}
 			return nil, errKeySetFresh
 		}
 	}

@@ -243,3 +243,29 @@ func TestCloseStopsEveryGoroutine(t *testing.T) {
 		t.Errorf("a middleware goroutine outlived Close:\n%s", b.String())
 	}
 }
+
+// A token signed with a key published during an outage cannot be checked:
+// it must get 503 (retry later), not 401 (your token is bad), and be
+// accepted once the provider answers again.
+func TestNewKeyDuringAnOutageIsUnavailableNotInvalid(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	s := tenant.Server()
+	a := newAuth(t, tenant, fast)
+	if _, err := a.Validate(t.Context(), tenant.AccessToken()); err != nil {
+		t.Fatal(err)
+	}
+	s.SetFault(entratest.All, entratest.Unavailable)
+	s.RotateKey()
+	tok := tenant.AccessToken()
+	time.Sleep(150 * time.Millisecond) // past KeyMissRefreshInterval
+	for i := range 3 {                 // a fresh attempt, then answers from its failure
+		if _, err := a.Validate(t.Context(), tok); !errors.Is(err, middleware.ErrKeysUnavailable) {
+			t.Fatalf("attempt %d during the outage: %v, want ErrKeysUnavailable", i, err)
+		}
+	}
+	s.SetFault(entratest.All, entratest.NoFault)
+	eventually(t, 3*time.Second, "new key accepted after the outage", func() bool {
+		_, err := a.Validate(t.Context(), tok)
+		return err == nil
+	})
+}
