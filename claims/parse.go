@@ -195,8 +195,7 @@ func describeJSONError(err error) string {
 	if errors.As(err, &syntaxErr) {
 		return "payload is not valid JSON"
 	}
-	msg := err.Error()
-	return strings.TrimPrefix(msg, "json: ")
+	return strings.TrimPrefix(err.Error(), "json: ")
 }
 
 // claimNames are the JSON names wireClaims reads.

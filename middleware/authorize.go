@@ -97,7 +97,7 @@ func guard(check func(*claims.Claims) *Error) func(http.Handler) http.Handler {
 				return
 			}
 			if e := check(c); e != nil {
-				if st, ok := r.Context().Value(stateKey{}).(*requestState); ok && st.logger != nil {
+				if st := stateFrom(r); st != nil && st.logger != nil {
 					logRefusal(st.logger, r, e, c)
 				}
 				refuse(w, r, e)

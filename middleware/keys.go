@@ -188,36 +188,41 @@ func (m *keyManager) refresh() error {
 
 // load fetches the metadata documents, then every key set they name.
 func (m *keyManager) load(ctx context.Context) (*keySnapshot, error) {
-	type result struct {
-		version string
-		doc     metadataDoc
-		err     error
-	}
 	urls := m.s.metadataURLs()
-	results := make(chan result, len(urls))
+	docs := make(map[string]metadataDoc, len(urls))
+	var errs []error
+	var mu sync.Mutex
+	var wg sync.WaitGroup
 	for version, u := range urls {
-		go func() {
+		wg.Go(func() {
 			m.fetches.Add(1)
 			doc, err := fetchMetadata(ctx, m.s.HTTPClient, u)
-			results <- result{version, doc, err}
-		}()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			docs[version] = doc
+		})
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	var issuers []issuerRule
 	var jwksURIs []string
-	var errs []error
-	for range urls {
-		r := <-results
-		if r.err != nil {
-			errs = append(errs, r.err)
+	// v2 first: its key set carries Entra's per-key issuer, which wins when
+	// both sets list a key.
+	for _, version := range []string{"2.0", "1.0"} {
+		doc, ok := docs[version]
+		if !ok {
 			continue
 		}
-		issuers = append(issuers, issuerRule{template: r.doc.Issuer, version: r.version})
-		if !slices.Contains(jwksURIs, r.doc.JWKSURI) {
-			jwksURIs = append(jwksURIs, r.doc.JWKSURI)
+		issuers = append(issuers, issuerRule{template: doc.Issuer, version: version})
+		if !slices.Contains(jwksURIs, doc.JWKSURI) {
+			jwksURIs = append(jwksURIs, doc.JWKSURI)
 		}
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
 	}
 	announced := slices.Clone(issuers)
 	if len(m.s.Issuers) > 0 {
@@ -226,25 +231,12 @@ func (m *keyManager) load(ctx context.Context) (*keySnapshot, error) {
 			issuers = append(issuers, issuerRule{template: iss, version: issuerVersion(iss)})
 		}
 	}
-	// v2 first: its key set carries Entra's per-key issuer.
-	slices.SortStableFunc(jwksURIs, func(a, b string) int {
-		av, bv := strings.Contains(a, "/v2.0/"), strings.Contains(b, "/v2.0/")
-		switch {
-		case av && !bv:
-			return -1
-		case bv && !av:
-			return 1
-		}
-		return strings.Compare(a, b)
-	})
-
 	type keysResult struct {
 		keys    []signingKey
 		skipped []string
 		err     error
 	}
 	keyResults := make([]keysResult, len(jwksURIs))
-	var wg sync.WaitGroup
 	for i, u := range jwksURIs {
 		wg.Go(func() {
 			m.fetches.Add(1)
@@ -392,14 +384,17 @@ func (m *keyManager) unavailable(err error) *Error {
 // verificationKey finds the key for a token, refreshing the key set once if
 // the key ID is unknown. It also applies Entra's signing-key issuer rule.
 func (m *keyManager) verificationKey(ctx context.Context, snap *keySnapshot, t *jwt.Token, iss, tid string) (any, error) {
-	key, err := snap.keyfunc.KeyfuncCtx(ctx)(t)
-	if err != nil && errors.Is(err, jwkset.ErrKeyNotFound) {
-		if cur := m.snap.Load(); cur != nil && cur != snap {
-			snap = cur
-			key, err = snap.keyfunc.KeyfuncCtx(ctx)(t)
-		}
+	lookup := func(s *keySnapshot) (any, bool, error) {
+		key, err := s.keyfunc.KeyfuncCtx(ctx)(t)
+		return key, err != nil && errors.Is(err, jwkset.ErrKeyNotFound), err
 	}
-	if err != nil && errors.Is(err, jwkset.ErrKeyNotFound) {
+	key, missing, err := lookup(snap)
+	if cur := m.snap.Load(); missing && cur != nil && cur != snap {
+		// A load finished since the caller read its snapshot.
+		snap = cur
+		key, missing, err = lookup(snap)
+	}
+	if missing {
 		fresh, waitErr := m.await(ctx, true)
 		switch {
 		case errors.Is(waitErr, errTooManyWaiters), errors.Is(waitErr, errKeySetFresh):
@@ -408,12 +403,12 @@ func (m *keyManager) verificationKey(ctx context.Context, snap *keySnapshot, t *
 			return nil, m.unavailable(waitErr)
 		}
 		snap = fresh
-		key, err = snap.keyfunc.KeyfuncCtx(ctx)(t)
+		key, missing, err = lookup(snap)
 	}
-	if err != nil {
-		if errors.Is(err, jwkset.ErrKeyNotFound) {
-			return nil, newError(ErrUnknownSigningKey, "the token's signing key is not published by the tenant", err)
-		}
+	switch {
+	case missing:
+		return nil, newError(ErrUnknownSigningKey, "the token's signing key is not published by the tenant", err)
+	case err != nil:
 		return nil, newError(ErrUnknownSigningKey, "", err)
 	}
 	kid, _ := t.Header["kid"].(string)
@@ -428,20 +423,14 @@ func (m *keyManager) verificationKey(ctx context.Context, snap *keySnapshot, t *
 // filled from tid). v1 tokens, whose sts.windows.net issuer never matches a
 // v2 key's issuer, pass when the key's issuer is one of the v2 metadata
 // issuers for the same tenant.
-func keyIssuerAllows(keyIssuer, iss, tid string, rules []issuerRule) bool {
+func keyIssuerAllows(keyIssuer, iss, tid string, metadata []issuerRule) bool {
 	rule := issuerRule{template: keyIssuer}
 	if rule.match(iss, tid) {
 		return true
 	}
-	for _, r := range rules {
-		if r.version == "2.0" {
-			expected := r.template
-			if tid != "" {
-				expected = replaceTenant(expected, tid)
-			}
-			if rule.match(expected, tid) {
-				return true
-			}
+	for _, r := range metadata {
+		if r.version == "2.0" && rule.match(replaceTenant(r.template, tid), tid) {
+			return true
 		}
 	}
 	return false

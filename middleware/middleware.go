@@ -88,13 +88,13 @@ func logRefusal(logger *slog.Logger, r *http.Request, e *Error, c *claims.Claims
 		slog.String("method", r.Method),
 		slog.String("path", r.URL.Path),
 	}
-	if e.Err != nil && e.Status != 403 {
+	if e.Err != nil && e.Status != http.StatusForbidden {
 		attrs = append(attrs, slog.String("cause", e.Err.Error()))
 	}
 	if c != nil {
 		// Claims of a refused token are what it claims, not verified facts;
 		// only a 403 comes from a token whose signature was checked.
-		attrs = append(attrs, slog.Bool("claims_verified", e.Status == 403), slog.Group("claims",
+		attrs = append(attrs, slog.Bool("claims_verified", e.Status == http.StatusForbidden), slog.Group("claims",
 			slog.String("tid", c.TenantID),
 			slog.String("oid", c.ObjectID),
 			slog.String("client_app_id", c.ClientAppID),

@@ -2,7 +2,6 @@ package middleware
 
 import (
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -122,11 +121,17 @@ type requestState struct {
 
 type stateKey struct{}
 
-func realmFrom(r *http.Request) string {
+// stateFrom returns what RequireAuth left in the request context, if any.
+func stateFrom(r *http.Request) *requestState {
 	if r == nil {
-		return ""
+		return nil
 	}
-	if st, ok := r.Context().Value(stateKey{}).(*requestState); ok {
+	st, _ := r.Context().Value(stateKey{}).(*requestState)
+	return st
+}
+
+func realmFrom(r *http.Request) string {
+	if st := stateFrom(r); st != nil {
 		return st.realm
 	}
 	return ""
@@ -134,18 +139,10 @@ func realmFrom(r *http.Request) string {
 
 // refuse answers a refused request with the handler RequireAuth was
 // configured with, or WriteError when none is known.
-func refuse(w http.ResponseWriter, r *http.Request, err error) {
-	e := asError(err)
-	if st, ok := r.Context().Value(stateKey{}).(*requestState); ok && st.handler != nil {
+func refuse(w http.ResponseWriter, r *http.Request, e *Error) {
+	if st := stateFrom(r); st != nil && st.handler != nil {
 		st.handler(w, r, e)
 		return
 	}
 	WriteError(w, r, e)
-}
-
-// errorsAs is errors.As for *Error, kept short at call sites.
-func errorsAs(err error) (*Error, bool) {
-	var e *Error
-	ok := errors.As(err, &e)
-	return e, ok
 }

@@ -94,6 +94,8 @@ func (a *Authenticator) Ready() bool { return a.keys.snap.Load() != nil }
 func (a *Authenticator) Validate(ctx context.Context, rawToken string) (*claims.Claims, error) {
 	c, err := a.validate(ctx, rawToken)
 	if err != nil {
+		// validate hands back the unverified claims for logging, and a nil
+		// *Error must not become a non-nil error interface.
 		return nil, err
 	}
 	return c, nil
@@ -275,7 +277,8 @@ func (a *Authenticator) checkRequired(c *claims.Claims) *Error {
 
 // mapParseError translates golang-jwt's errors into ours.
 func mapParseError(err error) *Error {
-	if e, ok := errorsAs(err); ok {
+	var e *Error
+	if errors.As(err, &e) {
 		return e
 	}
 	switch {

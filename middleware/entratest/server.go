@@ -31,11 +31,13 @@ const (
 
 var endpoints = []Endpoint{MetadataV2, MetadataV1, KeysV2, KeysV1}
 
+var endpointNames = map[Endpoint]string{MetadataV2: "MetadataV2", MetadataV1: "MetadataV1", KeysV2: "KeysV2", KeysV1: "KeysV1"}
+
 func (e Endpoint) String() string {
 	var names []string
 	for _, one := range endpoints {
 		if e&one != 0 {
-			names = append(names, [...]string{"MetadataV2", "MetadataV1", "KeysV2", "KeysV1"}[slices.Index(endpoints, one)])
+			names = append(names, endpointNames[one])
 		}
 	}
 	return strings.Join(names, "|")
