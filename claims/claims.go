@@ -16,6 +16,7 @@ package claims
 import (
 	"encoding/json"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -70,13 +71,16 @@ type Claims struct {
 	UniqueName string `json:"unique_name,omitempty"`
 
 	// ClientAppID is the application ID of the client that requested the
-	// token: azp in v2 tokens, appid in v1 tokens.
+	// token: azp in v2 tokens, appid in v1 tokens (either, when ver is
+	// absent). Every Entra access token names its client; an ID token
+	// does not.
 	ClientAppID string `json:"client_app_id,omitempty"`
 	// ClientAuth is how that client authenticated (azpacr or appidacr).
 	ClientAuth ClientAuth `json:"client_auth,omitempty"`
 
-	// Scopes are the delegated permissions (scp), split on spaces. They are
-	// present only when a user is involved.
+	// Scopes are the delegated permissions (scp), split on the space
+	// character only (RFC 6749 §3.3). They are present only when a user is
+	// involved.
 	Scopes []string `json:"scp,omitempty"`
 	// Roles are app roles (roles): application permissions for app-only
 	// tokens, or roles assigned to the signed-in user.
@@ -99,15 +103,50 @@ type Claims struct {
 	// ClientCapabilities is xms_cc, e.g. ["cp1"] for clients that handle
 	// claims challenges.
 	ClientCapabilities []string `json:"xms_cc,omitempty"`
+	// AccountStatus is the acct optional claim: AccountMember (0) or
+	// AccountGuest (1); nil when the token does not carry it.
+	AccountStatus *int `json:"acct,omitempty"`
+	// Policy is the Azure AD B2C user flow or custom policy that issued the
+	// token (tfp). B2C tokens configured without tfp name it in acr instead.
+	Policy string `json:"tfp,omitempty"`
+	// ACR is the acr claim: the authentication context class of v1 Entra
+	// tokens ("0" or "1"), or the policy name in B2C tokens without tfp.
+	ACR string `json:"acr,omitempty"`
+
+	// Claims of ID tokens (OpenID Connect). Access tokens for an API do not
+	// carry them, except the e-mail address when configured.
+
+	// Email is the email claim.
+	Email string `json:"email,omitempty"`
+	// Nonce is the value the signing-in app sent with its authorization
+	// request; it ties an ID token to that request.
+	Nonce string `json:"nonce,omitempty"`
+	// SessionID (sid) identifies the user's sign-in session.
+	SessionID string `json:"sid,omitempty"`
+	// LoginHint is the login_hint optional claim, to pass to Entra for a
+	// silent sign-in or sign-out of the same account.
+	LoginHint string `json:"login_hint,omitempty"`
+	// AuthTime is when the user last entered credentials (auth_time).
+	AuthTime time.Time `json:"auth_time,omitzero"`
 
 	IssuedAt  time.Time `json:"iat,omitzero"`
 	NotBefore time.Time `json:"nbf,omitzero"`
 	ExpiresAt time.Time `json:"exp,omitzero"`
 
+	// idTokenMarkers is set when the payload carries nonce, at_hash or
+	// c_hash, which only ID tokens carry.
+	idTokenMarkers bool
+
 	// raw is the token payload, kept so that claims without a field stay
 	// reachable. It is decoded into a map only when first asked for.
 	payload *payload
 }
+
+// Values of Claims.AccountStatus, as defined by Entra's acct claim.
+const (
+	AccountMember = 0
+	AccountGuest  = 1
+)
 
 // payload is behind a pointer so that Claims values can be copied freely.
 type payload struct {
@@ -146,6 +185,45 @@ func (c *Claims) IsAppOnly() bool {
 		return false
 	}
 	return len(c.Scopes) == 0
+}
+
+// HasIDTokenClaims reports whether the token carries a claim that only
+// OpenID Connect ID tokens carry: nonce, at_hash or c_hash. An API must not
+// accept such a token as an access token.
+func (c *Claims) HasIDTokenClaims() bool { return c != nil && c.idTokenMarkers }
+
+// IsGuest reports whether the token is a guest's (a B2B user signed in to a
+// tenant other than their home tenant), as Entra marks them: the acct
+// claim is 1, or the idp claim names an identity provider other than the
+// token's own tenant (another tenant, a Microsoft account, a social or
+// e-mail one-time-passcode provider).
+func (c *Claims) IsGuest() bool {
+	if c == nil {
+		return false
+	}
+	if c.AccountStatus != nil && *c.AccountStatus == AccountGuest {
+		return true
+	}
+	if c.IdentityProvider == "" || c.TenantID == "" {
+		return false
+	}
+	return !identityProviderIsTenant(c.IdentityProvider, c.TenantID)
+}
+
+// identityProviderIsTenant reports whether idp names tenant tid: Entra
+// writes a token service URL whose first path segment is a tenant ID, e.g.
+// https://sts.windows.net/{tid}/ or https://login.microsoftonline.com/{tid}/v2.0.
+func identityProviderIsTenant(idp, tid string) bool {
+	rest, ok := strings.CutPrefix(idp, "https://")
+	if !ok {
+		return false
+	}
+	_, path, ok := strings.Cut(rest, "/")
+	if !ok {
+		return false
+	}
+	first, _, _ := strings.Cut(path, "/")
+	return strings.EqualFold(first, tid)
 }
 
 // Username returns the user's sign-in name: preferred_username for v2

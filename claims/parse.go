@@ -75,13 +75,25 @@ func Parse(raw []byte) (*Claims, error) {
 		IdentityProvider:   w.Idp,
 		TokenID:            w.Uti,
 		ClientCapabilities: w.XmsCc,
+		AccountStatus:      w.Acct,
+		Policy:             w.Tfp,
+		ACR:                w.Acr,
+		Email:              w.Email,
+		SessionID:          w.Sid,
+		LoginHint:          w.LoginHint,
+		idTokenMarkers:     w.Nonce != nil || w.AtHash != nil || w.CHash != nil,
 		payload:            &payload{raw: bytes.Clone(raw)},
+	}
+	if w.Nonce != nil {
+		// A nonce that is not a string is kept out of the typed field; the
+		// marker above still records that the token carries one.
+		_ = json.Unmarshal(w.Nonce, &c.Nonce)
 	}
 	for _, d := range []struct {
 		name string
 		raw  json.RawMessage
 		dst  *time.Time
-	}{{"iat", w.Iat, &c.IssuedAt}, {"nbf", w.Nbf, &c.NotBefore}, {"exp", w.Exp, &c.ExpiresAt}} {
+	}{{"iat", w.Iat, &c.IssuedAt}, {"nbf", w.Nbf, &c.NotBefore}, {"exp", w.Exp, &c.ExpiresAt}, {"auth_time", w.AuthTime, &c.AuthTime}} {
 		if d.raw == nil {
 			continue
 		}
@@ -91,14 +103,20 @@ func Parse(raw []byte) (*Claims, error) {
 		}
 		*d.dst = t
 	}
-	if c.ClientAppID == "" {
-		c.ClientAppID = w.Appid
-	}
-	if c.ClientAuth == "" {
-		c.ClientAuth = ClientAuth(w.Appidacr)
+	// The client application is azp in v2 tokens and appid in v1 tokens;
+	// a token of one version carrying the other's claim does not name its
+	// client the way Entra does.
+	switch w.Ver {
+	case Version1:
+		c.ClientAppID, c.ClientAuth = w.Appid, ClientAuth(w.Appidacr)
+	case Version2:
+	default:
+		if c.ClientAppID == "" {
+			c.ClientAppID, c.ClientAuth = w.Appid, ClientAuth(w.Appidacr)
+		}
 	}
 	if w.Scp != "" {
-		c.Scopes = strings.Fields(w.Scp)
+		c.Scopes = splitScopes(w.Scp)
 	}
 	// Group overage: v1 tokens name an external source for groups, tokens from
 	// the implicit flow say hasgroups instead of listing them.
@@ -106,6 +124,21 @@ func Parse(raw []byte) (*Claims, error) {
 		c.GroupOverage = true
 	}
 	return c, nil
+}
+
+// splitScopes splits scp on the space character only: RFC 6749 §3.3
+// delimits scope tokens with %x20, and Microsoft.Identity.Web splits on it
+// alone. Splitting on other white space (tab, NBSP, U+2003...) would turn
+// "Read\u00a0Admin" into a scope Admin that was never granted.
+func splitScopes(scp string) []string {
+	n := 1 + strings.Count(scp, " ")
+	out := make([]string, 0, n)
+	for s := range strings.SplitSeq(scp, " ") {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // wireClaims mirrors the JSON of an Entra access token. Field types are what
@@ -134,6 +167,16 @@ type wireClaims struct {
 	Uti               string            `json:"uti"`
 	XmsCc             []string          `json:"xms_cc"`
 	HasGroups         bool              `json:"hasgroups"`
+	Acct              *int              `json:"acct"`
+	Tfp               string            `json:"tfp"`
+	Acr               string            `json:"acr"`
+	Email             string            `json:"email"`
+	Sid               string            `json:"sid"`
+	LoginHint         string            `json:"login_hint"`
+	Nonce             json.RawMessage   `json:"nonce"`
+	AtHash            json.RawMessage   `json:"at_hash"`
+	CHash             json.RawMessage   `json:"c_hash"`
+	AuthTime          json.RawMessage   `json:"auth_time"`
 	ClaimNames        map[string]string `json:"_claim_names"`
 	Iat               json.RawMessage   `json:"iat"`
 	Nbf               json.RawMessage   `json:"nbf"`

@@ -5,22 +5,36 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/entragate/entragate/claims"
 )
 
-// Per-route authorization. Each guard is plain middleware to put after
-// RequireAuth, e.g. chi's r.With(middleware.RequireAnyScope("Files.Read")).
-// A token without the permission gets 403 insufficient_scope. Matches are
-// exact and case-sensitive, like Entra's scope and role values.
+// Per-route authorization. Each guard is plain middleware, with the same
+// contract:
 //
-// The guards panic when given no scope or role: that is a programming error
-// best found at start-up, not a route that silently lets everyone through.
+//   - It must run after RequireAuth, e.g. chi's
+//     r.With(middleware.RequireAnyScope("Files.Read")) inside a group that
+//     uses auth.RequireAuth, or RequireAuth(RequireAnyScope(...)(h)) on a
+//     ServeMux. It reads the claims RequireAuth stored; without them it
+//     fails closed: every request gets 401, and the misconfiguration is
+//     logged once (to slog.Default), not on every request.
+//   - A token without the permission gets 403 insufficient_scope, answered
+//     by the ErrorHandler of the RequireAuth before it.
+//   - Matches are exact and case-sensitive, like Entra's scope and role
+//     values.
+//   - The names given are copied: changing the caller's slice afterwards
+//     changes nothing.
+//   - A guard panics when it is built with no name, or with an empty name
+//     or one containing a space, quote or backslash: a programming error
+//     best found at start-up, not a route that silently lets everyone
+//     through.
 
 // RequireAnyScope lets a request through when its token has at least one of
 // the delegated scopes (scp). App-only tokens have no scopes and are refused.
 func RequireAnyScope(scopes ...string) func(http.Handler) http.Handler {
 	mustNames("RequireAnyScope", scopes)
+	scopes = slices.Clone(scopes)
 	return guard(func(c *claims.Claims) *Error { return authorizeAny(c, scopes, nil) })
 }
 
@@ -28,6 +42,7 @@ func RequireAnyScope(scopes ...string) func(http.Handler) http.Handler {
 // the delegated scopes.
 func RequireAllScopes(scopes ...string) func(http.Handler) http.Handler {
 	mustNames("RequireAllScopes", scopes)
+	scopes = slices.Clone(scopes)
 	return guard(func(c *claims.Claims) *Error {
 		var missing []string
 		for _, s := range scopes {
@@ -39,7 +54,7 @@ func RequireAllScopes(scopes ...string) func(http.Handler) http.Handler {
 			return nil
 		}
 		e := newError(ErrInsufficientScope, "the token lacks the scopes: "+strings.Join(missing, " "), nil)
-		e.Scopes = scopes
+		e.Scopes = slices.Clone(scopes)
 		return e
 	})
 }
@@ -49,6 +64,7 @@ func RequireAllScopes(scopes ...string) func(http.Handler) http.Handler {
 // assigned to the user.
 func RequireAnyRole(roles ...string) func(http.Handler) http.Handler {
 	mustNames("RequireAnyRole", roles)
+	roles = slices.Clone(roles)
 	return guard(func(c *claims.Claims) *Error { return authorizeAny(c, nil, roles) })
 }
 
@@ -58,6 +74,7 @@ func RequireAnyRole(roles ...string) func(http.Handler) http.Handler {
 // RequiredScopeOrAppPermission.
 func RequireScopeOrRole(scopes, roles []string) func(http.Handler) http.Handler {
 	mustNames("RequireScopeOrRole", append(slices.Clone(scopes), roles...))
+	scopes, roles = slices.Clone(scopes), slices.Clone(roles)
 	return guard(func(c *claims.Claims) *Error { return authorizeAny(c, scopes, roles) })
 }
 
@@ -81,18 +98,21 @@ func authorizeAny(c *claims.Claims, scopes, roles []string) *Error {
 		want = append(want, "one of the app roles: "+strings.Join(roles, " "))
 	}
 	e := newError(ErrInsufficientScope, "the token needs "+strings.Join(want, ", or "), nil)
-	e.Scopes = scopes
+	e.Scopes = slices.Clone(scopes)
 	return e
 }
 
 func guard(check func(*claims.Claims) *Error) func(http.Handler) http.Handler {
+	var misplaced sync.Once
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			c, ok := claims.FromContext(r.Context())
 			if !ok {
 				// Fail closed: the guard was mounted without RequireAuth.
-				slog.Default().Error("entragate: a Require* guard ran without RequireAuth before it; refusing the request",
-					slog.String("path", r.URL.Path))
+				misplaced.Do(func() {
+					slog.Default().Error("entragate: a Require* guard runs without RequireAuth before it; every request it sees is refused",
+						slog.String("path", r.URL.Path))
+				})
 				refuse(w, r, newError(ErrMissingToken, "this API requires a bearer token", nil))
 				return
 			}
@@ -113,7 +133,7 @@ func mustNames(fn string, names []string) {
 		panic("entragate: " + fn + " needs at least one scope or role")
 	}
 	for _, n := range names {
-		if n == "" || strings.ContainsAny(n, " \t\"\\") {
+		if !validName(n) {
 			panic("entragate: " + fn + ": invalid scope or role name " + `"` + n + `"`)
 		}
 	}

@@ -8,12 +8,10 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
-
-// DefaultAuthorityHost is the Entra ID authority of Azure's public cloud.
-const DefaultAuthorityHost = "https://login.microsoftonline.com"
 
 // Defaults applied to zero-valued Config fields.
 const (
@@ -32,14 +30,31 @@ const (
 	// DefaultMaxTokenSize caps the bearer token length. Entra access tokens
 	// are 1-3 KiB, up to about 12 KiB with many groups before overage.
 	DefaultMaxTokenSize = 16 << 10
+	// DefaultTokenCacheSize is how many verified tokens are remembered.
+	DefaultTokenCacheSize = 4096
 )
 
-// Graph audiences: tokens for Microsoft Graph that a client sends to the
-// wrong API. They are refused with ErrGraphToken.
+// Floors and ceilings of Config durations. A value outside them is a
+// configuration error, not silently corrected: KeyRefreshInterval: 60 is
+// 60 nanoseconds, a typo for a minute that would hammer Entra.
 const (
-	graphAppID  = "00000003-0000-0000-c000-000000000000"
-	graphAppURI = "https://graph.microsoft.com"
+	minFetchTimeout     = 100 * time.Millisecond
+	minRefreshInterval  = time.Second // Microsoft.IdentityModel's MinimumRefreshInterval
+	maxLeeway           = time.Hour
+	tokenCacheEntryCost = 4 << 10 // bytes of budget per TokenCacheSize entry
 )
+
+// graphAudiences are Microsoft Graph's application ID and its hosts in
+// each cloud: a token with one of these audiences is for Graph, sent to the
+// wrong API. They are refused with ErrGraphToken.
+var graphAudiences = map[string]bool{
+	"00000003-0000-0000-c000-000000000000":    true,
+	"https://graph.microsoft.com":             true,
+	"https://graph.microsoft.us":              true,
+	"https://dod-graph.microsoft.us":          true,
+	"https://microsoftgraph.chinacloudapi.cn": true,
+	"https://canary.graph.microsoft.com":      true,
+}
 
 // TokenVersions selects which Entra access token versions an API accepts.
 // The version a client receives is set by the API registration's
@@ -54,41 +69,57 @@ const (
 )
 
 // Config configures an Authenticator. Zero values are safe defaults; only
-// TenantID and ClientID are required.
+// ClientID and either TenantID or Authorities are required.
 type Config struct {
-	// TenantID is the directory (tenant) ID of the API's registration, a GUID.
-	// Only tokens issued by this tenant are accepted.
+	// TenantID is the directory (tenant) ID of the API's registration (a
+	// GUID), or one of the tenant's verified domains (contoso.com,
+	// contoso.onmicrosoft.com). Only tokens issued by this tenant are
+	// accepted. It is shorthand for Authorities:
+	// []Authority{EntraTenant(TenantID).WithHost(AuthorityHost)}.
 	TenantID string
 
 	// ClientID is the application (client) ID of the API's registration.
 	ClientID string
+
+	// Authorities lists the issuers whose tokens are accepted, when there is
+	// more than one single tenant: EntraMultiTenant for a multi-tenant API,
+	// ExternalIDTenant, B2CTenant, or several of any kind (staff through a
+	// workforce tenant and customers through an External ID tenant; two
+	// tenants during a migration). A token is routed by its iss to the one
+	// authority that issued it and accepted only if that authority accepts
+	// it. Set either TenantID or Authorities, not both.
+	Authorities []Authority
 
 	// Audiences lists the accepted aud values. Default: ClientID and
 	// api://ClientID, the forms v2 and v1 tokens carry. Set it to replace both,
 	// e.g. when the API's App ID URI is a custom https URI.
 	Audiences []string
 
-	// AuthorityHost is the Entra authority, default DefaultAuthorityHost.
-	// Set it for a sovereign cloud (https://login.microsoftonline.us,
-	// https://login.partner.microsoftonline.cn) or to a loopback test tenant
-	// (plain http is accepted only for loopback hosts).
+	// AuthorityHost is the Entra authority of TenantID, default
+	// DefaultAuthorityHost. Set it for a sovereign cloud
+	// (AuthorityHostUSGovernment, AuthorityHostChina) or to a loopback test
+	// tenant (plain http is accepted only for loopback hosts).
 	AuthorityHost string
 
-	// TokenVersions selects the accepted token versions. Zero accepts v1 and v2.
+	// TokenVersions selects the accepted token versions of Entra
+	// authorities. Zero accepts v1 and v2. External ID issues v2 only; B2C
+	// tokens are accepted whatever their ver.
 	TokenVersions TokenVersions
 
-	// Issuers, when set, replaces the issuers announced by the tenant's
-	// metadata documents. A "{tenantid}" placeholder is filled from the
-	// token's tid claim. Issuers ending in /v2.0 are v2 issuers; others v1.
+	// Issuers, when set with TenantID, replaces the issuers announced by the
+	// tenant's metadata documents. A "{tenantid}" placeholder is filled from
+	// the token's tid claim. Issuers ending in /v2.0 are v2 issuers; others
+	// v1.
 	Issuers []string
 
 	// AppSpecificSigningKeys reads the signing keys Entra keeps for this
 	// application alone (metadata with ?appid=ClientID), needed when the app
 	// registration uses a custom signing key, e.g. for claims mapping.
+	// It applies to Entra and External ID authorities.
 	AppSpecificSigningKeys bool
 
 	// Leeway is the allowed clock skew for exp, nbf and iat. Zero means
-	// DefaultLeeway; a negative value means none.
+	// DefaultLeeway; a negative value means none; at most 1 h.
 	Leeway time.Duration
 
 	// Scopes and Roles are required for every request. A token passes when it
@@ -101,10 +132,15 @@ type Config struct {
 
 	// AllowTokensWithoutScopesOrRoles accepts tokens that carry neither scp
 	// nor roles. By default they are refused, as Microsoft.Identity.Web does:
-	// such a token is an ID token, or comes from a tenant or app that was
-	// never granted access to the API. Set it only when authorization is done
-	// some other way (an access control list on oid/tid).
+	// such a token comes from a tenant or app that was never granted access
+	// to the API. Set it only when authorization is done some other way (an
+	// access control list on oid/tid). ID tokens are refused either way.
 	AllowTokensWithoutScopesOrRoles bool
+
+	// DenyGuestUsers refuses tokens of guest (B2B) users of Entra tenants,
+	// with 403: users whose acct claim is 1, or whose idp names another
+	// tenant or identity provider than the token's tid.
+	DenyGuestUsers bool
 
 	// Realm, when set, is sent as the realm parameter of WWW-Authenticate.
 	Realm string
@@ -114,27 +150,43 @@ type Config struct {
 	// small JSON body. A custom handler gets the typed error.
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, err *Error)
 
-	// Logger receives one record per refused request (reason and safe
-	// claims, never the token) and key-refresh problems. Default: discard.
+	// Logger receives, at Info, one record per refused request (reason and
+	// claims, never the token), at Debug requests without a token, and at
+	// Warn failed metadata or key loads. Default: refusals are not logged,
+	// and load failures go to slog.Default(), so that a service that set no
+	// logger still says when it cannot reach Entra.
 	Logger *slog.Logger
 
 	// HTTPClient fetches metadata and keys. Default: a client of its own.
+	// A client given here is copied, not changed; every URL fetched with it,
+	// redirects included, must be https (plain http only for loopback).
 	HTTPClient *http.Client
 
-	// FetchTimeout bounds each metadata or key-set request, and so how long
-	// a request waits for keys. Default DefaultFetchTimeout.
+	// FetchTimeout bounds each metadata or key-set HTTP request. A load is
+	// two requests (metadata, then keys), so New and a request waiting for
+	// keys wait at most about twice this. Default DefaultFetchTimeout; at
+	// least 100 ms.
 	FetchTimeout time.Duration
 
 	// KeyRefreshInterval is the periodic refresh of metadata and keys.
-	// Default DefaultKeyRefreshInterval.
+	// Default DefaultKeyRefreshInterval; at least 1 s.
 	KeyRefreshInterval time.Duration
 
-	// KeyMissRefreshInterval is the minimum time between key-set fetches
-	// caused by unknown key IDs. Default DefaultKeyMissRefreshInterval.
+	// KeyMissRefreshInterval is the minimum time between two loads of one
+	// metadata document and key set, whatever triggers them (unknown key
+	// IDs, retries, the periodic refresh). Default
+	// DefaultKeyMissRefreshInterval; at least 1 s.
 	KeyMissRefreshInterval time.Duration
 
 	// MaxTokenSize caps the token length in bytes. Default DefaultMaxTokenSize.
 	MaxTokenSize int
+
+	// TokenCacheSize is how many verified tokens are remembered, so that a
+	// token seen again skips its signature check (it is re-checked for time,
+	// key, tenant and permissions on every request). Default
+	// DefaultTokenCacheSize; a negative value turns the cache off. The
+	// cache also holds at most TokenCacheSize × 4 KiB of tokens and claims.
+	TokenCacheSize int
 
 	// Now is the clock, for tests. Default time.Now.
 	Now func() time.Time
@@ -147,15 +199,19 @@ var guidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]
 
 func isGUID(s string) bool { return len(s) == 36 && guidPattern.MatchString(s) }
 
-// settings is a Config with defaults applied and values checked.
+// settings is a Config with defaults applied and values checked. Slices
+// are copies: nothing the caller holds can change a rule later.
 type settings struct {
 	Config
-	authority *url.URL
-	audiences []string
-	leeway    time.Duration
-	logger    *slog.Logger
-	now       func() time.Time
-	ownClient bool
+	authorities []Authority
+	audiences   map[string]struct{} // each accepted aud, with and without one trailing slash
+	leeway      time.Duration
+	logger      *slog.Logger // refusals
+	opsLogger   *slog.Logger // key loads
+	now         func() time.Time
+	client      *http.Client
+	ownClient   bool
+	cacheSize   int
 }
 
 func configError(format string, args ...any) error {
@@ -164,31 +220,19 @@ func configError(format string, args ...any) error {
 
 func newSettings(cfg Config) (*settings, error) {
 	s := &settings{Config: cfg}
+	s.Audiences = slices.Clone(cfg.Audiences)
+	s.Issuers = slices.Clone(cfg.Issuers)
+	s.Scopes = slices.Clone(cfg.Scopes)
+	s.Roles = slices.Clone(cfg.Roles)
+	s.Authorities = slices.Clone(cfg.Authorities)
+
 	switch {
-	case cfg.TenantID == "":
-		return nil, configError("TenantID is required (the directory ID of the API's app registration)")
-	case !isGUID(cfg.TenantID):
-		return nil, configError("TenantID %q is not a GUID", cfg.TenantID)
 	case cfg.ClientID == "":
 		return nil, configError("ClientID is required (the application ID of the API's app registration)")
 	case !isGUID(cfg.ClientID):
 		return nil, configError("ClientID %q is not a GUID", cfg.ClientID)
 	}
-	s.TenantID = strings.ToLower(cfg.TenantID)
 	s.ClientID = strings.ToLower(cfg.ClientID)
-
-	host := cfg.AuthorityHost
-	if host == "" {
-		host = DefaultAuthorityHost
-	}
-	u, err := parseFetchURL(strings.TrimRight(host, "/"))
-	if err != nil {
-		return nil, configError("AuthorityHost: %v", err)
-	}
-	if u.Path != "" || u.RawQuery != "" || u.Fragment != "" {
-		return nil, configError("AuthorityHost %q must be a scheme and host only, like %s", host, DefaultAuthorityHost)
-	}
-	s.authority = u
 
 	if cfg.TokenVersions&^AllTokenVersions != 0 {
 		return nil, configError("TokenVersions has unknown bits %#x", uint8(cfg.TokenVersions))
@@ -196,24 +240,35 @@ func newSettings(cfg Config) (*settings, error) {
 	if cfg.TokenVersions == 0 {
 		s.TokenVersions = AllTokenVersions
 	}
-
-	s.audiences = cfg.Audiences
-	if len(s.audiences) == 0 {
-		s.audiences = []string{s.ClientID, "api://" + s.ClientID}
+	if err := s.checkAuthorities(); err != nil {
+		return nil, err
 	}
-	for _, aud := range s.audiences {
+
+	audiences := s.Audiences
+	if len(audiences) == 0 {
+		audiences = []string{s.ClientID, "api://" + s.ClientID}
+	}
+	s.audiences = make(map[string]struct{}, 3*len(audiences))
+	for _, aud := range audiences {
 		if strings.TrimSpace(aud) == "" {
 			return nil, configError("Audiences contains an empty value")
 		}
+		// Microsoft.IdentityModel ignores one trailing slash on either side
+		// (IgnoreTrailingSlashWhenValidatingAudience); nothing else differs.
+		s.audiences[aud] = struct{}{}
+		s.audiences[aud+"/"] = struct{}{}
+		if trimmed, ok := strings.CutSuffix(aud, "/"); ok {
+			s.audiences[trimmed] = struct{}{}
+		}
 	}
-	for _, iss := range cfg.Issuers {
-		if _, err := url.Parse(iss); err != nil || !strings.HasPrefix(iss, "http") {
+	for _, iss := range s.Issuers {
+		if u, err := url.Parse(iss); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 			return nil, configError("Issuers: %q is not an http(s) URL", iss)
 		}
 	}
-	for _, list := range [][]string{cfg.Scopes, cfg.Roles} {
+	for _, list := range [][]string{s.Scopes, s.Roles} {
 		for _, v := range list {
-			if v == "" || strings.ContainsAny(v, " \t\"\\") {
+			if !validName(v) {
 				return nil, configError("scope and role names must be non-empty and contain no spaces, quotes or backslashes: %q", v)
 			}
 		}
@@ -222,41 +277,96 @@ func newSettings(cfg Config) (*settings, error) {
 	switch {
 	case cfg.Leeway == 0:
 		s.leeway = DefaultLeeway
+	case cfg.Leeway > maxLeeway:
+		return nil, configError("Leeway %v is above the %v maximum: tokens that long expired are not valid", cfg.Leeway, maxLeeway)
 	case cfg.Leeway > 0:
 		s.leeway = cfg.Leeway
 	}
-	if s.FetchTimeout <= 0 {
-		s.FetchTimeout = DefaultFetchTimeout
-	}
-	if s.KeyRefreshInterval <= 0 {
-		s.KeyRefreshInterval = DefaultKeyRefreshInterval
-	}
-	if s.KeyMissRefreshInterval <= 0 {
-		s.KeyMissRefreshInterval = DefaultKeyMissRefreshInterval
+	for _, d := range []struct {
+		name  string
+		value *time.Duration
+		def   time.Duration
+		floor time.Duration
+	}{
+		{"FetchTimeout", &s.FetchTimeout, DefaultFetchTimeout, minFetchTimeout},
+		{"KeyRefreshInterval", &s.KeyRefreshInterval, DefaultKeyRefreshInterval, minRefreshInterval},
+		{"KeyMissRefreshInterval", &s.KeyMissRefreshInterval, DefaultKeyMissRefreshInterval, minRefreshInterval},
+	} {
+		switch {
+		case *d.value == 0:
+			*d.value = d.def
+		case *d.value < d.floor:
+			return nil, configError("%s %v (%d ns) is below the %v minimum", d.name, *d.value, int64(*d.value), d.floor)
+		}
 	}
 	if s.MaxTokenSize <= 0 {
 		s.MaxTokenSize = DefaultMaxTokenSize
 	}
+	switch {
+	case s.TokenCacheSize == 0:
+		s.cacheSize = DefaultTokenCacheSize
+	case s.TokenCacheSize > 0:
+		s.cacheSize = s.TokenCacheSize
+	}
 	s.logger = cfg.Logger
+	s.opsLogger = cfg.Logger
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
+		s.opsLogger = slog.Default()
 	}
 	s.now = cfg.Now
 	if s.now == nil {
 		s.now = time.Now
 	}
-	if s.HTTPClient == nil {
-		s.HTTPClient = &http.Client{
-			Transport:     http.DefaultTransport.(*http.Transport).Clone(),
-			CheckRedirect: httpClientCheck,
-		}
-		s.ownClient = true
-	}
+	s.client = fetchClient(cfg.HTTPClient)
+	s.ownClient = cfg.HTTPClient == nil
 	if s.ErrorHandler == nil {
 		s.ErrorHandler = WriteError
 	}
 	return s, nil
 }
+
+// checkAuthorities turns TenantID (or Authorities) into the authority list.
+func (s *settings) checkAuthorities() error {
+	if len(s.Authorities) > 0 {
+		switch {
+		case s.TenantID != "" || s.AuthorityHost != "":
+			return configError("set either TenantID (with AuthorityHost) or Authorities, not both")
+		case len(s.Issuers) > 0:
+			return configError("Issuers replaces the issuers of TenantID's metadata; it cannot be combined with Authorities")
+		}
+		s.authorities = s.Authorities
+	} else {
+		switch tenant := strings.ToLower(s.TenantID); {
+		case tenant == "":
+			return configError("TenantID is required (the directory ID of the API's app registration), or Authorities")
+		case tenant == Organizations || tenant == Common:
+			return configError("TenantID %q is multi-tenant: use Authorities: []Authority{EntraMultiTenant(%q, TenantAdmission{...})} to say which tenants are admitted", s.TenantID, tenant)
+		}
+		host := s.AuthorityHost
+		if host == "" {
+			host = DefaultAuthorityHost
+		}
+		s.authorities = []Authority{EntraTenant(s.TenantID).WithHost(host)}
+	}
+	seen := map[string]bool{}
+	for i, a := range s.authorities {
+		if err := a.check(); err != nil {
+			return configError("%v", err)
+		}
+		if len(a.sources(s.TokenVersions, "")) == 0 {
+			return configError("authority %s issues no token version that TokenVersions accepts", a)
+		}
+		if seen[a.String()] {
+			return configError("authority %s is listed twice", a)
+		}
+		seen[a.String()] = true
+		s.authorities[i] = a
+	}
+	return nil
+}
+
+func validName(v string) bool { return v != "" && !strings.ContainsAny(v, " \t\"\\") }
 
 // parseFetchURL accepts https URLs, and http URLs only for loopback hosts:
 // keys fetched over plain http from elsewhere could be replaced in transit.

@@ -20,7 +20,7 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 	}{
 		{"missing tenant", middleware.Config{ClientID: cid}, "TenantID is required"},
 		{"missing client", middleware.Config{TenantID: tid}, "ClientID is required"},
-		{"tenant not a GUID", middleware.Config{TenantID: "contoso", ClientID: cid}, "not a GUID"},
+		{"tenant neither a GUID nor a domain", middleware.Config{TenantID: "contoso", ClientID: cid}, "not a tenant ID (GUID) or a domain name"},
 		{"client not a GUID", middleware.Config{TenantID: tid, ClientID: cid + "0"}, "not a GUID"},
 		{"plain http authority", middleware.Config{TenantID: tid, ClientID: cid, AuthorityHost: "http://login.example.com"}, "loopback"},
 		{"authority with a path", middleware.Config{TenantID: tid, ClientID: cid, AuthorityHost: "https://login.microsoftonline.com/common"}, "scheme and host only"},
@@ -51,12 +51,19 @@ func TestTokenVersionsRestrictAcceptedTokens(t *testing.T) {
 	if _, err := v2only.Validate(t.Context(), tenant.AccessToken()); err != nil {
 		t.Errorf("v2 token: %v", err)
 	}
-	// The v1 metadata is not even read, so its issuer is unknown.
-	if _, err := v2only.Validate(t.Context(), tenant.AccessToken(entratest.V1())); !errors.Is(err, middleware.ErrInvalidIssuer) {
-		t.Errorf("v1 token with only v2 accepted: %v, want ErrInvalidIssuer", err)
+	// Refused for its version, before its issuer is looked at: the v1
+	// metadata is not even read.
+	_, err := v2only.Validate(t.Context(), tenant.AccessToken(entratest.V1()))
+	if !errors.Is(err, middleware.ErrInvalidVersion) || !strings.Contains(err.Error(), "does not accept v1.0 tokens") {
+		t.Errorf("v1 token with only v2 accepted: %v, want ErrInvalidVersion saying v1.0 is not accepted", err)
 	}
 	if n := tenant.Server().Requests(entratest.MetadataV1); n != 0 {
 		t.Errorf("v1 metadata fetched %d times by a v2-only API", n)
+	}
+	v1only := newAuth(t, tenant, func(c *middleware.Config) { c.TokenVersions = middleware.TokenV1 })
+	_, err = v1only.Validate(t.Context(), tenant.AccessToken())
+	if !errors.Is(err, middleware.ErrInvalidVersion) || !strings.Contains(err.Error(), "does not accept v2.0 tokens") {
+		t.Errorf("v2 token with only v1 accepted: %v, want ErrInvalidVersion saying v2.0 is not accepted", err)
 	}
 }
 

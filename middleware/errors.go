@@ -3,6 +3,7 @@ package middleware
 import (
 	"errors"
 	"net/http"
+	"strings"
 )
 
 // Reasons a request or token is refused. Every error the package returns for
@@ -31,18 +32,29 @@ var (
 	ErrGraphToken           = errors.New("token is for Microsoft Graph, not this API")
 	ErrInvalidIssuer        = errors.New("token issuer is not accepted")
 	ErrInvalidVersion       = errors.New("token version is not accepted")
+	ErrPolicyNotAllowed     = errors.New("token's B2C policy is not accepted")
+	ErrTenantNotAllowed     = errors.New("token's tenant is not admitted")
 	ErrNotAccessToken       = errors.New("token has neither scopes nor roles")
+	ErrIDToken              = errors.New("token is an ID token, not an access token")
 
 	// ErrInsufficientScope: the token is valid but lacks a required scope or
 	// role. 403 insufficient_scope.
 	ErrInsufficientScope = errors.New("token lacks a required scope or role")
+	// ErrGuestUser: the token is valid but its user is a guest of the
+	// tenant, and Config.DenyGuestUsers is set. 403 insufficient_scope.
+	ErrGuestUser = errors.New("token is a guest user's")
 
 	// ErrKeysUnavailable: the signing keys could not be loaded from Entra, so
 	// the token cannot be checked either way. 503 with Retry-After; the
 	// client should retry, its token may well be fine.
 	ErrKeysUnavailable = errors.New("signing keys are unavailable")
 
-	// ErrClosed: Validate was called after Close.
+	// ErrTenantCheckUnavailable: TenantAdmission.Check failed, so the
+	// token's tenant cannot be admitted or refused right now. 503 with
+	// Retry-After.
+	ErrTenantCheckUnavailable = errors.New("tenant admission check is unavailable")
+
+	// ErrClosed: Validate was called after Close. 503 with Retry-After.
 	ErrClosed = errors.New("authenticator is closed")
 )
 
@@ -57,6 +69,12 @@ const (
 
 // Error is a refused request or token. It wraps one of the Err* reasons and,
 // when there is one, the underlying cause.
+//
+// Status, Code, Description, Scopes and RetryAfterSeconds are safe to send
+// to the remote caller, over HTTP or any other protocol (a gRPC status, a
+// websocket close reason): they name the problem without echoing token
+// content or internal details. Err, and therefore Error(), may hold
+// internal details (URLs, library messages): they are for logs only.
 type Error struct {
 	// Reason is one of the package's Err* sentinel errors.
 	Reason error
@@ -68,7 +86,7 @@ type Error struct {
 	// without echoing token content or internal details.
 	Description string
 	// Scopes lists the scopes that would satisfy the request, for the
-	// scope attribute of a 403 answer.
+	// scope attribute of a 403 answer. It is the error's own copy.
 	Scopes []string
 	// RetryAfterSeconds is set for 503 answers.
 	RetryAfterSeconds int
@@ -76,15 +94,30 @@ type Error struct {
 	Err error
 }
 
+// Error describes the refusal on one line, cause included: for logs.
 func (e *Error) Error() string {
-	msg := "entragate: " + e.Reason.Error()
-	if e.Description != "" {
-		msg = "entragate: " + e.Description
+	msg := "entragate: "
+	switch {
+	case e.Description != "":
+		msg += e.Description
+	case e.Reason != nil:
+		msg += e.Reason.Error()
+	default:
+		msg += "request refused"
 	}
 	if e.Err != nil {
 		msg += ": " + e.Err.Error()
 	}
-	return msg
+	return oneLine(msg)
+}
+
+// oneLine joins the lines of a message (errors.Join separates its errors
+// with newlines) so that it stays one log line.
+func oneLine(s string) string {
+	if !strings.ContainsAny(s, "\r\n") {
+		return s
+	}
+	return strings.Join(strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' }), "; ")
 }
 
 // Unwrap makes errors.Is match the reason and the cause.
@@ -102,9 +135,9 @@ func statusFor(reason error) (int, string) {
 		return http.StatusUnauthorized, ""
 	case ErrMalformedRequest:
 		return http.StatusBadRequest, CodeInvalidRequest
-	case ErrInsufficientScope:
+	case ErrInsufficientScope, ErrGuestUser:
 		return http.StatusForbidden, CodeInsufficientScope
-	case ErrKeysUnavailable, ErrClosed:
+	case ErrKeysUnavailable, ErrTenantCheckUnavailable, ErrClosed:
 		return http.StatusServiceUnavailable, CodeTemporarilyUnavailable
 	}
 	return http.StatusUnauthorized, CodeInvalidToken
@@ -118,14 +151,4 @@ func newError(reason error, description string, cause error) *Error {
 	}
 	// Sanitised once, so body, header and logs say the same thing.
 	return &Error{Reason: reason, Status: status, Code: code, Description: quotable(description), Err: cause}
-}
-
-// asError returns err as *Error, wrapping unknown errors as a malformed
-// token so that nothing internal reaches the caller.
-func asError(err error) *Error {
-	var e *Error
-	if errors.As(err, &e) {
-		return e
-	}
-	return newError(ErrMalformedToken, "", err)
 }

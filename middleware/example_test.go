@@ -56,7 +56,7 @@ func ExampleAuthenticator_RequireAuth() {
 	// 200
 	// 403 Bearer error="insufficient_scope", error_description="the token needs one of the scopes: SecureData.Read, or one of the app roles: SecureData.Read.All", scope="SecureData.Read"
 	// 401 Bearer
-	// 401 Bearer error="invalid_token", error_description="the token has neither scp nor roles: it is not an access token for this API, or no permission was granted"
+	// 401 Bearer error="invalid_token", error_description="the token is an ID token (it carries nonce, at_hash or c_hash); send an access token for this API"
 }
 
 // Validating a token outside HTTP, e.g. in a gRPC interceptor.

@@ -16,9 +16,9 @@ import (
 	"github.com/entragate/entragate/middleware/entratest"
 )
 
-// fast makes key refreshes quick enough for tests.
+// fast makes key refreshes as quick as the configuration floors allow.
 func fast(c *middleware.Config) {
-	c.KeyMissRefreshInterval = 100 * time.Millisecond
+	c.KeyMissRefreshInterval = time.Second
 	c.FetchTimeout = 300 * time.Millisecond
 }
 
@@ -82,7 +82,7 @@ func TestStartsWhileEntraIsDownAndRecovers(t *testing.T) {
 
 func TestKnownKeysKeepWorkingDuringAnOutage(t *testing.T) {
 	tenant := entratest.NewTenant(t)
-	a := newAuth(t, tenant, fast, func(c *middleware.Config) { c.KeyRefreshInterval = 50 * time.Millisecond })
+	a := newAuth(t, tenant, fast, func(c *middleware.Config) { c.KeyRefreshInterval = time.Second })
 	tok := tenant.AccessToken()
 	if _, err := a.Validate(t.Context(), tok); err != nil {
 		t.Fatal(err)
@@ -90,7 +90,7 @@ func TestKnownKeysKeepWorkingDuringAnOutage(t *testing.T) {
 	for _, fault := range []entratest.Fault{entratest.Unavailable, entratest.Garbage, entratest.Huge, entratest.EmptyKeySet, entratest.Hang} {
 		tenant.Server().SetFault(entratest.All, fault)
 		failures := a.Stats().Failures
-		eventually(t, 3*time.Second, "a failed periodic refresh", func() bool { return a.Stats().Failures > failures })
+		eventually(t, 5*time.Second, "a failed periodic refresh", func() bool { return a.Stats().Failures > failures })
 		if _, err := a.Validate(t.Context(), tok); err != nil {
 			t.Errorf("%v: known key refused: %v", fault, err)
 		}
@@ -103,7 +103,7 @@ func TestHangingProviderAnswersInBoundedTime(t *testing.T) {
 	tenant.Server().SetFault(entratest.All, entratest.Hang)
 	start := time.Now()
 	a := newAuth(t, tenant, fast)
-	if d := time.Since(start); d > time.Second {
+	if d := time.Since(start); d > 1500*time.Millisecond {
 		t.Errorf("New took %v against a hanging provider with FetchTimeout 300ms", d)
 	}
 	srv := protectedServer(t, a)
@@ -146,7 +146,7 @@ func TestKeyRotation(t *testing.T) {
 
 	s.RotateKey()
 	rotated := tenant.AccessToken()
-	took := eventually(t, 2*time.Second, "token signed with the new key accepted", func() bool {
+	took := eventually(t, 3*time.Second, "token signed with the new key accepted", func() bool {
 		_, err := a.Validate(t.Context(), rotated)
 		return err == nil
 	})
@@ -158,9 +158,9 @@ func TestKeyRotation(t *testing.T) {
 	s.RetireKey(s.PublishedKeys()[0])
 	// A retired key is dropped at the next refresh; a token naming an unknown
 	// kid triggers one.
-	time.Sleep(150 * time.Millisecond)
+	time.Sleep(1100 * time.Millisecond)
 	_, _ = a.Validate(t.Context(), tenant.AccessToken(entratest.SignedWith(s.NewKey())))
-	eventually(t, 2*time.Second, "retired key refused", func() bool {
+	eventually(t, 3*time.Second, "retired key refused", func() bool {
 		_, err := a.Validate(t.Context(), old)
 		return errors.Is(err, middleware.ErrUnknownSigningKey)
 	})
@@ -175,7 +175,7 @@ func TestKeyRotation(t *testing.T) {
 func TestUnknownKidFloodThenRotation(t *testing.T) {
 	tenant := entratest.NewTenant(t)
 	s := tenant.Server()
-	const interval = 500 * time.Millisecond
+	const interval = time.Second
 	a := newAuth(t, tenant, func(c *middleware.Config) { c.KeyMissRefreshInterval = interval })
 	srv := protectedServer(t, a)
 	s.ResetCounts()
@@ -257,8 +257,8 @@ func TestNewKeyDuringAnOutageIsUnavailableNotInvalid(t *testing.T) {
 	s.SetFault(entratest.All, entratest.Unavailable)
 	s.RotateKey()
 	tok := tenant.AccessToken()
-	time.Sleep(150 * time.Millisecond) // past KeyMissRefreshInterval
-	for i := range 3 {                 // a fresh attempt, then answers from its failure
+	time.Sleep(1100 * time.Millisecond) // past KeyMissRefreshInterval
+	for i := range 3 {                  // a fresh attempt, then answers from its failure
 		if _, err := a.Validate(t.Context(), tok); !errors.Is(err, middleware.ErrKeysUnavailable) {
 			t.Fatalf("attempt %d during the outage: %v, want ErrKeysUnavailable", i, err)
 		}

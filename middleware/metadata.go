@@ -23,57 +23,42 @@ const (
 	minRSABits       = 2048
 )
 
-// issuerRule is one accepted issuer: a literal iss value or a template with
-// the {tenantid} placeholder, and the token version it issues.
-type issuerRule struct {
-	template string
-	version  string
-}
-
-const tenantPlaceholder = "{tenantid}"
-
-// match reports whether iss is this rule's issuer for tenant tid.
-func (r issuerRule) match(iss, tid string) bool {
-	if !strings.Contains(r.template, tenantPlaceholder) {
-		return r.template == iss
-	}
-	if tid == "" {
-		return false
-	}
-	return replaceTenant(r.template, tid) == iss
-}
-
-// issuerVersion infers the token version an issuer URL belongs to, the way
-// Microsoft.IdentityModel picks v1 or v2 metadata: v2 issuers end in /v2.0.
-func issuerVersion(iss string) string {
-	if strings.HasSuffix(iss, "/v2.0") || strings.HasSuffix(iss, "/v2.0/") {
-		return "2.0"
-	}
-	return "1.0"
-}
-
 // metadataDoc is the part of an OpenID Provider metadata document we use.
 type metadataDoc struct {
 	Issuer  string `json:"issuer"`
 	JWKSURI string `json:"jwks_uri"`
 }
 
-// metadataURLs returns the v2 and v1 OpenID metadata URLs for the accepted
-// versions, as Microsoft.Identity.Web reads both to know both issuers.
-func (s *settings) metadataURLs() map[string]string {
-	base := s.authority.String() + "/" + url.PathEscape(s.TenantID)
-	query := ""
-	if s.AppSpecificSigningKeys {
-		query = "?appid=" + url.QueryEscape(s.ClientID)
+// fetchClient returns the client metadata and keys are fetched with. A
+// user's client is copied, not changed, with a redirect policy that applies
+// our transport rule to every hop before the user's own policy runs.
+func fetchClient(user *http.Client) *http.Client {
+	if user == nil {
+		return &http.Client{
+			Transport:     http.DefaultTransport.(*http.Transport).Clone(),
+			CheckRedirect: checkRedirect(nil),
+		}
 	}
-	urls := map[string]string{}
-	if s.TokenVersions&TokenV2 != 0 {
-		urls["2.0"] = base + "/v2.0/.well-known/openid-configuration" + query
+	c := *user
+	c.CheckRedirect = checkRedirect(user.CheckRedirect)
+	return &c
+}
+
+// checkRedirect refuses redirects to places we would not fetch from, then
+// defers to next (the user's policy, or at most 5 hops).
+func checkRedirect(next func(*http.Request, []*http.Request) error) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		if _, err := parseFetchURL(req.URL.String()); err != nil {
+			return fmt.Errorf("refusing redirect: %w", err)
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 5 {
+			return errors.New("too many redirects")
+		}
+		return nil
 	}
-	if s.TokenVersions&TokenV1 != 0 {
-		urls["1.0"] = base + "/.well-known/openid-configuration" + query
-	}
-	return urls
 }
 
 // fetchJSON GETs u and decodes at most limit bytes of JSON into v.
@@ -89,6 +74,14 @@ func fetchJSON(ctx context.Context, client *http.Client, u string, limit int64, 
 		return err
 	}
 	defer resp.Body.Close()
+	// The redirect policy already checked each hop; checking where the
+	// answer actually came from also covers a client whose transport
+	// follows redirects or rewrites requests on its own.
+	if resp.Request != nil && resp.Request.URL != nil {
+		if _, err := parseFetchURL(resp.Request.URL.String()); err != nil {
+			return fmt.Errorf("GET %s: answered from a refused location: %w", u, err)
+		}
+	}
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 		return fmt.Errorf("GET %s: unexpected status %s", u, resp.Status)

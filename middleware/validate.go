@@ -1,12 +1,8 @@
 package middleware
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/json"
-	"errors"
-	"io"
+	"crypto/rsa"
 	"strings"
 	"sync"
 	"time"
@@ -19,79 +15,204 @@ import (
 // Authenticator validates Entra ID access tokens for one API. It is safe for
 // concurrent use. Create it with New and stop it with Close.
 type Authenticator struct {
-	s         *settings
-	keys      *keyManager
-	parser    *jwt.Parser
-	validator *jwt.Validator
-	state     *requestState
-	closeOnce sync.Once
+	s           *settings
+	ctx         context.Context
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
+	authorities []*authority
+	router      *router
+	cache       *tokenCache
+	state       *requestState
+	closeOnce   sync.Once
 }
 
-// New checks cfg, starts loading the tenant's metadata and signing keys, and
-// returns an Authenticator. It waits for that first load until it finishes,
-// FetchTimeout passes, or ctx ends; if Entra cannot be reached, New still
-// succeeds (a service must not crash-loop on a network blip): keys keep
-// loading in the background and requests with a token get 503 until they
-// arrive. Only an invalid Config is an error.
+// New checks cfg, starts loading the metadata and signing keys of every
+// authority, and returns an Authenticator. It waits for those first loads
+// until they finish, about twice FetchTimeout passes (a load is a metadata
+// request, then a key-set request), or ctx ends. If Entra cannot be
+// reached, New still succeeds (a service must not crash-loop on a network
+// blip): keys keep loading in the background and requests with a token get
+// 503 until they arrive. Only an invalid Config is an error.
 func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 	s, err := newSettings(cfg)
 	if err != nil {
 		return nil, err
 	}
+	runCtx, cancel := context.WithCancel(context.Background())
 	a := &Authenticator{
-		s:    s,
-		keys: newKeyManager(s),
-		// RS256 only: Entra signs with it, and pinning it stops alg=none,
-		// HS256-with-the-public-key and PS256 substitutions (RFC 8725 §3.1).
-		parser: jwt.NewParser(
-			jwt.WithValidMethods([]string{"RS256"}),
-			jwt.WithoutClaimsValidation(), // done before the signature, below
-			jwt.WithStrictDecoding(),
-		),
+		s: s, ctx: runCtx, cancel: cancel,
 		state: &requestState{handler: s.ErrorHandler, realm: s.Realm, logger: s.logger},
 	}
-	opts := []jwt.ParserOption{
-		jwt.WithExpirationRequired(),
-		jwt.WithIssuedAt(),
-		jwt.WithAudience(s.audiences...),
-		jwt.WithTimeFunc(s.now),
+	appID := ""
+	if s.AppSpecificSigningKeys {
+		appID = s.ClientID
 	}
-	if s.leeway > 0 {
-		opts = append(opts, jwt.WithLeeway(s.leeway))
+	for _, auth := range s.authorities {
+		ra := &authority{Authority: auth}
+		if auth.kind == kindEntraMultiTenant {
+			ra.admit = newAdmitter(runCtx, auth, s.now)
+		}
+		specAppID := appID
+		if auth.kind == kindB2C {
+			specAppID = ""
+		}
+		for _, spec := range auth.sources(s.TokenVersions, specAppID) {
+			if auth.kind == kindEntraMultiTenant && spec.version == claims.Version1 {
+				// Entra serves v1 metadata for common only; its issuer
+				// template is the same for organizations.
+				spec.url = strings.Replace(spec.url, "/"+Organizations+"/", "/"+Common+"/", 1)
+			}
+			ra.sources = append(ra.sources, newSource(runCtx, s, ra, spec, s.issuersFor(spec.version), func() { a.keysChanged() }))
+		}
+		a.authorities = append(a.authorities, ra)
 	}
-	a.validator = jwt.NewValidator(opts...)
+	a.router = newRouter(a.authorities)
+	if s.cacheSize > 0 {
+		a.cache = newTokenCache(s.cacheSize, s.cacheSize*tokenCacheEntryCost)
+	}
 
-	first := a.keys.start()
-	timer := time.NewTimer(s.FetchTimeout)
+	var firsts []*generation
+	for _, src := range a.router.sources {
+		firsts = append(firsts, src.firstLoad())
+		a.wg.Add(1)
+		go src.run(&a.wg)
+	}
+	timer := time.NewTimer(2 * s.FetchTimeout)
 	defer timer.Stop()
-	select {
-	case <-first.done:
-	case <-timer.C:
-	case <-ctx.Done():
+	for _, g := range firsts {
+		select {
+		case <-g.done:
+		case <-timer.C:
+			return a, nil
+		case <-ctx.Done():
+			return a, nil
+		}
 	}
 	return a, nil
+}
+
+// issuersFor returns the Config.Issuers that replace the issuer of a
+// metadata document announcing version.
+func (s *settings) issuersFor(version string) []string {
+	var out []string
+	for _, iss := range s.Issuers {
+		if issuerVersion(iss) == version {
+			out = append(out, iss)
+		}
+	}
+	if len(s.Issuers) > 0 && len(out) == 0 {
+		// Config.Issuers names no issuer of this version: none is accepted.
+		return []string{}
+	}
+	return out
+}
+
+// issuerVersion infers the token version an issuer URL belongs to, the way
+// Microsoft.IdentityModel picks v1 or v2 metadata: v2 issuers end in /v2.0.
+func issuerVersion(iss string) string {
+	if strings.HasSuffix(iss, "/v2.0") || strings.HasSuffix(iss, "/v2.0/") {
+		return claims.Version2
+	}
+	return claims.Version1
+}
+
+// keysChanged runs after any source loads: the issuer index is rebuilt, and
+// cached tokens signed by keys that are no longer published stop counting.
+func (a *Authenticator) keysChanged() {
+	a.router.rebuild()
 }
 
 // Close stops background key refreshes and waits for them to end. Requests
 // still validating get ErrClosed. Close is idempotent.
 func (a *Authenticator) Close() error {
-	a.closeOnce.Do(a.keys.close)
+	a.closeOnce.Do(func() {
+		a.cancel()
+		a.wg.Wait()
+		if a.s.ownClient {
+			a.s.client.CloseIdleConnections()
+		}
+	})
 	return nil
 }
 
-// Stats reports the state of the signing keys, e.g. for a readiness probe.
-func (a *Authenticator) Stats() Stats { return a.keys.stats() }
+// Ready reports whether the signing keys of every authority (every token
+// version, every B2C policy) have been loaded, so that every token this API
+// accepts can be checked. Keys, once loaded, are kept through outages.
+// Stats tells which source is missing and why.
+func (a *Authenticator) Ready() bool {
+	for _, src := range a.router.sources {
+		if src.state.Load() == nil {
+			return false
+		}
+	}
+	return true
+}
 
-// Ready reports whether signing keys are loaded, so tokens can be checked.
-func (a *Authenticator) Ready() bool { return a.keys.snap.Load() != nil }
+// Stats reports the state of the signing keys and of the token cache, e.g.
+// for a readiness probe or metrics.
+type Stats struct {
+	// KeysLoaded is true when every source has loaded keys (see Ready).
+	KeysLoaded bool
+	// KeyIDs are the key IDs currently trusted, over all sources.
+	KeyIDs []string
+	// Fetches counts metadata and key-set requests made; Failures counts
+	// load attempts that failed.
+	Fetches, Failures int64
+	// LastError is the most recent load error of any source that has not
+	// loaded successfully since, and LastErrorAt when it happened.
+	LastError   error
+	LastErrorAt time.Time
+	// Sources details each metadata document: which authority, version or
+	// policy it serves, whether it is loaded, and its last error.
+	Sources []SourceStats
+	// Cache counts the verified-token cache's work.
+	Cache CacheStats
+}
+
+// Stats reports the state of the signing keys and of the token cache.
+func (a *Authenticator) Stats() Stats {
+	st := Stats{KeysLoaded: true}
+	for _, src := range a.router.sources {
+		ss := src.stats()
+		st.Sources = append(st.Sources, ss)
+		st.KeysLoaded = st.KeysLoaded && ss.Ready
+		st.Fetches += ss.Fetches
+		st.Failures += ss.Failures
+		for _, kid := range ss.KeyIDs {
+			if !containsString(st.KeyIDs, kid) {
+				st.KeyIDs = append(st.KeyIDs, kid)
+			}
+		}
+		if ss.LastError != nil && ss.LastErrorAt.After(st.LastErrorAt) {
+			st.LastError, st.LastErrorAt = ss.LastError, ss.LastErrorAt
+		}
+	}
+	if a.cache != nil {
+		st.Cache = a.cache.stats()
+	}
+	return st
+}
+
+func containsString(list []string, v string) bool {
+	for _, s := range list {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
 
 // Validate checks a raw access token (without the "Bearer " prefix), as
 // RequireAuth does for HTTP requests, and returns its claims. Use it from a
 // gRPC interceptor, a websocket upgrade or a message consumer.
 //
 // Config.Scopes and Config.Roles apply. Every error is an *Error wrapping one
-// of the Err* reasons.
+// of the Err* reasons; its Description (and Status, Code) may be sent to
+// the caller, its Error() text is for logs.
 func (a *Authenticator) Validate(ctx context.Context, rawToken string) (*claims.Claims, error) {
+	if scheme, _, ok := strings.Cut(rawToken, " "); ok && strings.EqualFold(scheme, "Bearer") {
+		return nil, newError(ErrMalformedToken, "pass the token without the Bearer scheme: Validate takes the token itself, not the Authorization header value", nil)
+	}
 	c, err := a.validate(ctx, rawToken)
 	if err != nil {
 		// validate hands back the unverified claims for logging, and a nil
@@ -101,305 +222,186 @@ func (a *Authenticator) Validate(ctx context.Context, rawToken string) (*claims.
 	return c, nil
 }
 
-// tokenClaims adapts claims.Claims to golang-jwt's Claims interface.
-type tokenClaims struct{ c *claims.Claims }
-
-func (t *tokenClaims) UnmarshalJSON(b []byte) error {
-	c, err := claims.Parse(b)
-	if err != nil {
-		return err
-	}
-	t.c = c
-	return nil
-}
-
-func numericDate(t time.Time) (*jwt.NumericDate, error) {
-	if t.IsZero() {
-		return nil, nil
-	}
-	return jwt.NewNumericDate(t), nil
-}
-
-func (t *tokenClaims) GetExpirationTime() (*jwt.NumericDate, error) {
-	return numericDate(t.c.ExpiresAt)
-}
-func (t *tokenClaims) GetIssuedAt() (*jwt.NumericDate, error)  { return numericDate(t.c.IssuedAt) }
-func (t *tokenClaims) GetNotBefore() (*jwt.NumericDate, error) { return numericDate(t.c.NotBefore) }
-func (t *tokenClaims) GetIssuer() (string, error)              { return t.c.Issuer, nil }
-func (t *tokenClaims) GetSubject() (string, error)             { return t.c.Subject, nil }
-func (t *tokenClaims) GetAudience() (jwt.ClaimStrings, error)  { return t.c.Audience, nil }
-
-// validate runs every check on a raw token. The order is deliberate: cheap
-// structural and claim checks first, so that junk never costs an RSA
-// verification or a key fetch; the signature next; authorization (403) last,
-// so that only a genuine token can learn it lacks a permission.
+// validate runs every check on a raw token. The order is deliberate: a
+// token seen and verified before is answered from the cache; otherwise
+// cheap structural and claim checks come first, so that junk never costs an
+// RSA verification or a key fetch; the signature next; then the tenant's
+// admission, which may ask the API's own database, so only for genuine
+// tokens; authorization (403) last, so that only a genuine token can learn
+// it lacks a permission.
 func (a *Authenticator) validate(ctx context.Context, raw string) (*claims.Claims, *Error) {
-	if a.keys.ctx.Err() != nil {
-		return nil, a.keys.unavailable(ErrClosed)
+	if a.ctx.Err() != nil {
+		return nil, closedError()
 	}
 	if len(raw) > a.s.MaxTokenSize {
 		return nil, newError(ErrTokenTooLarge, "the token exceeds the accepted size", nil)
 	}
-	if e := checkHeader(raw); e != nil {
+	if a.cache != nil {
+		if c, e, hit := a.fromCache(ctx, raw); hit {
+			return c, e
+		}
+	}
+	tok, e := splitJWS(raw)
+	if e != nil {
 		return nil, e
 	}
-	tc := &tokenClaims{}
-	var found *Error
-	_, err := a.parser.ParseWithClaims(raw, tc, func(t *jwt.Token) (any, error) {
-		if tc.c == nil {
-			// encoding/json skips UnmarshalJSON for a null payload.
-			found = newError(ErrMalformedToken, "the token's claims are not a JSON object", nil)
-			return nil, found
-		}
-		key, e := a.verificationKey(ctx, t, tc.c)
-		if e != nil {
-			found = e
-			return nil, e
-		}
-		return key, nil
-	})
-	if found != nil {
-		return tc.c, found
+	payload, e := tok.decodePayload()
+	if e != nil {
+		return nil, e
 	}
+	c, err := claims.Parse(payload)
 	if err != nil {
-		return tc.c, mapParseError(err)
+		return nil, malformedClaims(err)
 	}
-	if e := a.checkRequired(tc.c); e != nil {
-		return tc.c, e
+	if e := a.checkClaims(c, a.s.now()); e != nil {
+		return c, e
 	}
-	return tc.c, nil
+	version, e := a.checkVersion(c)
+	if e != nil {
+		return c, e
+	}
+	src, st, e := a.router.route(ctx, c, version)
+	if e != nil {
+		return c, e
+	}
+	pub, st, e := src.verificationKey(ctx, st, tok.kid, c.Issuer, tenantOf(st, c))
+	if e != nil {
+		return c, e
+	}
+	if e := verifySignature(tok, pub); e != nil {
+		return c, e
+	}
+	admittedUntil, e := src.auth.admitTenant(ctx, tenantOf(st, c))
+	if e != nil {
+		return c, e
+	}
+	if a.cache != nil {
+		ent := &cacheEntry{claims: c, src: src, kid: tok.kid, pub: pub}
+		ent.state.Store(st)
+		ent.admittedUntil.Store(unixNano(admittedUntil))
+		a.cache.add(raw, ent)
+	}
+	return c, a.authorize(src, c)
 }
 
-// verificationKey runs inside golang-jwt's parse, after the header and the
-// claims JSON are decoded and before the signature is checked.
-func (a *Authenticator) verificationKey(ctx context.Context, t *jwt.Token, c *claims.Claims) (any, *Error) {
-	if e := a.checkClaims(c); e != nil {
-		return nil, e
-	}
-	snap, err := a.keys.current(ctx)
-	if err != nil {
-		return nil, a.keys.unavailable(err)
-	}
-	if e := a.checkIssuer(snap, c); e != nil {
-		return nil, e
-	}
-	key, err := a.keys.verificationKey(ctx, snap, t, c.Issuer, c.TenantID)
-	if err != nil {
-		return nil, asError(err)
-	}
-	return key, nil
-}
-
-// checkClaims applies the rules that need no keys or metadata.
-func (a *Authenticator) checkClaims(c *claims.Claims) *Error {
-	if isGraphAudience(c.Audience) {
-		return newError(ErrGraphToken, "the token is for Microsoft Graph, not this API; request a token for this API's scope (api://<client-id>/.default or a named scope)", nil)
-	}
-	if c.ExpiresAt.IsZero() {
-		return newError(ErrMalformedToken, "the token has no exp claim", nil)
-	}
-	if err := a.validator.Validate(&tokenClaims{c}); err != nil {
-		switch {
-		case errors.Is(err, jwt.ErrTokenExpired):
-			return newError(ErrTokenExpired, "the token is expired", nil)
-		case errors.Is(err, jwt.ErrTokenNotValidYet):
-			return newError(ErrTokenNotYetValid, "the token is not valid yet (nbf)", nil)
-		case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
-			return newError(ErrInvalidIssuedAt, "the token is issued in the future (iat)", nil)
-		case errors.Is(err, jwt.ErrTokenInvalidAudience), errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-			return newError(ErrInvalidAudience, "the token is not for this API (aud)", nil)
+// checkClaims applies the rules that need no keys or metadata, on every
+// request, cached or not. now is the configured clock.
+func (a *Authenticator) checkClaims(c *claims.Claims, now time.Time) *Error {
+	for _, aud := range c.Audience {
+		if graphAudiences[strings.ToLower(strings.TrimSuffix(aud, "/"))] {
+			return newError(ErrGraphToken, "the token is for Microsoft Graph, not this API; request a token for this API's scope (api://<client-id>/.default or a named scope)", nil)
 		}
-		return newError(ErrMalformedToken, "the token's claims are invalid", err)
 	}
-	if !c.IssuedAt.IsZero() && c.IssuedAt.After(c.ExpiresAt) {
-		return newError(ErrInvalidIssuedAt, "the token is issued after it expires (iat > exp)", nil)
+	if e := a.checkTimes(c, now); e != nil {
+		return e
+	}
+	if !a.audienceAccepted(c.Audience) {
+		return newError(ErrInvalidAudience, "the token is not for this API (aud)", nil)
+	}
+	// Entra puts a user's app roles into ID tokens too, and when an app and
+	// its API share one registration the ID token's audience is the API:
+	// scp/roles cannot tell them apart, these claims can.
+	if c.HasIDTokenClaims() {
+		return newError(ErrIDToken, "the token is an ID token (it carries nonce, at_hash or c_hash); send an access token for this API", nil)
+	}
+	if c.ClientAppID == "" {
+		return newError(ErrIDToken, "the token names no client application (azp in v2.0, appid in v1.0 tokens), as every Entra access token does: it is an ID token or not an access token; send an access token for this API", nil)
 	}
 	if !a.s.AllowTokensWithoutScopesOrRoles && len(c.Scopes) == 0 && len(c.Roles) == 0 {
-		return newError(ErrNotAccessToken, "the token has neither scp nor roles: it is not an access token for this API, or no permission was granted", nil)
+		return newError(ErrNotAccessToken, "the token has neither scp nor roles: no permission of this API was granted to the caller", nil)
 	}
 	return nil
 }
 
-func isGraphAudience(aud []string) bool {
-	for _, v := range aud {
-		v = strings.TrimRight(strings.ToLower(v), "/")
-		if v == graphAppID || v == graphAppURI {
+// checkTimes applies exp, nbf and iat with the leeway, the way golang-jwt's
+// validator and Microsoft.IdentityModel do.
+func (a *Authenticator) checkTimes(c *claims.Claims, now time.Time) *Error {
+	leeway := a.s.leeway
+	switch {
+	case c.ExpiresAt.IsZero():
+		return newError(ErrMalformedToken, "the token has no exp claim", nil)
+	case !c.NotBefore.IsZero() && c.NotBefore.After(c.ExpiresAt):
+		// Never valid, whatever the clock skew (IDX10224).
+		return newError(ErrMalformedToken, "the token's nbf is after its exp: it is never valid", nil)
+	case !c.IssuedAt.IsZero() && c.IssuedAt.After(c.ExpiresAt):
+		return newError(ErrInvalidIssuedAt, "the token is issued after it expires (iat > exp)", nil)
+	case !now.Before(c.ExpiresAt.Add(leeway)):
+		return newError(ErrTokenExpired, "the token is expired", nil)
+	case !c.NotBefore.IsZero() && now.Before(c.NotBefore.Add(-leeway)):
+		return newError(ErrTokenNotYetValid, "the token is not valid yet (nbf)", nil)
+	case !c.IssuedAt.IsZero() && now.Before(c.IssuedAt.Add(-leeway)):
+		return newError(ErrInvalidIssuedAt, "the token is issued in the future (iat)", nil)
+	}
+	return nil
+}
+
+func (a *Authenticator) audienceAccepted(auds []string) bool {
+	for _, aud := range auds {
+		if _, ok := a.s.audiences[aud]; ok {
 			return true
 		}
 	}
 	return false
 }
 
-// checkIssuer accepts iss only when it is one of the tenant's issuers, the
-// token version matches that issuer, and tid is the configured tenant.
-func (a *Authenticator) checkIssuer(snap *keySnapshot, c *claims.Claims) *Error {
-	if !strings.EqualFold(c.TenantID, a.s.TenantID) {
-		if c.TenantID == "" {
-			return newError(ErrInvalidIssuer, "the token has no tid claim", nil)
-		}
-		return newError(ErrInvalidIssuer, "the token was issued by another tenant", nil)
-	}
-	var rule *issuerRule
-	for i := range snap.issuers {
-		if snap.issuers[i].match(c.Issuer, c.TenantID) {
-			rule = &snap.issuers[i]
-			break
-		}
-	}
-	if rule == nil {
-		return newError(ErrInvalidIssuer, "the token's issuer is not this API's tenant", nil)
-	}
-	// Entra always sends ver; when it is absent the issuer decides the
-	// version, as Microsoft.IdentityModel does.
+// checkVersion reads the token's version (ver; the issuer's form when ver
+// is absent, as Microsoft.IdentityModel does) and refuses versions the API
+// does not accept, before its issuer is looked at.
+func (a *Authenticator) checkVersion(c *claims.Claims) (string, *Error) {
 	version := c.Version
 	if version == "" {
-		version = rule.version
+		version = issuerVersion(c.Issuer)
 	}
-	switch {
-	case version != "1.0" && version != "2.0":
-		return newError(ErrInvalidVersion, "the token's ver claim must be 1.0 or 2.0", nil)
-	case version != rule.version:
-		return newError(ErrInvalidVersion, "the token's version does not match its issuer", nil)
-	case version == "1.0" && a.s.TokenVersions&TokenV1 == 0,
-		version == "2.0" && a.s.TokenVersions&TokenV2 == 0:
-		return newError(ErrInvalidVersion, "this API does not accept v"+version+" tokens", nil)
+	switch version {
+	case claims.Version1, claims.Version2:
+	default:
+		return "", newError(ErrInvalidVersion, "the token's ver claim must be 1.0 or 2.0", nil)
+	}
+	if len(a.router.byVersion[version]) == 0 {
+		return "", newError(ErrInvalidVersion, "this API does not accept v"+version+" tokens", nil)
+	}
+	return version, nil
+}
+
+// verifySignature checks the RS256 signature with golang-jwt.
+func verifySignature(tok jws, pub *rsa.PublicKey) *Error {
+	sig, err := b64.DecodeString(tok.signature)
+	if err != nil {
+		return newError(ErrMalformedToken, "the token signature is not base64url without padding", nil)
+	}
+	if err := jwt.SigningMethodRS256.Verify(tok.signingInput, sig, pub); err != nil {
+		return newError(ErrInvalidSignature, "the token signature is invalid", err)
 	}
 	return nil
 }
 
-// checkRequired applies Config.Scopes and Config.Roles.
-func (a *Authenticator) checkRequired(c *claims.Claims) *Error {
+// admitTenant applies a multi-tenant authority's admission; other
+// authorities admit their one tenant.
+func (a *authority) admitTenant(ctx context.Context, tid string) (time.Time, *Error) {
+	if a.admit == nil {
+		return time.Time{}, nil
+	}
+	return a.admit.admit(ctx, tid)
+}
+
+// authorize applies the rules that refuse a genuine token with 403: guest
+// users, and Config.Scopes and Config.Roles.
+func (a *Authenticator) authorize(src *source, c *claims.Claims) *Error {
+	if a.s.DenyGuestUsers && src.auth.kind != kindB2C && c.IsGuest() {
+		return newError(ErrGuestUser, "guest users of the tenant are not allowed to call this API", nil)
+	}
 	if len(a.s.Scopes) == 0 && len(a.s.Roles) == 0 {
 		return nil
 	}
 	return authorizeAny(c, a.s.Scopes, a.s.Roles)
 }
 
-// mapParseError translates golang-jwt's errors into ours.
-func mapParseError(err error) *Error {
-	var e *Error
-	if errors.As(err, &e) {
-		return e
+// malformedClaims describes a payload claims.Parse refused, naming the
+// claim without echoing its value.
+func malformedClaims(err error) *Error {
+	desc := "the token's claims are malformed"
+	if _, detail, ok := strings.Cut(err.Error(), claims.ErrMalformed.Error()+": "); ok {
+		desc += ": " + detail
 	}
-	switch {
-	case errors.Is(err, claims.ErrMalformed):
-		desc := "the token's claims are malformed"
-		if _, detail, ok := strings.Cut(err.Error(), claims.ErrMalformed.Error()+": "); ok {
-			desc += ": " + detail
-		}
-		return newError(ErrMalformedToken, desc, err)
-	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
-		return newError(ErrInvalidSignature, "the token signature is invalid", err)
-	case errors.Is(err, jwt.ErrTokenMalformed):
-		return newError(ErrMalformedToken, "the token is not a well-formed JWT", err)
-	}
-	return newError(ErrMalformedToken, "the token could not be verified", err)
-}
-
-// Limits on the JOSE header. Entra's headers are under 200 bytes.
-const (
-	maxHeaderBytes = 2048
-	maxKeyIDLength = 256
-)
-
-// checkHeader decodes and checks the JOSE header before golang-jwt does, to
-// give precise answers and to apply rules golang-jwt lacks: duplicate
-// member names, crit (RFC 7515 §4.1.11) and Graph's nonce.
-//
-// Key-locating members (jku, x5u, jwk, x5c) are never read: keys come only
-// from the tenant's published key set (RFC 8725 §3.10).
-func checkHeader(raw string) *Error {
-	first := strings.IndexByte(raw, '.')
-	if first < 0 {
-		return newError(ErrMalformedToken, "the token is not a JWT (expected three dot-separated parts)", nil)
-	}
-	switch strings.Count(raw, ".") {
-	case 2:
-	case 4:
-		return newError(ErrMalformedToken, "encrypted tokens (JWE) are not accepted", nil)
-	default:
-		return newError(ErrMalformedToken, "the token is not a JWT (expected three dot-separated parts)", nil)
-	}
-	seg := raw[:first]
-	if base64.RawURLEncoding.DecodedLen(len(seg)) > maxHeaderBytes {
-		return newError(ErrMalformedToken, "the token header is too large", nil)
-	}
-	hb, err := base64.RawURLEncoding.Strict().DecodeString(seg)
-	if err != nil {
-		return newError(ErrMalformedToken, "the token header is not base64url without padding", nil)
-	}
-	h, err := decodeHeader(hb)
-	if err != nil {
-		return newError(ErrMalformedToken, "the token header is not a valid JSON object: "+err.Error(), nil)
-	}
-	switch {
-	case h.nonce:
-		return newError(ErrGraphToken, "the token carries a nonce header: it is a Microsoft Graph token, not a token for this API", nil)
-	case h.alg != "RS256":
-		return newError(ErrUnsupportedAlgorithm, "only RS256-signed tokens are accepted", nil)
-	case h.crit:
-		return newError(ErrCriticalHeader, "the token header lists critical extensions (crit), which are not supported", nil)
-	case h.kid == "":
-		return newError(ErrMissingKeyID, "the token header has no kid", nil)
-	case len(h.kid) > maxKeyIDLength:
-		return newError(ErrMalformedToken, "the token's kid is too long", nil)
-	}
-	return nil
-}
-
-type joseHeader struct {
-	alg, kid    string
-	crit, nonce bool
-}
-
-var errDuplicateMember = errors.New("duplicate member name")
-
-// decodeHeader reads the header object member by member, refusing duplicate
-// names (RFC 7515 §4: a JWS with duplicate header names may be rejected) and
-// non-string alg or kid.
-func decodeHeader(b []byte) (joseHeader, error) {
-	var h joseHeader
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return h, errors.New("not an object")
-	}
-	seen := make(map[string]struct{}, 8)
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return h, errors.New("invalid JSON")
-		}
-		name, _ := tok.(string)
-		if _, dup := seen[name]; dup {
-			return h, errDuplicateMember
-		}
-		seen[name] = struct{}{}
-		var value json.RawMessage
-		if err := dec.Decode(&value); err != nil {
-			return h, errors.New("invalid JSON")
-		}
-		switch name {
-		case "alg", "kid":
-			var s string
-			if err := json.Unmarshal(value, &s); err != nil {
-				return h, errors.New(name + " must be a string")
-			}
-			if name == "alg" {
-				h.alg = s
-			} else {
-				h.kid = s
-			}
-		case "crit":
-			h.crit = true
-		case "nonce":
-			h.nonce = true
-		}
-	}
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
-		return h, errors.New("invalid JSON")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return h, errors.New("trailing data after the object")
-	}
-	return h, nil
+	return newError(ErrMalformedToken, desc, err)
 }

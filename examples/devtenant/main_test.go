@@ -37,7 +37,7 @@ func TestTokenEndpointMintsValidTokens(t *testing.T) {
 		{"kind=user&version=1&scopes=A,B", 200, nil, false},
 		{"kind=app&roles=SecureData.Read.All", 200, nil, true},
 		{"kind=app", 200, middleware.ErrNotAccessToken, true},
-		{"kind=id", 200, middleware.ErrNotAccessToken, false},
+		{"kind=id", 200, middleware.ErrIDToken, false},
 		{"kind=refresh", 400, nil, false},
 	}
 	for _, tc := range tests {

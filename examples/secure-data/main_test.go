@@ -126,7 +126,7 @@ func TestHalfConfigurationIsAnError(t *testing.T) {
 func TestReadinessFollowsTheSigningKeys(t *testing.T) {
 	tenant := entratest.NewTenant(t)
 	tenant.Server().SetFault(entratest.All, entratest.Unavailable)
-	srv := demotest.Serve(t, tenant, routes, func(c *middleware.Config) { c.KeyMissRefreshInterval = 50 * time.Millisecond })
+	srv := demotest.Serve(t, tenant, routes, func(c *middleware.Config) { c.KeyMissRefreshInterval = time.Second })
 	status := func(path string) int {
 		st, _ := demotest.Get(t, srv.URL+path, "")
 		return st

@@ -56,12 +56,16 @@ func ExampleServer_SetFault() {
 	defer srv.Close()
 	tenant := srv.NewTenant()
 	cfg := tenant.Config()
-	cfg.KeyMissRefreshInterval = 50 * time.Millisecond // retry quickly, for the example
+	cfg.KeyMissRefreshInterval = time.Second // retry quickly, for the example
 
 	srv.SetFault(entratest.All, entratest.Unavailable)
-	auth, _ := middleware.New(context.Background(), cfg)
+	auth, err := middleware.New(context.Background(), cfg)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	defer auth.Close()
-	_, err := auth.Validate(context.Background(), tenant.AccessToken())
+	_, err = auth.Validate(context.Background(), tenant.AccessToken())
 	var e *middleware.Error
 	errors.As(err, &e)
 	fmt.Println("provider down:", e.Status, errors.Is(err, middleware.ErrKeysUnavailable))
@@ -74,8 +78,8 @@ func ExampleServer_SetFault() {
 	fmt.Println("provider back:", auth.Ready())
 
 	srv.RotateKey()
-	token := tenant.AccessToken() // signed with the new key
-	time.Sleep(60 * time.Millisecond)
+	token := tenant.AccessToken()       // signed with the new key
+	time.Sleep(1100 * time.Millisecond) // a new key is looked for at most once per KeyMissRefreshInterval
 	_, err = auth.Validate(context.Background(), token)
 	fmt.Println("new key accepted:", err == nil)
 	// Output:

@@ -1,0 +1,249 @@
+package middleware
+
+import (
+	"context"
+	"crypto/rsa"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/entragate/entragate/claims"
+)
+
+// The verified-token cache. A client reuses one access token for up to an
+// hour or more, so most requests carry a token seen before. Once a token's
+// signature, issuer, tenant and keys have been verified, the cache answers
+// later requests with the same token without another RSA verification, as
+// long as:
+//
+//   - the token is within its validity: exp, nbf and iat are re-checked on
+//     every hit, with the leeway, against the configured clock;
+//   - the key that signed it is still published, with the same key
+//     material, by the source that issued it: an entry whose key left the
+//     key set is dropped, and the token goes through full validation again
+//     (and is refused);
+//   - the tenant is still admitted: a multi-tenant admission answer is not
+//     relied on beyond its own cache time; after it, admission runs again.
+//
+// Authorization (Config.Scopes/Roles, guest users, the route guards) runs
+// on every request from the cached claims. Only tokens whose signature was
+// verified enter the cache, so junk cannot evict good entries. The map key
+// is the whole token, compared in full: no other token can hit its entry.
+//
+// Reads take no lock: a sync.Map look-up and a few atomic loads. Inserts
+// and evictions (CLOCK: an entry used since the hand last passed gets a
+// second chance) take a mutex, on the path that has just paid for an RSA
+// verification anyway.
+type tokenCache struct {
+	entries  sync.Map // token -> *cacheEntry
+	maxCount int
+	maxBytes int
+
+	mu    sync.Mutex
+	ring  []*cacheEntry // CLOCK slots
+	free  []int         // empty slots
+	hand  int
+	count int
+	bytes int
+
+	hits, misses stripedCounter
+	evictions    atomic.Int64
+}
+
+// cacheEntry is one verified token.
+type cacheEntry struct {
+	token  string
+	claims *claims.Claims
+	src    *source
+	kid    string
+	pub    *rsa.PublicKey
+	state  atomic.Pointer[sourceState] // the key set the key was last seen in
+	// admittedUntil is when the tenant's admission must be asked again
+	// (UnixNano; 0: never, the configuration alone admits it).
+	admittedUntil atomic.Int64
+	used          atomic.Bool
+	slot          int
+	size          int
+}
+
+// entryOverhead approximates what an entry costs beyond the token and the
+// claims payload: the entry, the Claims struct, its slices, the map node.
+const entryOverhead = 1024
+
+func newTokenCache(maxCount, maxBytes int) *tokenCache {
+	c := &tokenCache{maxCount: maxCount, maxBytes: maxBytes, ring: make([]*cacheEntry, maxCount), free: make([]int, maxCount)}
+	for i := range c.free {
+		c.free[i] = maxCount - 1 - i
+	}
+	return c
+}
+
+// get returns the entry for token, if any.
+func (c *tokenCache) get(token string) *cacheEntry {
+	v, ok := c.entries.Load(token)
+	if !ok {
+		c.misses.add()
+		return nil
+	}
+	e := v.(*cacheEntry)
+	if !e.used.Load() {
+		e.used.Store(true)
+	}
+	c.hits.add()
+	return e
+}
+
+// add stores a verified token, evicting others to stay within bounds.
+func (c *tokenCache) add(token string, e *cacheEntry) {
+	// The token, the payload kept in the claims (three quarters of the
+	// token), and the claims' own strings: about twice the token.
+	e.size = 2*len(token) + entryOverhead
+	if e.size > c.maxBytes {
+		return
+	}
+	// A copy: the caller's string may share memory with a larger buffer.
+	e.token = strings.Clone(token)
+	token = e.token
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, dup := c.entries.Load(token); dup {
+		return // a concurrent request verified the same token
+	}
+	for c.count >= c.maxCount || c.bytes+e.size > c.maxBytes {
+		c.evictOneLocked()
+	}
+	e.slot = c.free[len(c.free)-1]
+	c.free = c.free[:len(c.free)-1]
+	c.ring[e.slot] = e
+	c.count++
+	c.bytes += e.size
+	c.entries.Store(token, e)
+}
+
+// evictOneLocked runs the CLOCK hand until it finds an entry not used
+// since its last pass. Two turns at most: the first clears every mark.
+func (c *tokenCache) evictOneLocked() {
+	for range 2*len(c.ring) + 1 {
+		e := c.ring[c.hand]
+		c.hand = (c.hand + 1) % len(c.ring)
+		if e == nil {
+			continue
+		}
+		if e.used.Load() {
+			e.used.Store(false)
+			continue
+		}
+		c.removeLocked(e)
+		c.evictions.Add(1)
+		return
+	}
+}
+
+// remove drops e, if it is still cached.
+func (c *tokenCache) remove(e *cacheEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ring[e.slot] == e {
+		c.removeLocked(e)
+	}
+}
+
+func (c *tokenCache) removeLocked(e *cacheEntry) {
+	c.entries.CompareAndDelete(e.token, e)
+	c.ring[e.slot] = nil
+	c.free = append(c.free, e.slot)
+	c.count--
+	c.bytes -= e.size
+}
+
+// CacheStats counts the verified-token cache's work.
+type CacheStats struct {
+	// Entries and Bytes are what the cache holds now (Bytes approximates
+	// tokens, claims and bookkeeping).
+	Entries, Bytes int
+	// Hits counts requests answered from the cache; Misses those whose
+	// token was not in it; Evictions entries dropped to make room.
+	Hits, Misses, Evictions int64
+}
+
+func (c *tokenCache) stats() CacheStats {
+	c.mu.Lock()
+	st := CacheStats{Entries: c.count, Bytes: c.bytes}
+	c.mu.Unlock()
+	st.Hits, st.Misses, st.Evictions = c.hits.load(), c.misses.load(), c.evictions.Load()
+	return st
+}
+
+// fromCache answers a token from the cache. hit is false when the token
+// must go through full validation: not cached, or its entry no longer
+// holds (its key left the key set).
+func (a *Authenticator) fromCache(ctx context.Context, raw string) (c *claims.Claims, e *Error, hit bool) {
+	ent := a.cache.get(raw)
+	if ent == nil {
+		return nil, nil, false
+	}
+	if cur := ent.src.state.Load(); cur != ent.state.Load() {
+		// The source reloaded since: the key must still be published, with
+		// the same material, and the issuer still route to this source.
+		k, ok := cur.keys[ent.kid]
+		if !ok || !k.pub.Equal(ent.pub) || !routesTo(a.router.index.Load().lookup(ent.claims.Issuer, ent.claims.TenantID), ent.src) {
+			a.cache.remove(ent)
+			return nil, nil, false
+		}
+		ent.state.Store(cur)
+	}
+	c = ent.claims
+	now := a.s.now()
+	if e := a.checkTimes(c, now); e != nil {
+		a.cache.remove(ent)
+		return c, e, true
+	}
+	if until := ent.admittedUntil.Load(); until != 0 && now.UnixNano() >= until {
+		next, e := ent.src.auth.admitTenant(ctx, tenantOf(ent.state.Load(), c))
+		if e != nil {
+			if e.Reason == ErrTenantNotAllowed {
+				a.cache.remove(ent)
+			}
+			return c, e, true
+		}
+		ent.admittedUntil.Store(unixNano(next))
+	}
+	return c, a.authorize(ent.src, c), true
+}
+
+func routesTo(sources []*source, src *source) bool {
+	for _, s := range sources {
+		if s == src {
+			return true
+		}
+	}
+	return false
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// stripedCounter is a counter that concurrent requests update without
+// fighting over one cache line.
+type stripedCounter struct {
+	stripes [8]struct {
+		n atomic.Int64
+		_ [56]byte
+	}
+}
+
+func (s *stripedCounter) add() { s.stripes[rand.Uint32()&7].n.Add(1) }
+
+func (s *stripedCounter) load() int64 {
+	var n int64
+	for i := range s.stripes {
+		n += s.stripes[i].n.Load()
+	}
+	return n
+}
