@@ -60,6 +60,17 @@ func poolKey(i int) *Key {
 	return pool.keys[i]
 }
 
+// generateKey makes a key no one else has, for servers started with
+// FreshKeys.
+func generateKey() *Key {
+	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic("entratest: generating a key: " + err.Error())
+	}
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	return newKey(priv, int(serial.Int64()))
+}
+
 // Key is a signing key of the fake tenant, with the self-signed certificate
 // Entra publishes for each of its keys.
 type Key struct {

@@ -3,9 +3,11 @@ package entratest
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -84,22 +86,64 @@ type Server struct {
 	srv     *httptest.Server
 	closing chan struct{}
 	once    sync.Once
+	opts    serverOptions
 
-	mu        sync.Mutex
-	tenants   map[string]*Tenant
-	published []*Key
-	signing   *Key
-	nextKey   int
-	faults    map[Endpoint]Fault
-	delays    map[Endpoint]time.Duration
-	counts    map[Endpoint]*atomic.Int64
-	extra     *http.ServeMux
+	mu         sync.Mutex
+	tenants    map[string]*Tenant // by ID and by domain
+	published  []*Key
+	restricted map[*Key]string   // key -> the only tenant it may sign for
+	appKeys    map[string][]*Key // application ID -> its own signing keys
+	signing    *Key
+	nextKey    int
+	faults     map[Endpoint]Fault
+	delays     map[Endpoint]time.Duration
+	counts     map[Endpoint]*atomic.Int64
+	extra      *http.ServeMux
 }
+
+// ServerOption configures a Server at start.
+type ServerOption func(*serverOptions)
+
+type serverOptions struct {
+	freshKeys bool
+	cloud     *Cloud
+}
+
+// FreshKeys makes the server sign with keys generated when it starts,
+// instead of the pre-generated keys published in this repository: tokens
+// it mints can then be minted by nobody else. Starting costs an RSA key
+// generation (about a tenth of a second). Use it for anything reachable by
+// others, such as a development API on a shared machine.
+func FreshKeys() ServerOption { return func(o *serverOptions) { o.freshKeys = true } }
+
+// Cloud is where a national cloud's issuers live. Entra announces issuers on
+// hosts of their own: v2.0 issuers on the cloud's login host, v1.0 issuers
+// on its token service host.
+type Cloud struct {
+	// IssuerHost is the host of v2.0 issuers, e.g. https://login.microsoftonline.us.
+	IssuerHost string
+	// V1IssuerHost is the host of v1.0 issuers, e.g. https://sts.windows.net.
+	V1IssuerHost string
+}
+
+// The clouds Entra runs, as their issuers name them.
+var (
+	PublicCloud       = Cloud{IssuerHost: "https://login.microsoftonline.com", V1IssuerHost: "https://sts.windows.net"}
+	USGovernmentCloud = Cloud{IssuerHost: "https://login.microsoftonline.us", V1IssuerHost: "https://login.microsoftonline.us"}
+	ChinaCloud        = Cloud{IssuerHost: "https://login.partner.microsoftonline.cn", V1IssuerHost: "https://sts.chinacloudapi.cn"}
+)
+
+// InCloud makes the server announce the issuers of cloud c (and mint tokens
+// with them) while it serves metadata and keys on loopback, the way a
+// sovereign cloud's issuers differ from the host its metadata comes from.
+// By default v2.0 issuers name the server's own URL and v1.0 issuers
+// https://sts.windows.net.
+func InCloud(c Cloud) ServerOption { return func(o *serverOptions) { o.cloud = &c } }
 
 // NewServer starts a Server on a random loopback port. Call Close when done;
 // in tests, NewTenant does that for you.
-func NewServer() *Server {
-	s, err := Start("127.0.0.1:0")
+func NewServer(opts ...ServerOption) *Server {
+	s, err := Start("127.0.0.1:0", opts...)
 	if err != nil {
 		panic("entratest: " + err.Error())
 	}
@@ -109,7 +153,7 @@ func NewServer() *Server {
 // Start starts a Server listening on addr, which must be a loopback address
 // such as 127.0.0.1:9999 or localhost:9999 (the fake tenant is for tests
 // and local development only).
-func Start(addr string) (*Server, error) {
+func Start(addr string, opts ...ServerOption) (*Server, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
@@ -117,23 +161,28 @@ func Start(addr string) (*Server, error) {
 	if ip := net.ParseIP(host); !(host == "localhost" || (ip != nil && ip.IsLoopback())) {
 		return nil, fmt.Errorf("entratest: %q is not a loopback address", addr)
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
 	s := &Server{
-		closing: make(chan struct{}),
-		tenants: map[string]*Tenant{},
-		faults:  map[Endpoint]Fault{},
-		delays:  map[Endpoint]time.Duration{},
-		counts:  map[Endpoint]*atomic.Int64{},
-		extra:   http.NewServeMux(),
+		closing:    make(chan struct{}),
+		tenants:    map[string]*Tenant{},
+		restricted: map[*Key]string{},
+		appKeys:    map[string][]*Key{},
+		faults:     map[Endpoint]Fault{},
+		delays:     map[Endpoint]time.Duration{},
+		counts:     map[Endpoint]*atomic.Int64{},
+		extra:      http.NewServeMux(),
+	}
+	for _, o := range opts {
+		o(&s.opts)
 	}
 	for _, e := range endpoints {
 		s.counts[e] = &atomic.Int64{}
 	}
 	s.signing = s.NewKey()
 	s.published = []*Key{s.signing}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	s.srv.Listener.Close()
 	s.srv.Listener = ln
@@ -152,8 +201,12 @@ func (s *Server) Close() {
 }
 
 // NewKey returns a key that is not published: tokens signed with it carry an
-// unknown kid, until PublishKey. Keys come from a pre-generated pool.
+// unknown kid, until PublishKey. Keys come from a pre-generated pool, or are
+// generated for servers started with FreshKeys.
 func (s *Server) NewKey() *Key {
+	if s.opts.freshKeys {
+		return generateKey()
+	}
 	s.mu.Lock()
 	i := s.nextKey
 	s.nextKey++
@@ -185,11 +238,33 @@ func (s *Server) PublishKey(k *Key) {
 	}
 }
 
+// PublishKeyFor adds k to every key set, as a key that may sign only for
+// tenant tenantID: its v2.0 key-set entries name that tenant's issuer, like
+// the personal-account keys in Entra's common key set. A token of another
+// tenant signed with it must be refused.
+func (s *Server) PublishKeyFor(k *Key, tenantID string) {
+	s.PublishKey(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.restricted[k] = strings.ToLower(tenantID)
+}
+
+// SetAppSigningKey gives application appID a signing key of its own, as
+// Entra does for an app registration with a custom signing key (claims
+// mapping): key sets requested with ?appid=appID list only that key, and
+// the regular key sets do not list it. Sign its tokens with SignedWith(k).
+func (s *Server) SetAppSigningKey(appID string, k *Key) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.appKeys[strings.ToLower(appID)] = []*Key{k}
+}
+
 // RetireKey removes k from the key sets. Tokens it signed then fail.
 func (s *Server) RetireKey(k *Key) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.published = slices.DeleteFunc(s.published, func(p *Key) bool { return p == k })
+	delete(s.restricted, k)
 }
 
 // UseKey makes k the default signing key, whether published or not.
@@ -248,11 +323,11 @@ func (s *Server) ResetCounts() {
 	}
 }
 
-// Tenant returns the tenant with the given ID, or nil.
-func (s *Server) Tenant(id string) *Tenant {
+// Tenant returns the tenant with the given ID or domain, or nil.
+func (s *Server) Tenant(idOrDomain string) *Tenant {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.tenants[strings.ToLower(id)]
+	return s.tenants[strings.ToLower(idOrDomain)]
 }
 
 const (
@@ -266,20 +341,21 @@ const (
 // the paths Entra uses.
 func (s *Server) Handle(pattern string, h http.Handler) { s.extra.Handle(pattern, h) }
 
-// serve routes /{tenant}/... like login.microsoftonline.com does.
+// request is what a request to an Entra path asks for.
+type request struct {
+	endpoint Endpoint
+	segment  string  // the tenant path segment as sent
+	tenant   *Tenant // nil for common and organizations
+	multi    string  // common or organizations
+	policy   string  // B2C
+	appID    string  // ?appid=
+}
+
+// serve answers /{tenant}/... like login.microsoftonline.com does, and
+// /{tenant}/{policy}/... like a B2C tenant's b2clogin.com host.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
-	tenantSeg, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
-	var endpoint Endpoint
-	switch rest {
-	case "v2.0/.well-known/openid-configuration":
-		endpoint = MetadataV2
-	case ".well-known/openid-configuration":
-		endpoint = MetadataV1
-	case "discovery/v2.0/keys":
-		endpoint = KeysV2
-	case "discovery/keys":
-		endpoint = KeysV1
-	default:
+	req, ok := s.parse(r)
+	if !ok {
 		if h, pattern := s.extra.Handler(r); pattern != "" {
 			h.ServeHTTP(w, r)
 			return
@@ -292,48 +368,103 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, entraError("invalid_request", "AADSTS900561: The endpoint only accepts GET requests."))
 		return
 	}
-	s.counts[endpoint].Add(1)
-
-	tenantID := strings.ToLower(tenantSeg)
-	multi := tenantID == commonTenant || tenantID == organizationsTenant
-	s.mu.Lock()
-	_, known := s.tenants[tenantID]
-	fault, delay := s.faults[endpoint], s.delays[endpoint]
-	published := slices.Clone(s.published)
-	s.mu.Unlock()
-	if !known && !multi {
-		writeJSON(w, http.StatusBadRequest, entraError("invalid_tenant",
-			fmt.Sprintf("AADSTS90002: Tenant '%s' not found.", tenantSeg)))
+	s.counts[req.endpoint].Add(1)
+	if e := s.refuse(req); e != nil {
+		writeJSON(w, http.StatusBadRequest, e)
 		return
 	}
+	if s.misbehave(w, r, req.endpoint) {
+		return
+	}
+	switch req.endpoint {
+	case MetadataV2:
+		writeJSON(w, http.StatusOK, s.metadataV2(req))
+	case MetadataV1:
+		writeJSON(w, http.StatusOK, s.metadataV1(req))
+	case KeysV2, KeysV1:
+		writeJSON(w, http.StatusOK, map[string]any{"keys": s.keySet(req)})
+	}
+}
 
+// parse recognises the Entra paths.
+func (s *Server) parse(r *http.Request) (request, bool) {
+	segs := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	req := request{segment: segs[0], appID: strings.ToLower(r.URL.Query().Get("appid"))}
+	rest := strings.Join(segs[1:], "/")
+	if t := s.Tenant(segs[0]); t != nil && t.Kind == B2CTenant && len(segs) > 2 {
+		// /{tenant}/{policy}/v2.0/.well-known/openid-configuration
+		req.policy, rest = segs[1], strings.Join(segs[2:], "/")
+	}
+	switch rest {
+	case "v2.0/.well-known/openid-configuration":
+		req.endpoint = MetadataV2
+	case ".well-known/openid-configuration":
+		req.endpoint = MetadataV1
+	case "discovery/v2.0/keys":
+		req.endpoint = KeysV2
+	case "discovery/keys":
+		req.endpoint = KeysV1
+	default:
+		return req, false
+	}
+	switch tenant := strings.ToLower(segs[0]); tenant {
+	case commonTenant, organizationsTenant:
+		req.multi = tenant
+	default:
+		req.tenant = s.Tenant(tenant)
+	}
+	return req, true
+}
+
+// refuse answers what Entra refuses: unknown tenants and policies, and v1
+// documents where Entra has none.
+func (s *Server) refuse(req request) map[string]any {
+	t := req.tenant
+	switch {
+	case req.multi == organizationsTenant && (req.endpoint == MetadataV1 || req.endpoint == KeysV1):
+		// Entra serves v1 documents for common only.
+		return entraError("invalid_tenant", "AADSTS90002: Tenant 'organizations' not found.")
+	case req.multi != "":
+		return nil
+	case t == nil:
+		return entraError("invalid_tenant", fmt.Sprintf("AADSTS90002: Tenant '%s' not found.", req.segment))
+	case t.Kind == B2CTenant && !t.hasPolicy(req.policy):
+		return entraError("invalid_request", fmt.Sprintf("AADB2C90018: The policy '%s' does not exist in tenant '%s'.", req.policy, t.Domain))
+	case t.Kind != WorkforceTenant && (req.endpoint == MetadataV1 || req.endpoint == KeysV1):
+		return entraError("invalid_request", "AADSTS90002: This tenant serves v2.0 documents only.")
+	}
+	return nil
+}
+
+// misbehave applies the endpoint's delay and fault. It reports whether the
+// request was answered (or abandoned) by a fault.
+func (s *Server) misbehave(w http.ResponseWriter, r *http.Request, e Endpoint) bool {
+	s.mu.Lock()
+	fault, delay := s.faults[e], s.delays[e]
+	s.mu.Unlock()
 	if delay > 0 {
 		select {
 		case <-time.After(delay):
 		case <-r.Context().Done():
-			return
+			return true
 		case <-s.closing:
-			return
+			return true
 		}
 	}
 	switch fault {
 	case Unavailable:
 		writeJSON(w, http.StatusServiceUnavailable, entraError("temporarily_unavailable", "AADSTS90033: A transient error has occurred."))
-		return
 	case ServerError:
 		writeJSON(w, http.StatusInternalServerError, entraError("server_error", "AADSTS90000: internal error."))
-		return
 	case Hang:
 		select {
 		case <-r.Context().Done():
 		case <-s.closing:
 		}
-		return
 	case Garbage:
 		w.Header().Set("Content-Type", "text/html")
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write([]byte("<html><body>Sorry, but we're having trouble signing you in.</body></html>"))
-		return
 	case Huge:
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)
@@ -341,43 +472,91 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		chunk := []byte(strings.Repeat("A", 64<<10))
 		for range 256 {
 			if _, err := w.Write(chunk); err != nil {
-				return
+				return true
 			}
 		}
 		_, _ = w.Write([]byte(`"}`))
-		return
-	}
-
-	tid := tenantID
-	if multi {
-		tid = tenantTemplate
-	}
-	switch endpoint {
-	case MetadataV2:
-		writeJSON(w, http.StatusOK, s.metadataV2(tenantSeg, tid, r.URL.RawQuery))
-	case MetadataV1:
-		writeJSON(w, http.StatusOK, s.metadataV1(tenantSeg, tid, r.URL.RawQuery))
-	case KeysV2, KeysV1:
-		keys := []map[string]any{}
-		if fault != EmptyKeySet {
-			for _, k := range published {
-				issuer := ""
-				if endpoint == KeysV2 {
-					issuer = s.URL + "/" + tid + "/v2.0"
-				}
-				keys = append(keys, k.jwk(issuer))
-			}
+	case EmptyKeySet:
+		if e&Keys != 0 {
+			writeJSON(w, http.StatusOK, map[string]any{"keys": []any{}})
+			return true
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"keys": keys})
+		return false
+	default:
+		return false
 	}
+	return true
 }
 
-// metadataV2 mirrors Entra's v2.0 OpenID configuration document.
-func (s *Server) metadataV2(tenantSeg, tid, query string) map[string]any {
-	base := s.URL + "/" + tenantSeg
+// issuerV2 is the v2.0 issuer of tenant tid (or the template) on this server.
+func (s *Server) issuerV2(tid string) string {
+	if s.opts.cloud != nil {
+		return s.opts.cloud.IssuerHost + "/" + tid + "/v2.0"
+	}
+	return s.URL + "/" + tid + "/v2.0"
+}
+
+// issuerV1 is the v1.0 issuer of tenant tid (or the template).
+func (s *Server) issuerV1(tid string) string {
+	host := "https://sts.windows.net"
+	if s.opts.cloud != nil {
+		host = s.opts.cloud.V1IssuerHost
+	}
+	return host + "/" + tid + "/"
+}
+
+// keySet lists the keys a key-set request gets: the published keys, each
+// with the issuer it may sign for on v2.0 endpoints; or an application's
+// own keys for ?appid= requests.
+func (s *Server) keySet(req request) []map[string]any {
+	s.mu.Lock()
+	published := slices.Clone(s.published)
+	if own := s.appKeys[req.appID]; len(own) > 0 {
+		published = slices.Clone(own)
+	}
+	if req.tenant != nil && req.tenant.Kind == B2CTenant {
+		if k := req.tenant.policyKey(req.policy); k != nil {
+			published = []*Key{k}
+		}
+	}
+	restricted := maps.Clone(s.restricted)
+	s.mu.Unlock()
+
+	keys := []map[string]any{}
+	for _, k := range published {
+		issuer := ""
+		switch {
+		case req.endpoint == KeysV1:
+			// v1 key sets name no issuers.
+		case restricted[k] != "":
+			issuer = s.issuerV2(restricted[k])
+		case req.tenant != nil:
+			issuer = req.tenant.issuer()
+		default:
+			issuer = s.issuerV2(tenantTemplate)
+		}
+		if req.tenant != nil && req.tenant.Kind == B2CTenant {
+			issuer = "" // B2C key sets name no issuers
+		}
+		keys = append(keys, k.jwk(issuer))
+	}
+	return keys
+}
+
+// metadataV2 mirrors Entra's v2.0 OpenID configuration document, or a B2C
+// policy's.
+func (s *Server) metadataV2(req request) map[string]any {
+	base := s.URL + "/" + req.segment
+	if req.tenant != nil && req.tenant.Kind == B2CTenant {
+		return s.metadataB2C(req)
+	}
 	jwks := base + "/discovery/v2.0/keys"
-	if query != "" {
-		jwks += "?" + query
+	if req.appID != "" {
+		jwks += "?appid=" + url.QueryEscape(req.appID)
+	}
+	issuer := s.issuerV2(tenantTemplate)
+	if req.tenant != nil {
+		issuer = req.tenant.issuer()
 	}
 	return map[string]any{
 		"token_endpoint":                        base + "/oauth2/v2.0/token",
@@ -388,7 +567,7 @@ func (s *Server) metadataV2(tenantSeg, tid, query string) map[string]any {
 		"id_token_signing_alg_values_supported": []string{"RS256"},
 		"response_types_supported":              []string{"code", "id_token", "code id_token", "id_token token"},
 		"scopes_supported":                      []string{"openid", "profile", "email", "offline_access"},
-		"issuer":                                s.URL + "/" + tid + "/v2.0",
+		"issuer":                                issuer,
 		"request_uri_parameter_supported":       false,
 		"userinfo_endpoint":                     s.URL + "/oidc/userinfo",
 		"authorization_endpoint":                base + "/oauth2/v2.0/authorize",
@@ -412,11 +591,15 @@ func (s *Server) metadataV2(tenantSeg, tid, query string) map[string]any {
 
 // metadataV1 mirrors Entra's v1 document: its issuer is the sts.windows.net
 // form v1 tokens carry, and its jwks_uri is the common key set.
-func (s *Server) metadataV1(tenantSeg, tid, query string) map[string]any {
-	base := s.URL + "/" + tenantSeg
+func (s *Server) metadataV1(req request) map[string]any {
+	base := s.URL + "/" + req.segment
 	jwks := s.URL + "/common/discovery/keys"
-	if query != "" {
-		jwks = base + "/discovery/keys?" + query
+	if req.appID != "" {
+		jwks = base + "/discovery/keys?appid=" + url.QueryEscape(req.appID)
+	}
+	issuer := s.issuerV1(tenantTemplate)
+	if req.tenant != nil {
+		issuer = s.issuerV1(req.tenant.ID)
 	}
 	return map[string]any{
 		"token_endpoint":                        base + "/oauth2/token",
@@ -427,7 +610,7 @@ func (s *Server) metadataV1(tenantSeg, tid, query string) map[string]any {
 		"id_token_signing_alg_values_supported": []string{"RS256"},
 		"response_types_supported":              []string{"code", "id_token", "code id_token", "token id_token", "token"},
 		"scopes_supported":                      []string{"openid"},
-		"issuer":                                "https://sts.windows.net/" + tid + "/",
+		"issuer":                                issuer,
 		"microsoft_multi_refresh_token":         true,
 		"authorization_endpoint":                base + "/oauth2/authorize",
 		"device_authorization_endpoint":         base + "/oauth2/devicecode",
@@ -446,6 +629,26 @@ func (s *Server) metadataV1(tenantSeg, tid, query string) map[string]any {
 		"msgraph_host":             "graph.microsoft.com",
 		"rbac_url":                 "https://pas.windows.net",
 		"cloud_instance_host_name": strings.TrimPrefix(s.URL, "http://"),
+	}
+}
+
+// metadataB2C mirrors the OpenID configuration of an Azure AD B2C policy:
+// one document per user flow, its issuer the tenant's (not the policy's).
+func (s *Server) metadataB2C(req request) map[string]any {
+	base := s.URL + "/" + req.segment + "/" + req.policy
+	return map[string]any{
+		"issuer":                                req.tenant.issuer(),
+		"authorization_endpoint":                base + "/oauth2/v2.0/authorize",
+		"token_endpoint":                        base + "/oauth2/v2.0/token",
+		"end_session_endpoint":                  base + "/oauth2/v2.0/logout",
+		"jwks_uri":                              base + "/discovery/v2.0/keys",
+		"response_modes_supported":              []string{"query", "fragment", "form_post"},
+		"response_types_supported":              []string{"code", "code id_token", "code token", "code id_token token", "id_token", "id_token token", "token", "token id_token"},
+		"scopes_supported":                      []string{"openid"},
+		"subject_types_supported":               []string{"pairwise"},
+		"id_token_signing_alg_values_supported": []string{"RS256"},
+		"token_endpoint_auth_methods_supported": []string{"client_secret_post", "client_secret_basic"},
+		"claims_supported":                      []string{"name", "emails", "idp", "oid", "sub", "tfp", "iss", "iat", "exp", "aud", "acr", "nonce", "auth_time"},
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -12,7 +13,10 @@ import (
 
 // Tenant is one directory on a Server, with an API app registration that
 // tokens are minted for, a signed-in user, a client app and a daemon app.
+// It is a workforce tenant unless created with ExternalID or B2C.
 type Tenant struct {
+	// Kind is the kind of tenant.
+	Kind TenantKind
 	// ID is the tenant (directory) ID, a GUID.
 	ID string
 	// ClientID is the application ID of the API that tokens are for.
@@ -27,9 +31,28 @@ type Tenant struct {
 	// DaemonApp is the application ID, and DaemonObjectID the service
 	// principal, of the client that requests app-only tokens.
 	DaemonApp, DaemonObjectID string
+	// Subdomain is an External ID tenant's ciamlogin.com subdomain.
+	Subdomain string
+	// Policies are a B2C tenant's user flows; tokens name the first unless
+	// the Policy option says otherwise.
+	Policies []string
 
-	server *Server
+	server     *Server
+	policyKeys map[string]*Key // B2C policies with a key of their own
 }
+
+// TenantKind says which Microsoft identity product a tenant belongs to.
+type TenantKind int
+
+const (
+	// WorkforceTenant is a Microsoft Entra ID tenant of an organisation.
+	WorkforceTenant TenantKind = iota
+	// ExternalIDTenant is a Microsoft Entra External ID (customer) tenant,
+	// signing users in at {subdomain}.ciamlogin.com.
+	ExternalIDTenant
+	// B2CTenant is an Azure AD B2C tenant with user flows (policies).
+	B2CTenant
+)
 
 // User is a user of a tenant.
 type User struct {
@@ -53,6 +76,40 @@ func WithClientID(id string) TenantOption {
 
 // WithUser sets the default user of delegated tokens.
 func WithUser(u User) TenantOption { return func(t *Tenant) { t.User = u } }
+
+// WithDomain sets the tenant's initial domain (default derived from the ID);
+// the server answers metadata requests naming the domain as well as the ID.
+func WithDomain(domain string) TenantOption {
+	return func(t *Tenant) { t.Domain = strings.ToLower(domain) }
+}
+
+// ExternalID makes the tenant a Microsoft Entra External ID tenant whose
+// users sign in at https://{subdomain}.ciamlogin.com: its metadata is
+// served at /{tenant ID or subdomain.onmicrosoft.com}/v2.0/..., it issues
+// v2.0 tokens only, with issuer https://{tenant ID}.ciamlogin.com/{tenant ID}/v2.0.
+func ExternalID(subdomain string) TenantOption {
+	return func(t *Tenant) {
+		t.Kind = ExternalIDTenant
+		t.Subdomain = strings.ToLower(subdomain)
+		t.Domain = t.Subdomain + ".onmicrosoft.com"
+	}
+}
+
+// B2C makes the tenant an Azure AD B2C tenant named name (name.onmicrosoft.com)
+// with the given user flows. Its metadata and keys are served per policy at
+// /{name}.onmicrosoft.com/{policy}/v2.0/.well-known/openid-configuration,
+// its issuer is {server URL}/{tenant ID}/v2.0/, and its tokens are shaped
+// like B2C's: ver 1.0, no tid, the policy in tfp.
+func B2C(name string, policies ...string) TenantOption {
+	return func(t *Tenant) {
+		t.Kind = B2CTenant
+		t.Domain = strings.ToLower(name) + ".onmicrosoft.com"
+		t.Policies = slices.Clone(policies)
+		if len(t.Policies) == 0 {
+			t.Policies = []string{"B2C_1_signupsignin"}
+		}
+	}
+}
 
 // NewTenant starts a Server on loopback with one tenant, and closes it when
 // the test ends.
@@ -91,36 +148,92 @@ func (s *Server) NewTenant(opts ...TenantOption) *Tenant {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, dup := s.tenants[t.ID]; dup {
-		panic(fmt.Sprintf("entratest: tenant %s already exists on this server", t.ID))
+	for _, name := range []string{t.ID, t.Domain} {
+		if _, dup := s.tenants[name]; dup {
+			panic(fmt.Sprintf("entratest: tenant %s already exists on this server", name))
+		}
 	}
 	s.tenants[t.ID] = t
+	s.tenants[t.Domain] = t
 	return t
 }
 
 // Server returns the server the tenant lives on, for key and fault controls.
 func (t *Tenant) Server() *Server { return t.server }
 
-// IssuerV2 is the iss of the tenant's v2.0 tokens.
-func (t *Tenant) IssuerV2() string { return t.server.URL + "/" + t.ID + "/v2.0" }
+// IssuerV2 is the iss of the tenant's v2.0 tokens (of all its tokens, for
+// External ID and B2C tenants).
+func (t *Tenant) IssuerV2() string { return t.issuer() }
 
 // IssuerV1 is the iss of the tenant's v1.0 tokens. Like Entra's, it names
-// sts.windows.net, not the authority host.
-func (t *Tenant) IssuerV1() string { return "https://sts.windows.net/" + t.ID + "/" }
+// sts.windows.net (or the cloud's token service), not the authority host.
+func (t *Tenant) IssuerV1() string { return t.server.issuerV1(t.ID) }
 
-// MetadataURL is the tenant's v2.0 OpenID configuration document.
+func (t *Tenant) issuer() string {
+	switch t.Kind {
+	case ExternalIDTenant:
+		return "https://" + t.ID + ".ciamlogin.com/" + t.ID + "/v2.0"
+	case B2CTenant:
+		return t.server.URL + "/" + t.ID + "/v2.0/"
+	}
+	return t.server.issuerV2(t.ID)
+}
+
+// MetadataURL is the tenant's v2.0 OpenID configuration document (its first
+// policy's, for B2C).
 func (t *Tenant) MetadataURL() string {
+	if t.Kind == B2CTenant {
+		return t.server.URL + "/" + t.Domain + "/" + t.Policies[0] + "/v2.0/.well-known/openid-configuration"
+	}
 	return t.server.URL + "/" + t.ID + "/v2.0/.well-known/openid-configuration"
+}
+
+// Authority returns the middleware.Authority of this tenant on its server.
+func (t *Tenant) Authority() middleware.Authority {
+	switch t.Kind {
+	case ExternalIDTenant:
+		return middleware.ExternalIDTenant(t.Subdomain, t.ID).WithHost(t.server.URL)
+	case B2CTenant:
+		return middleware.B2CTenant(strings.TrimSuffix(t.Domain, ".onmicrosoft.com"), t.Policies...).WithHost(t.server.URL)
+	}
+	return middleware.EntraTenant(t.ID).WithHost(t.server.URL)
 }
 
 // Config returns a middleware configuration that trusts this tenant for its
 // API (ClientID), ready for middleware.New.
 func (t *Tenant) Config() middleware.Config {
+	if t.Kind != WorkforceTenant {
+		return middleware.Config{ClientID: t.ClientID, Authorities: []middleware.Authority{t.Authority()}}
+	}
 	return middleware.Config{
 		TenantID:      t.ID,
 		ClientID:      t.ClientID,
 		AuthorityHost: t.server.URL,
 	}
+}
+
+// SetPolicyKey gives a B2C policy a signing key of its own, as a custom
+// policy's key container does: the policy's key set lists only k, and its
+// tokens are signed with it.
+func (t *Tenant) SetPolicyKey(policy string, k *Key) {
+	t.server.mu.Lock()
+	defer t.server.mu.Unlock()
+	if t.policyKeys == nil {
+		t.policyKeys = map[string]*Key{}
+	}
+	t.policyKeys[strings.ToLower(policy)] = k
+}
+
+// policyKey is the policy's own key, or nil. The caller holds server.mu.
+func (t *Tenant) policyKey(policy string) *Key { return t.policyKeys[strings.ToLower(policy)] }
+
+func (t *Tenant) hasPolicy(policy string) bool {
+	for _, p := range t.Policies {
+		if strings.EqualFold(p, policy) {
+			return true
+		}
+	}
+	return false
 }
 
 // NewGUID returns a random GUID in Entra's lower-case form.

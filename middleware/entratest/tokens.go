@@ -133,6 +133,38 @@ func ForUser(u User) TokenOption {
 	return editClaims(func(s *tokenSpec, c map[string]any) { s.setUser(c, u) })
 }
 
+// Guest mints a token for a guest (B2B) user whose home is tenant home, the
+// way Entra marks guests: idp names the home tenant's token service and the
+// acct optional claim is 1.
+func Guest(home string) TokenOption {
+	return editClaims(func(s *tokenSpec, c map[string]any) {
+		c["idp"] = s.t.server.issuerV1(home)
+		c["acct"] = 1
+	})
+}
+
+// Policy names the B2C user flow or policy that issued the token (tfp).
+func Policy(policy string) TokenOption {
+	return editClaims(func(s *tokenSpec, c map[string]any) {
+		if _, inACR := c["acr"]; inACR {
+			c["acr"] = strings.ToLower(policy)
+			return
+		}
+		c["tfp"] = policy
+	})
+}
+
+// PolicyInACR names the B2C policy in acr instead of tfp, as B2C does for
+// policies configured for backward compatibility. Apply it before Policy.
+func PolicyInACR() TokenOption {
+	return editClaims(func(_ *tokenSpec, c map[string]any) {
+		if p, ok := c["tfp"].(string); ok {
+			delete(c, "tfp")
+			c["acr"] = strings.ToLower(p)
+		}
+	})
+}
+
 // ClientApp sets the calling application (azp in v2, appid in v1).
 func ClientApp(appID string) TokenOption {
 	return editClaims(func(s *tokenSpec, c map[string]any) {
@@ -168,22 +200,29 @@ func (t *Tenant) IDToken(opts ...TokenOption) string {
 
 func (t *Tenant) mint(k kind, opts []TokenOption) string {
 	s := &tokenSpec{version: "2.0", kind: k, issued: time.Now(), life: DefaultLifetime, t: t}
+	switch t.Kind {
+	case B2CTenant:
+		s.version = "1.0" // B2C's access and ID tokens say ver 1.0
+	}
 	for _, o := range opts {
 		o(s)
+	}
+	if t.Kind == ExternalIDTenant {
+		s.version = "2.0" // External ID issues v2.0 tokens only
 	}
 	if s.expired {
 		s.issued = time.Now().Add(-time.Hour - s.life)
 	}
-	if s.key == nil {
-		s.key = t.server.SigningKey()
-	}
-	header := map[string]any{"typ": "JWT", "alg": "RS256", "kid": s.key.ID}
-	if s.version == "1.0" {
-		header["x5t"] = s.key.ID
-	}
 	claims := s.defaults()
 	for _, edit := range s.claimEdits {
 		edit(s, claims)
+	}
+	if s.key == nil {
+		s.key = t.signingKey(claims)
+	}
+	header := map[string]any{"typ": "JWT", "alg": "RS256", "kid": s.key.ID}
+	if s.version == "1.0" && t.Kind == WorkforceTenant {
+		header["x5t"] = s.key.ID
 	}
 	for _, edit := range s.headerEdits {
 		edit(header)
@@ -197,8 +236,29 @@ func (t *Tenant) mint(k kind, opts []TokenOption) string {
 	return signed
 }
 
+// signingKey is the key a token is signed with by default: its B2C
+// policy's own key, if it has one, else the server's signing key.
+func (t *Tenant) signingKey(claims map[string]any) *Key {
+	if t.Kind == B2CTenant {
+		policy, _ := claims["tfp"].(string)
+		if policy == "" {
+			policy, _ = claims["acr"].(string)
+		}
+		t.server.mu.Lock()
+		k := t.policyKey(policy)
+		t.server.mu.Unlock()
+		if k != nil {
+			return k
+		}
+	}
+	return t.server.SigningKey()
+}
+
 // defaults are the claims Entra puts in a token of this kind and version.
 func (s *tokenSpec) defaults() map[string]any {
+	if s.t.Kind == B2CTenant {
+		return s.b2cDefaults()
+	}
 	t := s.t
 	iat := s.issued.Unix()
 	c := map[string]any{
@@ -249,6 +309,36 @@ func (s *tokenSpec) defaults() map[string]any {
 		c["aud"] = t.ClientID
 		c["nonce"] = opaque(12)
 		s.setUser(c, t.User)
+	}
+	return c
+}
+
+// b2cDefaults are the claims of Azure AD B2C tokens: no tid, sub is the
+// user's object ID, the policy in tfp.
+func (s *tokenSpec) b2cDefaults() map[string]any {
+	t := s.t
+	iat := s.issued.Unix()
+	c := map[string]any{
+		"iss": t.issuer(),
+		"exp": iat + int64(s.life/time.Second),
+		"nbf": iat,
+		"iat": iat,
+		"aud": t.ClientID,
+		"ver": s.version,
+		"tfp": t.Policies[0],
+	}
+	switch s.kind {
+	case delegated:
+		c["azp"] = t.ClientApp
+		c["scp"] = DefaultScope
+		c["oid"], c["sub"], c["name"] = t.User.ObjectID, t.User.ObjectID, t.User.Name
+	case appOnly:
+		c["azp"] = t.DaemonApp
+		c["oid"], c["sub"] = t.DaemonObjectID, t.DaemonObjectID
+	case idToken:
+		c["nonce"] = opaque(12)
+		c["auth_time"] = iat
+		c["oid"], c["sub"], c["name"] = t.User.ObjectID, t.User.ObjectID, t.User.Name
 	}
 	return c
 }
