@@ -176,6 +176,9 @@ var (
 
 // check validates a before anything is fetched.
 func (a Authority) check() error {
+	if a.kind == 0 {
+		return fmt.Errorf("an Authority must be built with EntraTenant, EntraMultiTenant, ExternalIDTenant or B2CTenant")
+	}
 	if _, err := parseFetchURL(a.host); err != nil {
 		return fmt.Errorf("authority %s: host: %v", a, err)
 	}

@@ -2,8 +2,10 @@ package middleware_test
 
 import (
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/go-chi/chi/v5"
@@ -155,5 +157,110 @@ func TestGuardsPanicWithoutNames(t *testing.T) {
 			}()
 			build()
 		})
+	}
+}
+
+// serve runs h for a request with the bearer token and returns the recorder.
+func serve(h http.Handler, token string) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+// Nothing a caller holds can change a rule after it is built.
+func TestGuardsAndConfigCopyWhatTheyAreGiven(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	withA, withB := tenant.AccessToken(entratest.Scopes("A")), tenant.AccessToken(entratest.Scopes("B"))
+	roleA, roleB := tenant.AppToken(entratest.Roles("A")), tenant.AppToken(entratest.Roles("B"))
+
+	t.Run("guards", func(t *testing.T) {
+		a := newAuth(t, tenant)
+		scopes, roles := []string{"A"}, []string{"A"}
+		guards := map[string]func(http.Handler) http.Handler{
+			"RequireAnyScope":    middleware.RequireAnyScope(scopes...),
+			"RequireAllScopes":   middleware.RequireAllScopes(scopes...),
+			"RequireAnyRole":     middleware.RequireAnyRole(roles...),
+			"RequireScopeOrRole": middleware.RequireScopeOrRole(scopes, roles),
+		}
+		scopes[0], roles[0] = "B", "B"
+		for name, g := range guards {
+			h := a.RequireAuth(g(echoClaims))
+			pass, fail := withA, withB
+			if name == "RequireAnyRole" {
+				pass, fail = roleA, roleB
+			}
+			if rec := serve(h, pass); rec.Code != http.StatusOK {
+				t.Errorf("%s: token with A after the caller changed its slice: %d, want 200", name, rec.Code)
+			}
+			if rec := serve(h, fail); rec.Code != http.StatusForbidden {
+				t.Errorf("%s: token with B after the caller changed its slice: %d, want 403", name, rec.Code)
+			}
+		}
+	})
+
+	t.Run("error handler editing Error.Scopes", func(t *testing.T) {
+		a := newAuth(t, tenant, func(c *middleware.Config) {
+			c.ErrorHandler = func(w http.ResponseWriter, r *http.Request, e *middleware.Error) {
+				middleware.WriteError(w, r, e)
+				if len(e.Scopes) > 0 {
+					e.Scopes[0] = "B" // after answering: must not reach later requests
+				}
+			}
+		})
+		for _, g := range []func(http.Handler) http.Handler{
+			middleware.RequireAnyScope("A"), middleware.RequireAllScopes("A"), middleware.RequireScopeOrRole([]string{"A"}, nil),
+		} {
+			h := a.RequireAuth(g(echoClaims))
+			for range 2 {
+				rec := serve(h, withB)
+				if rec.Code != http.StatusForbidden || !strings.Contains(rec.Header().Get("WWW-Authenticate"), `scope="A"`) {
+					t.Errorf("after the handler edited Scopes: %d %q, want 403 asking for A", rec.Code, rec.Header().Get("WWW-Authenticate"))
+				}
+			}
+			if rec := serve(h, withA); rec.Code != http.StatusOK {
+				t.Errorf("token with A: %d", rec.Code)
+			}
+		}
+	})
+
+	t.Run("config", func(t *testing.T) {
+		cfg := tenant.Config()
+		cfg.Scopes = []string{"A"}
+		cfg.Audiences = []string{tenant.ClientID}
+		a, err := middleware.New(t.Context(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		cfg.Scopes[0] = "B"
+		cfg.Audiences[0] = "someone-else"
+		if _, err := a.Validate(t.Context(), withA); err != nil {
+			t.Errorf("token with A after the caller changed Config: %v", err)
+		}
+		if _, err := a.Validate(t.Context(), withB); !errors.Is(err, middleware.ErrInsufficientScope) {
+			t.Errorf("token with B after the caller changed Config: %v, want ErrInsufficientScope", err)
+		}
+	})
+}
+
+// A guard without RequireAuth fails closed and says so once.
+func TestMisplacedGuardRefusesAndLogsOnce(t *testing.T) {
+	var buf lockedBuffer
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
+	defer slog.SetDefault(old)
+	tenant := entratest.NewTenant(t)
+	h := middleware.RequireAnyScope("A")(echoClaims)
+	for range 5 {
+		if rec := serve(h, tenant.AccessToken(entratest.Scopes("A"))); rec.Code != http.StatusUnauthorized {
+			t.Errorf("guard without RequireAuth: %d, want 401", rec.Code)
+		}
+	}
+	if n := strings.Count(buf.String(), "without RequireAuth"); n != 1 {
+		t.Errorf("misplaced guard logged %d times, want once:\n%s", n, buf.String())
 	}
 }

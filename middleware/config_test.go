@@ -30,6 +30,22 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 		{"scope with a space", middleware.Config{TenantID: tid, ClientID: cid, Scopes: []string{"a b"}}, "scope and role names"},
 		{"unknown token version", middleware.Config{TenantID: tid, ClientID: cid, TokenVersions: 8}, "TokenVersions"},
 		{"issuer not a URL", middleware.Config{TenantID: tid, ClientID: cid, Issuers: []string{"sts"}}, "Issuers"},
+		{"refresh interval typo", middleware.Config{TenantID: tid, ClientID: cid, KeyRefreshInterval: 60}, "KeyRefreshInterval 60ns (60 ns) is below the 1s minimum"},
+		{"key-miss interval too short", middleware.Config{TenantID: tid, ClientID: cid, KeyMissRefreshInterval: 10 * time.Millisecond}, "KeyMissRefreshInterval 10ms"},
+		{"fetch timeout too short", middleware.Config{TenantID: tid, ClientID: cid, FetchTimeout: time.Millisecond}, "FetchTimeout 1ms"},
+		{"leeway of a day", middleware.Config{TenantID: tid, ClientID: cid, Leeway: 24 * time.Hour}, "Leeway 24h0m0s"},
+		{"multi-tenant as TenantID", middleware.Config{TenantID: "organizations", ClientID: cid}, "EntraMultiTenant"},
+		{"TenantID and Authorities", middleware.Config{TenantID: tid, ClientID: cid, Authorities: []middleware.Authority{middleware.EntraTenant(tid)}}, "either TenantID"},
+		{"multi-tenant without admission", middleware.Config{ClientID: cid, Authorities: []middleware.Authority{middleware.EntraMultiTenant("organizations", middleware.TenantAdmission{})}}, "AllowAnyTenant"},
+		{"any tenant and a list", middleware.Config{ClientID: cid, Authorities: []middleware.Authority{middleware.EntraMultiTenant("common", middleware.TenantAdmission{AllowAnyTenant: true, AllowedTenantIDs: []string{tid}})}}, "cannot be combined"},
+		{"allowed tenant not a GUID", middleware.Config{ClientID: cid, Authorities: []middleware.Authority{middleware.EntraMultiTenant("organizations", middleware.TenantAdmission{AllowedTenantIDs: []string{"contoso.com"}})}}, "not a tenant ID"},
+		{"personal accounts through organizations", middleware.Config{ClientID: cid, Authorities: []middleware.Authority{middleware.EntraMultiTenant("organizations", middleware.TenantAdmission{AllowAnyTenant: true, AllowPersonalAccounts: true})}}, "personal Microsoft accounts sign in only through"},
+		{"multi-tenant name", middleware.Config{ClientID: cid, Authorities: []middleware.Authority{middleware.EntraMultiTenant(tid, middleware.TenantAdmission{AllowAnyTenant: true})}}, "must be"},
+		{"B2C without policy", middleware.Config{ClientID: cid, Authorities: []middleware.Authority{middleware.B2CTenant("contoso")}}, "at least one user flow"},
+		{"External ID tenant not a GUID", middleware.Config{ClientID: cid, Authorities: []middleware.Authority{middleware.ExternalIDTenant("contoso", "contoso")}}, "not a GUID"},
+		{"zero Authority", middleware.Config{ClientID: cid, Authorities: []middleware.Authority{{}}}, "must be built with"},
+		{"authority listed twice", middleware.Config{ClientID: cid, Authorities: []middleware.Authority{middleware.EntraTenant(tid), middleware.EntraTenant(tid)}}, "listed twice"},
+		{"External ID with v1 only", middleware.Config{ClientID: cid, TokenVersions: middleware.TokenV1, Authorities: []middleware.Authority{middleware.ExternalIDTenant("contoso", tid)}}, "no token version"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -89,14 +105,51 @@ func TestExplicitIssuersOverrideMetadata(t *testing.T) {
 	}
 }
 
+// An app registration with a custom signing key has its tokens signed with
+// a key that only the ?appid= key sets list.
 func TestAppSpecificSigningKeysUseTheAppIDQuery(t *testing.T) {
 	tenant := entratest.NewTenant(t)
+	appKey := tenant.Server().NewKey()
+	tenant.Server().SetAppSigningKey(tenant.ClientID, appKey)
+	v2, v1 := tenant.AccessToken(entratest.SignedWith(appKey)), tenant.AccessToken(entratest.V1(), entratest.SignedWith(appKey))
+
 	a := newAuth(t, tenant, func(c *middleware.Config) { c.AppSpecificSigningKeys = true })
-	if _, err := a.Validate(t.Context(), tenant.AccessToken()); err != nil {
-		t.Fatalf("Validate: %v", err)
+	for _, tok := range []string{v2, v1} {
+		if _, err := a.Validate(t.Context(), tok); err != nil {
+			t.Errorf("token signed with the app's own key: %v", err)
+		}
 	}
-	if tenant.Server().Requests(entratest.KeysV2) == 0 || tenant.Server().Requests(entratest.KeysV1) == 0 {
-		t.Error("app-specific key sets were not fetched")
+	if _, err := a.Validate(t.Context(), tenant.AccessToken()); !errors.Is(err, middleware.ErrUnknownSigningKey) {
+		t.Errorf("token signed with a key the app's key set does not list: %v, want ErrUnknownSigningKey", err)
+	}
+
+	plain := newAuth(t, tenant)
+	if _, err := plain.Validate(t.Context(), v2); !errors.Is(err, middleware.ErrUnknownSigningKey) {
+		t.Errorf("without AppSpecificSigningKeys the app's key is unknown: %v, want ErrUnknownSigningKey", err)
+	}
+}
+
+// Entra's key sets say, per key, which issuer the key may sign for; a key
+// restricted to one tenant must not sign another tenant's tokens.
+func TestSigningKeyIssuerRule(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	s := tenant.Server()
+	other := s.NewTenant()
+	otherKey := s.NewKey()
+	s.PublishKeyFor(otherKey, other.ID)
+	a := newAuth(t, tenant)
+
+	_, err := a.Validate(t.Context(), tenant.AccessToken(entratest.SignedWith(otherKey)))
+	if !errors.Is(err, middleware.ErrInvalidIssuer) || !strings.Contains(err.Error(), "signing key is not valid for its issuer") {
+		t.Errorf("token signed with another tenant's key: %v, want ErrInvalidIssuer for the key", err)
+	}
+	if _, err := a.Validate(t.Context(), tenant.AccessToken()); err != nil {
+		t.Errorf("token signed with a key valid for every tenant: %v", err)
+	}
+	// The other tenant's own API accepts what its key signs.
+	b := newAuth(t, other)
+	if _, err := b.Validate(t.Context(), other.AccessToken(entratest.SignedWith(otherKey))); err != nil {
+		t.Errorf("token signed with the tenant's own restricted key: %v", err)
 	}
 }
 
