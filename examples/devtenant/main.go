@@ -10,8 +10,11 @@
 //	curl 'http://127.0.0.1:9999/dev/token?kind=user&scopes=SecureData.Read'
 //	curl 'http://127.0.0.1:9999/dev/token?kind=app&roles=SecureData.Read.All&version=1'
 //
-// kind is user (delegated access token), app (client credentials) or id (ID
-// token); version is 1 or 2 (default 2); scopes and roles are comma-separated.
+// kind is user (delegated access token, the default), app (client
+// credentials) or id (ID token); version is 1 or 2 (default 2); scopes
+// (default SecureData.Read, for user tokens only: app tokens never carry
+// scopes) and roles are comma-separated. The flags take the same values
+// with the same defaults. The signing keys are generated at start-up.
 package main
 
 import (
@@ -26,34 +29,50 @@ import (
 	"github.com/entragate/entragate/middleware/entratest"
 )
 
-// Fixed IDs, so that an API configured once keeps working across restarts
-// (the signing key is the first of entratest's fixed pool, too).
+// Fixed IDs, so that an API configured once keeps working across restarts.
 const (
 	defaultTenantID = "7e57e57e-0000-4000-8000-00000000d0e5"
 	defaultClientID = "7e57e57e-0000-4000-8000-0000000a9100"
 )
 
+// tokenRequest is what a token is minted from: the start-up flags, or the
+// /dev/token query parameters, with the same defaults.
+type tokenRequest struct {
+	kind    string // user, app or id
+	version string // 1 or 2
+	scopes  string // comma-separated, user tokens only
+	roles   string // comma-separated
+}
+
+var defaultRequest = tokenRequest{kind: "user", version: "2", scopes: "SecureData.Read"}
+
 func main() {
 	addr := flag.String("addr", "127.0.0.1:9999", "loopback `address` to listen on")
 	tenantID := flag.String("tenant", defaultTenantID, "tenant ID (GUID)")
 	clientID := flag.String("client", defaultClientID, "the API's application (client) ID (GUID)")
-	kind := flag.String("kind", "user", "token to print at start-up: user, app or id")
-	version := flag.Int("version", 2, "token version: 1 or 2")
-	scopes := flag.String("scopes", "SecureData.Read", "comma-separated delegated scopes for user tokens")
-	roles := flag.String("roles", "", "comma-separated app roles")
+	var req tokenRequest
+	flag.StringVar(&req.kind, "kind", defaultRequest.kind, "token to print at start-up: user, app or id")
+	flag.StringVar(&req.version, "version", defaultRequest.version, "token version: 1 or 2")
+	flag.StringVar(&req.scopes, "scopes", defaultRequest.scopes, "comma-separated delegated scopes, for user tokens")
+	flag.StringVar(&req.roles, "roles", defaultRequest.roles, "comma-separated app roles")
 	flag.Parse()
+	if _, err := mint(nil, req); err != nil { // refuse bad flags before listening
+		fmt.Fprintln(os.Stderr, "devtenant:", err)
+		os.Exit(2)
+	}
 
-	srv, err := entratest.Start(*addr)
+	// Keys generated now: tokens this server mints can be minted by no one
+	// else. An API pointed at it reloads them by itself after a restart.
+	srv, err := entratest.Start(*addr, entratest.FreshKeys())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "devtenant:", err)
 		os.Exit(2)
 	}
 	defer srv.Close()
 	tenant := srv.NewTenant(entratest.WithTenantID(*tenantID), entratest.WithClientID(*clientID))
-
 	srv.Handle("GET /dev/token", tokenHandler(tenant))
 
-	first, err := mint(tenant, *kind, *version, *scopes, *roles)
+	first, err := mint(tenant, req)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "devtenant:", err)
 		os.Exit(2)
@@ -64,9 +83,9 @@ func main() {
 Point an API at it:
   export AZURE_TENANT_ID=%[3]s AZURE_CLIENT_ID=%[4]s AZURE_AUTHORITY_HOST=%[1]s
 More tokens: curl '%[1]s/dev/token?kind=app&roles=SecureData.Read.All'
-A %[5]s token (v%[6]d):
+A %[5]s token (v%[6]s):
 %[7]s
-`, srv.URL, tenant.MetadataURL(), tenant.ID, tenant.ClientID, *kind, *version, first)
+`, srv.URL, tenant.MetadataURL(), tenant.ID, tenant.ClientID, req.kind, req.version, first)
 
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
@@ -74,15 +93,20 @@ A %[5]s token (v%[6]d):
 }
 
 // tokenHandler mints a token per request: ?kind=user|app|id&version=1|2
-// &scopes=a,b&roles=c,d.
+// &scopes=a,b&roles=c,d, each defaulting as the flags do.
 func tokenHandler(tenant *entratest.Tenant) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		v := 2
-		if q.Get("version") == "1" {
-			v = 1
+		req := defaultRequest
+		for name, field := range map[string]*string{"kind": &req.kind, "version": &req.version, "scopes": &req.scopes, "roles": &req.roles} {
+			if q.Has(name) {
+				*field = q.Get(name)
+			}
 		}
-		tok, err := mint(tenant, q.Get("kind"), v, q.Get("scopes"), q.Get("roles"))
+		if q.Get("kind") == "app" && !q.Has("scopes") {
+			req.scopes = "" // the default scopes are for user tokens
+		}
+		tok, err := mint(tenant, req)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -92,28 +116,43 @@ func tokenHandler(tenant *entratest.Tenant) http.Handler {
 	})
 }
 
-func mint(t *entratest.Tenant, kind string, version int, scopes, roles string) (string, error) {
+// mint mints the token req asks for, refusing what Entra would never issue.
+// With a nil tenant it only checks req.
+func mint(t *entratest.Tenant, req tokenRequest) (string, error) {
 	var opts []entratest.TokenOption
-	if version == 1 {
+	switch req.version {
+	case "2":
+	case "1":
 		opts = append(opts, entratest.V1())
+	default:
+		return "", fmt.Errorf("unknown token version %q: use 1 or 2", req.version)
 	}
-	if scopes != "" {
-		opts = append(opts, entratest.Scopes(split(scopes)...))
+	if req.roles != "" {
+		opts = append(opts, entratest.Roles(split(req.roles)...))
 	}
-	if roles != "" {
-		opts = append(opts, entratest.Roles(split(roles)...))
+	switch req.kind {
+	case "user", "id":
+		if req.scopes != "" {
+			opts = append(opts, entratest.Scopes(split(req.scopes)...))
+		}
+	case "app":
+		if req.scopes != "" && req.scopes != defaultRequest.scopes {
+			return "", fmt.Errorf("app tokens carry no scopes (scp): Entra issues them for app roles only; use -roles")
+		}
+	default:
+		return "", fmt.Errorf("unknown token kind %q: use user, app or id", req.kind)
 	}
-	switch kind {
-	case "", "user":
-		return t.AccessToken(opts...), nil
+	if t == nil {
+		return "", nil
+	}
+	switch req.kind {
 	case "app":
 		return t.AppToken(opts...), nil
 	case "id":
 		return t.IDToken(opts...), nil
 	}
-	return "", fmt.Errorf("unknown token kind %q: use user, app or id", kind)
+	return t.AccessToken(opts...), nil
 }
-
 func split(list string) []string {
 	var out []string
 	for _, v := range strings.Split(list, ",") {

@@ -39,6 +39,10 @@ func TestTokenEndpointMintsValidTokens(t *testing.T) {
 		{"kind=app", 200, middleware.ErrNotAccessToken, true},
 		{"kind=id", 200, middleware.ErrIDToken, false},
 		{"kind=refresh", 400, nil, false},
+		{"", 200, nil, false},
+		{"version=3", 400, nil, false},
+		{"kind=user&version=", 400, nil, false},
+		{"kind=app&scopes=SecureData.Write&roles=SecureData.Read.All", 400, nil, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.query, func(t *testing.T) {
@@ -61,6 +65,29 @@ func TestTokenEndpointMintsValidTokens(t *testing.T) {
 			if err == nil && c.IsAppOnly() != tc.appOnly {
 				t.Errorf("app-only %v, want %v", c.IsAppOnly(), tc.appOnly)
 			}
+			if err == nil && tc.appOnly && len(c.Scopes) != 0 {
+				t.Errorf("app token carries scopes %v", c.Scopes)
+			}
+			if tc.query == "" && (err != nil || !c.HasScope("SecureData.Read")) {
+				t.Errorf("default token: %v, scopes %v; want the flags' default, a user token with SecureData.Read", err, c.Scopes)
+			}
 		})
+	}
+}
+
+// The start-up flags and /dev/token share their defaults and their checks.
+func TestFlagsAndEndpointAgree(t *testing.T) {
+	if _, err := mint(nil, defaultRequest); err != nil {
+		t.Errorf("the default request is refused: %v", err)
+	}
+	for _, bad := range []tokenRequest{
+		{kind: "user", version: "3"},
+		{kind: "user", version: "v2"},
+		{kind: "robot", version: "2"},
+		{kind: "app", version: "2", scopes: "Files.Read"},
+	} {
+		if _, err := mint(nil, bad); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -61,9 +62,7 @@ func TestSecureDataRoutes(t *testing.T) {
 // TestOfflineModePrintsWorkingCurlCommands starts the sample as a new user
 // would (no configuration) and runs every printed curl command.
 func TestOfflineModePrintsWorkingCurlCommands(t *testing.T) {
-	for _, v := range []string{"AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_AUTHORITY_HOST"} {
-		t.Setenv(v, "")
-	}
+	clearEnv(t)
 	setup, err := demo.FromEnv(t.Context(), &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
@@ -144,5 +143,120 @@ func TestReadinessFollowsTheSigningKeys(t *testing.T) {
 			t.Fatal("not ready after Entra came back")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func clearEnv(t *testing.T) {
+	for _, v := range []string{"AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_AUTHORITY_HOST", "ADDR",
+		"ALLOWED_TENANT_IDS", "ALLOW_ANY_TENANT", "ALLOW_PERSONAL_ACCOUNTS"} {
+		t.Setenv(v, "")
+	}
+}
+
+// A deployment that forgot its environment must not become a door: offline
+// mode listens on loopback only, and trusts keys no one else has.
+func TestOfflineModeCannotBeTurnedIntoADoor(t *testing.T) {
+	clearEnv(t)
+	setup, err := demo.FromEnv(t.Context(), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(setup.Close)
+	if setup.Addr != "127.0.0.1:8080" {
+		t.Errorf("offline default address %q, want 127.0.0.1:8080", setup.Addr)
+	}
+	if _, err := setup.Auth.Validate(t.Context(), setup.Tenant.AccessToken(entratest.Scopes(demo.ReadScope))); err != nil {
+		t.Fatalf("token of the offline tenant: %v", err)
+	}
+	// Every key published in this repository, used to sign a token that is
+	// otherwise exactly what the offline tenant mints.
+	pool := entratest.NewServer()
+	defer pool.Close()
+	for _, k := range append([]*entratest.Key{pool.SigningKey()}, keysOf(pool, 15)...) {
+		tok := setup.Tenant.AccessToken(entratest.Scopes(demo.ReadScope), entratest.SignedWith(k))
+		if _, err := setup.Auth.Validate(t.Context(), tok); !errors.Is(err, middleware.ErrUnknownSigningKey) {
+			t.Fatalf("token signed with a key published in the repository: %v, want ErrUnknownSigningKey", err)
+		}
+	}
+	var help bytes.Buffer
+	demo.PrintOfflineHelp(&help, setup.Tenant, "http://127.0.0.1:8080")
+	if !strings.Contains(help.String(), "trusts a local fake Entra tenant") {
+		t.Errorf("offline banner does not say the API trusts a fake tenant:\n%s", help.String())
+	}
+
+	for _, addr := range []string{":8080", "0.0.0.0:8080", "[::]:8080", "192.0.2.1:8080", "example.com:8080"} {
+		t.Setenv("ADDR", addr)
+		if s, err := demo.FromEnv(t.Context(), &bytes.Buffer{}); err == nil {
+			s.Close()
+			t.Errorf("offline mode accepted ADDR=%s", addr)
+		} else if !strings.Contains(err.Error(), "loopback") {
+			t.Errorf("ADDR=%s: %v, want an error explaining loopback only", addr, err)
+		}
+	}
+}
+
+func keysOf(s *entratest.Server, n int) []*entratest.Key {
+	var out []*entratest.Key
+	for range n {
+		out = append(out, s.NewKey())
+	}
+	return out
+}
+
+// AZURE_TENANT_ID=organizations makes a multi-tenant API, which must say
+// which tenants it admits.
+func TestMultiTenantModeNeedsAnAdmissionList(t *testing.T) {
+	srv := entratest.NewServer()
+	t.Cleanup(srv.Close)
+	clientID := entratest.NewGUID()
+	allowed := srv.NewTenant(entratest.WithClientID(clientID))
+	other := srv.NewTenant(entratest.WithClientID(clientID))
+	clearEnv(t)
+	t.Setenv("AZURE_TENANT_ID", "organizations")
+	t.Setenv("AZURE_CLIENT_ID", clientID)
+	t.Setenv("AZURE_AUTHORITY_HOST", srv.URL)
+	if _, err := demo.FromEnv(t.Context(), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "ALLOWED_TENANT_IDS") {
+		t.Fatalf("multi-tenant without an admission list: %v, want an error naming ALLOWED_TENANT_IDS", err)
+	}
+
+	t.Setenv("ALLOWED_TENANT_IDS", " "+allowed.ID+" , "+entratest.NewGUID())
+	setup, err := demo.FromEnv(t.Context(), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(setup.Close)
+	api := httptest.NewServer(routes(setup.Auth))
+	t.Cleanup(api.Close)
+	for _, tc := range []struct {
+		name   string
+		token  string
+		status int
+	}{
+		{"allowed tenant, v2", allowed.AccessToken(entratest.Scopes(demo.ReadScope)), 200},
+		{"allowed tenant, v1", allowed.AccessToken(entratest.V1(), entratest.Scopes(demo.ReadScope)), 200},
+		{"allowed tenant's daemon", allowed.AppToken(entratest.Roles(demo.ReadRole)), 200},
+		{"other tenant", other.AccessToken(entratest.Scopes(demo.ReadScope)), 401},
+		{"other tenant's daemon", other.AppToken(entratest.Roles(demo.ReadRole)), 401},
+		{"allowed tid under the other tenant's issuer", other.AccessToken(entratest.Scopes(demo.ReadScope), entratest.Claim("tid", allowed.ID)), 401},
+	} {
+		if status, body := demotest.Get(t, api.URL+"/secure-data", tc.token); status != tc.status {
+			t.Errorf("%s: %d %s, want %d", tc.name, status, body, tc.status)
+		}
+	}
+
+	t.Setenv("ALLOWED_TENANT_IDS", "")
+	t.Setenv("ALLOW_ANY_TENANT", "true")
+	anySetup, err := demo.FromEnv(t.Context(), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anySetup.Close()
+	if _, err := anySetup.Auth.Validate(t.Context(), other.AccessToken()); err != nil {
+		t.Errorf("ALLOW_ANY_TENANT=true: %v", err)
+	}
+
+	t.Setenv("AZURE_TENANT_ID", allowed.ID)
+	if _, err := demo.FromEnv(t.Context(), &bytes.Buffer{}); err == nil {
+		t.Error("ALLOW_ANY_TENANT with a single tenant was accepted")
 	}
 }

@@ -42,46 +42,123 @@ type Setup struct {
 // Close releases the authenticator and the fake tenant.
 func (s *Setup) Close() {
 	s.Auth.Close()
+	s.closeTenant()
+}
+
+// Offline mode listens here by default: the fake tenant's tokens must not
+// open an API to the network.
+const offlineAddr = "127.0.0.1:8080"
+
+// FromEnv configures the API from the environment:
+//
+//	AZURE_TENANT_ID       the API's tenant (GUID or domain), or organizations
+//	                      or common for a multi-tenant API
+//	AZURE_CLIENT_ID       the API's application (client) ID
+//	AZURE_AUTHORITY_HOST  optional: a sovereign cloud's authority host
+//	ALLOWED_TENANT_IDS    multi-tenant only: comma-separated admitted tenants
+//	ALLOW_ANY_TENANT      multi-tenant only: "true" admits every tenant
+//	ALLOW_PERSONAL_ACCOUNTS  common only: "true" admits personal accounts
+//	ADDR                  listen address (default :8080; offline 127.0.0.1:8080)
+//
+// With neither ID set it runs offline: it starts a fake tenant on loopback
+// with signing keys generated at start-up, trusts it, and listens on
+// loopback only.
+func FromEnv(ctx context.Context, stderr io.Writer) (*Setup, error) {
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	s := &Setup{Addr: os.Getenv("ADDR"), Logger: logger}
+	tenantID, clientID, host := os.Getenv("AZURE_TENANT_ID"), os.Getenv("AZURE_CLIENT_ID"), os.Getenv("AZURE_AUTHORITY_HOST")
+	cfg := middleware.Config{ClientID: clientID, Logger: logger}
+	switch {
+	case tenantID == "" && clientID == "":
+		if host != "" {
+			return nil, errors.New("AZURE_AUTHORITY_HOST is set but AZURE_TENANT_ID and AZURE_CLIENT_ID are not")
+		}
+		if err := s.offline(&cfg); err != nil {
+			return nil, err
+		}
+	default:
+		if s.Addr == "" {
+			s.Addr = ":8080"
+		}
+		if err := authorityFromEnv(&cfg, tenantID, host); err != nil {
+			return nil, err
+		}
+	}
+	auth, err := middleware.New(ctx, cfg)
+	if err != nil {
+		s.closeTenant()
+		return nil, err
+	}
+	s.Auth = auth
+	return s, nil
+}
+
+// offline points cfg at a fake tenant started on loopback with keys of its
+// own, and keeps the API on loopback too.
+func (s *Setup) offline(cfg *middleware.Config) error {
+	if s.Addr == "" {
+		s.Addr = offlineAddr
+	}
+	host, _, err := net.SplitHostPort(s.Addr)
+	if err != nil {
+		return fmt.Errorf("ADDR %q: %w", s.Addr, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("ADDR %q is not a loopback address: offline mode (no AZURE_TENANT_ID and AZURE_CLIENT_ID) trusts a fake tenant, "+
+			"so it listens on loopback only; set AZURE_TENANT_ID and AZURE_CLIENT_ID to use a real tenant, or ADDR=%s", s.Addr, offlineAddr)
+	}
+	// Keys generated now, not the test keys published in the repository:
+	// only this process can mint tokens the API accepts.
+	srv, err := entratest.Start("127.0.0.1:0", entratest.FreshKeys())
+	if err != nil {
+		return fmt.Errorf("starting the offline fake tenant: %w", err)
+	}
+	s.Tenant = srv.NewTenant()
+	cfg.TenantID, cfg.ClientID, cfg.AuthorityHost = s.Tenant.ID, s.Tenant.ClientID, srv.URL
+	return nil
+}
+
+func (s *Setup) closeTenant() {
 	if s.Tenant != nil {
 		s.Tenant.Server().Close()
 	}
 }
 
-// FromEnv configures the API from AZURE_TENANT_ID, AZURE_CLIENT_ID,
-// AZURE_AUTHORITY_HOST and ADDR. With neither ID set it starts the embedded
-// fake tenant on loopback and trusts it (offline mode).
-func FromEnv(ctx context.Context, stderr io.Writer) (*Setup, error) {
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	s := &Setup{Addr: os.Getenv("ADDR"), Logger: logger}
-	if s.Addr == "" {
-		s.Addr = ":8080"
-	}
-	cfg := middleware.Config{
-		TenantID:      os.Getenv("AZURE_TENANT_ID"),
-		ClientID:      os.Getenv("AZURE_CLIENT_ID"),
-		AuthorityHost: os.Getenv("AZURE_AUTHORITY_HOST"),
-		Logger:        logger,
-	}
-	if cfg.TenantID == "" && cfg.ClientID == "" {
-		if cfg.AuthorityHost != "" {
-			return nil, errors.New("AZURE_AUTHORITY_HOST is set but AZURE_TENANT_ID and AZURE_CLIENT_ID are not")
+// authorityFromEnv sets the authority of a real tenant: one tenant, or a
+// multi-tenant authority that must say which tenants it admits.
+func authorityFromEnv(cfg *middleware.Config, tenantID, host string) error {
+	allowed := splitList(os.Getenv("ALLOWED_TENANT_IDS"))
+	anyTenant := os.Getenv("ALLOW_ANY_TENANT") == "true"
+	personal := os.Getenv("ALLOW_PERSONAL_ACCOUNTS") == "true"
+	switch t := strings.ToLower(tenantID); t {
+	case middleware.Organizations, middleware.Common:
+		if len(allowed) == 0 && !anyTenant {
+			return fmt.Errorf("AZURE_TENANT_ID=%s makes a multi-tenant API: set ALLOWED_TENANT_IDS to the tenants it admits "+
+				"(comma-separated), or ALLOW_ANY_TENANT=true to admit every tenant in the world", t)
 		}
-		srv, err := entratest.Start("127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("starting the offline fake tenant: %w", err)
+		if host == "" {
+			host = middleware.DefaultAuthorityHost
 		}
-		s.Tenant = srv.NewTenant()
-		cfg.TenantID, cfg.ClientID, cfg.AuthorityHost = s.Tenant.ID, s.Tenant.ClientID, srv.URL
-	}
-	auth, err := middleware.New(ctx, cfg)
-	if err != nil {
-		if s.Tenant != nil {
-			s.Tenant.Server().Close()
+		cfg.Authorities = []middleware.Authority{middleware.EntraMultiTenant(t, middleware.TenantAdmission{
+			AllowedTenantIDs: allowed, AllowAnyTenant: anyTenant, AllowPersonalAccounts: personal,
+		}).WithHost(host)}
+	default:
+		if len(allowed) > 0 || anyTenant || personal {
+			return errors.New("ALLOWED_TENANT_IDS, ALLOW_ANY_TENANT and ALLOW_PERSONAL_ACCOUNTS apply to multi-tenant APIs (AZURE_TENANT_ID=organizations or common) only")
 		}
-		return nil, err
+		cfg.TenantID, cfg.AuthorityHost = tenantID, host
 	}
-	s.Auth = auth
-	return s, nil
+	return nil
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // Main runs an example API: configure from the environment, serve the
@@ -163,16 +240,36 @@ func Healthz(w http.ResponseWriter, _ *http.Request) {
 	WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// Readyz is a readiness probe: 503 until the tenant's signing keys are
-// loaded, so a load balancer sends no traffic an instance cannot check.
+// Readyz is a readiness probe: 503 until the signing keys of every token
+// version the API accepts are loaded, so a load balancer sends no traffic
+// an instance cannot check; the body says which are missing and why.
 func Readyz(auth *middleware.Authenticator) http.HandlerFunc {
+	type source struct {
+		Authority   string `json:"authority"`
+		Version     string `json:"version"`
+		Policy      string `json:"policy,omitempty"`
+		Ready       bool   `json:"ready"`
+		LastError   string `json:"last_error,omitempty"`
+		LastSuccess string `json:"last_success,omitempty"`
+	}
 	return func(w http.ResponseWriter, _ *http.Request) {
+		var sources []source
+		for _, s := range auth.Stats().Sources {
+			src := source{Authority: s.Authority, Version: s.Version, Policy: s.Policy, Ready: s.Ready}
+			if s.LastError != nil {
+				src.LastError = s.LastError.Error()
+			}
+			if !s.LastSuccess.IsZero() {
+				src.LastSuccess = s.LastSuccess.UTC().Format(time.RFC3339)
+			}
+			sources = append(sources, src)
+		}
 		if !auth.Ready() {
 			w.Header().Set("Retry-After", "5")
-			WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "signing keys not loaded"})
+			WriteJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "signing keys not loaded", "sources": sources})
 			return
 		}
-		WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "sources": sources})
 	}
 }
 
@@ -234,9 +331,10 @@ func PrintOfflineHelp(w io.Writer, t *entratest.Tenant, base string) {
 	daemon := t.AppToken(entratest.Roles(ReadRole))
 	noScope := t.AccessToken(entratest.Scopes("Profile.Read"))
 	lines := []string{
-		"entragate sample API, offline mode: trusting the embedded fake Entra tenant",
-		"  tenant " + t.ID + ", API client ID " + t.ClientID + ", authority " + t.Server().URL,
-		"  (set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_AUTHORITY_HOST to use a real tenant)",
+		"entragate sample API, OFFLINE MODE: this API trusts a local fake Entra tenant, not Microsoft.",
+		"  It accepts only tokens minted by this process (signing keys generated at start-up)",
+		"  and listens on loopback only. Set AZURE_TENANT_ID and AZURE_CLIENT_ID for a real tenant.",
+		"  fake tenant " + t.ID + ", API client ID " + t.ClientID + ", authority " + t.Server().URL,
 		"Tokens below are valid for " + entratest.DefaultLifetime.String() + ".",
 		"",
 		"# public",
