@@ -15,6 +15,7 @@ package claims
 
 import (
 	"encoding/json"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -71,9 +72,9 @@ type Claims struct {
 	UniqueName string `json:"unique_name,omitempty"`
 
 	// ClientAppID is the application ID of the client that requested the
-	// token: azp in v2 tokens, appid in v1 tokens (either, when ver is
-	// absent). Every Entra access token names its client; an ID token
-	// does not.
+	// token: azp in v2 tokens; appid in v1 tokens (azp in Azure AD B2C's
+	// v1.0 tokens). Every access token names its client; an ID token does
+	// not.
 	ClientAppID string `json:"client_app_id,omitempty"`
 	// ClientAuth is how that client authenticated (azpacr or appidacr).
 	ClientAuth ClientAuth `json:"client_auth,omitempty"`
@@ -214,15 +215,11 @@ func (c *Claims) IsGuest() bool {
 // writes a token service URL whose first path segment is a tenant ID, e.g.
 // https://sts.windows.net/{tid}/ or https://login.microsoftonline.com/{tid}/v2.0.
 func identityProviderIsTenant(idp, tid string) bool {
-	rest, ok := strings.CutPrefix(idp, "https://")
-	if !ok {
-		return false
+	u, err := url.Parse(idp)
+	if err != nil || u.Host == "" {
+		return false // live.com, mail, google.com...
 	}
-	_, path, ok := strings.Cut(rest, "/")
-	if !ok {
-		return false
-	}
-	first, _, _ := strings.Cut(path, "/")
+	first, _, _ := strings.Cut(strings.TrimPrefix(u.Path, "/"), "/")
 	return strings.EqualFold(first, tid)
 }
 

@@ -103,17 +103,11 @@ func Parse(raw []byte) (*Claims, error) {
 		}
 		*d.dst = t
 	}
-	// The client application is azp in v2 tokens and appid in v1 tokens;
-	// a token of one version carrying the other's claim does not name its
-	// client the way Entra does.
-	switch w.Ver {
-	case Version1:
+	// The client application is azp in v2 tokens and appid in v1 tokens: a
+	// v2 token naming its client in appid does not name it the way Entra
+	// does. Azure AD B2C's v1.0 tokens name it in azp.
+	if w.Ver != Version2 && w.Appid != "" {
 		c.ClientAppID, c.ClientAuth = w.Appid, ClientAuth(w.Appidacr)
-	case Version2:
-	default:
-		if c.ClientAppID == "" {
-			c.ClientAppID, c.ClientAuth = w.Appid, ClientAuth(w.Appidacr)
-		}
 	}
 	if w.Scp != "" {
 		c.Scopes = splitScopes(w.Scp)

@@ -262,7 +262,8 @@ func newSettings(cfg Config) (*settings, error) {
 		}
 	}
 	for _, iss := range s.Issuers {
-		if u, err := url.Parse(iss); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		// A template names the tenant in the host, too (External ID).
+		if u, err := url.Parse(strings.ReplaceAll(iss, tenantPlaceholder, "00000000-0000-0000-0000-000000000000")); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 			return nil, configError("Issuers: %q is not an http(s) URL", iss)
 		}
 	}
