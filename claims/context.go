@@ -22,3 +22,9 @@ func FromContext(ctx context.Context) (*Claims, bool) {
 	c, ok := ctx.Value(claimsKey).(*Claims)
 	return c, ok && c != nil
 }
+
+// ContextKey returns the key NewContext stores claims under, for code that
+// builds its own context node carrying claims among other values (as the
+// entragate middleware does, to add one node per request instead of two).
+// Storing a value under it gives no more power than NewContext does.
+func ContextKey() any { return claimsKey }

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // ErrClaimNotFound is returned by Claims.Decode for a claim the token does
@@ -37,25 +38,29 @@ func Parse(raw []byte) (*Claims, error) {
 	if trimmed := bytes.TrimSpace(raw); len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, fmt.Errorf("%w: payload is not a JSON object", ErrMalformed)
 	}
-	var w wireClaims
-	if err := json.Unmarshal(raw, &w); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, describeJSONError(err))
-	}
+	src := raw
 	if hasFoldedClaimName(raw) {
 		// encoding/json matches member names case-insensitively, so "AUD"
-		// or "Scp" would have been read as aud or scp, and the token would
-		// mean one thing to us and another to every other parser. Decode
-		// again from the members whose names match exactly.
+		// or "Scp" would be read as aud or scp, and the token would mean
+		// one thing to us and another to every other parser. Decode from
+		// the members whose names match exactly.
 		exact, err := exactClaims(raw)
 		if err != nil {
 			return nil, err
 		}
-		w = wireClaims{}
-		if err := json.Unmarshal(exact, &w); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrMalformed, describeJSONError(err))
-		}
+		src = exact
 	}
-	c := &Claims{
+	var w wireClaims
+	if err := json.Unmarshal(src, &w); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, describeJSONError(err))
+	}
+	// One allocation for the claims and the payload they keep.
+	alloc := &struct {
+		c Claims
+		p payload
+	}{p: payload{raw: bytes.Clone(raw)}}
+	c := &alloc.c
+	*c = Claims{
 		Version:            w.Ver,
 		Issuer:             w.Iss,
 		Audience:           []string(w.Aud),
@@ -81,27 +86,17 @@ func Parse(raw []byte) (*Claims, error) {
 		Email:              w.Email,
 		SessionID:          w.Sid,
 		LoginHint:          w.LoginHint,
+		IssuedAt:           w.Iat.t,
+		NotBefore:          w.Nbf.t,
+		ExpiresAt:          w.Exp.t,
+		AuthTime:           w.AuthTime.t,
 		idTokenMarkers:     w.Nonce != nil || w.AtHash != nil || w.CHash != nil,
-		payload:            &payload{raw: bytes.Clone(raw)},
+		payload:            &alloc.p,
 	}
 	if w.Nonce != nil {
 		// A nonce that is not a string is kept out of the typed field; the
 		// marker above still records that the token carries one.
 		_ = json.Unmarshal(w.Nonce, &c.Nonce)
-	}
-	for _, d := range []struct {
-		name string
-		raw  json.RawMessage
-		dst  *time.Time
-	}{{"iat", w.Iat, &c.IssuedAt}, {"nbf", w.Nbf, &c.NotBefore}, {"exp", w.Exp, &c.ExpiresAt}, {"auth_time", w.AuthTime, &c.AuthTime}} {
-		if d.raw == nil {
-			continue
-		}
-		t, err := parseNumericDate(d.raw)
-		if err != nil {
-			return nil, fmt.Errorf("%w: claim %q: %v", ErrMalformed, d.name, err)
-		}
-		*d.dst = t
 	}
 	// The client application is azp in v2 tokens and appid in v1 tokens: a
 	// v2 token naming its client in appid does not name it the way Entra
@@ -138,49 +133,79 @@ func splitScopes(scp string) []string {
 // wireClaims mirrors the JSON of an Entra access token. Field types are what
 // Entra issues; a value of another type makes decoding fail.
 type wireClaims struct {
-	Ver               string            `json:"ver"`
-	Iss               string            `json:"iss"`
-	Aud               audience          `json:"aud"`
-	Tid               string            `json:"tid"`
-	Oid               string            `json:"oid"`
-	Sub               string            `json:"sub"`
-	Name              string            `json:"name"`
-	PreferredUsername string            `json:"preferred_username"`
-	Upn               string            `json:"upn"`
-	UniqueName        string            `json:"unique_name"`
-	Azp               string            `json:"azp"`
-	Azpacr            string            `json:"azpacr"`
-	Appid             string            `json:"appid"`
-	Appidacr          string            `json:"appidacr"`
-	Scp               string            `json:"scp"`
-	Roles             []string          `json:"roles"`
-	Groups            []string          `json:"groups"`
-	Wids              []string          `json:"wids"`
-	Idtyp             string            `json:"idtyp"`
-	Idp               string            `json:"idp"`
-	Uti               string            `json:"uti"`
-	XmsCc             []string          `json:"xms_cc"`
-	HasGroups         bool              `json:"hasgroups"`
-	Acct              *int              `json:"acct"`
-	Tfp               string            `json:"tfp"`
-	Acr               string            `json:"acr"`
-	Email             string            `json:"email"`
-	Sid               string            `json:"sid"`
-	LoginHint         string            `json:"login_hint"`
-	Nonce             json.RawMessage   `json:"nonce"`
-	AtHash            json.RawMessage   `json:"at_hash"`
-	CHash             json.RawMessage   `json:"c_hash"`
-	AuthTime          json.RawMessage   `json:"auth_time"`
-	ClaimNames        map[string]string `json:"_claim_names"`
-	Iat               json.RawMessage   `json:"iat"`
-	Nbf               json.RawMessage   `json:"nbf"`
-	Exp               json.RawMessage   `json:"exp"`
+	Ver               string                     `json:"ver"`
+	Iss               string                     `json:"iss"`
+	Aud               audience                   `json:"aud"`
+	Tid               string                     `json:"tid"`
+	Oid               string                     `json:"oid"`
+	Sub               string                     `json:"sub"`
+	Name              string                     `json:"name"`
+	PreferredUsername string                     `json:"preferred_username"`
+	Upn               string                     `json:"upn"`
+	UniqueName        string                     `json:"unique_name"`
+	Azp               string                     `json:"azp"`
+	Azpacr            string                     `json:"azpacr"`
+	Appid             string                     `json:"appid"`
+	Appidacr          string                     `json:"appidacr"`
+	Scp               string                     `json:"scp"`
+	Roles             []string                   `json:"roles"`
+	Groups            []string                   `json:"groups"`
+	Wids              []string                   `json:"wids"`
+	Idtyp             string                     `json:"idtyp"`
+	Idp               string                     `json:"idp"`
+	Uti               string                     `json:"uti"`
+	XmsCc             []string                   `json:"xms_cc"`
+	HasGroups         bool                       `json:"hasgroups"`
+	Acct              *int                       `json:"acct"`
+	Tfp               string                     `json:"tfp"`
+	Acr               string                     `json:"acr"`
+	Email             string                     `json:"email"`
+	Sid               string                     `json:"sid"`
+	LoginHint         string                     `json:"login_hint"`
+	Nonce             json.RawMessage            `json:"nonce"`
+	AtHash            json.RawMessage            `json:"at_hash"`
+	CHash             json.RawMessage            `json:"c_hash"`
+	AuthTime          numericDate[authTimeClaim] `json:"auth_time"`
+	ClaimNames        map[string]string          `json:"_claim_names"`
+	Iat               numericDate[iatClaim]      `json:"iat"`
+	Nbf               numericDate[nbfClaim]      `json:"nbf"`
+	Exp               numericDate[expClaim]      `json:"exp"`
 }
+
+// numericDate is a NumericDate claim decoded in place (no copy of its
+// bytes); N names the claim in errors.
+type numericDate[N interface{ claimName() string }] struct{ t time.Time }
+
+func (d *numericDate[N]) UnmarshalJSON(b []byte) error {
+	t, err := parseNumericDate(b)
+	if err != nil {
+		var n N
+		return fmt.Errorf("claim %q: %v", n.claimName(), err)
+	}
+	d.t = t
+	return nil
+}
+
+type (
+	iatClaim      struct{}
+	nbfClaim      struct{}
+	expClaim      struct{}
+	authTimeClaim struct{}
+)
+
+func (iatClaim) claimName() string      { return "iat" }
+func (nbfClaim) claimName() string      { return "nbf" }
+func (expClaim) claimName() string      { return "exp" }
+func (authTimeClaim) claimName() string { return "auth_time" }
 
 // audience accepts the two forms RFC 7519 allows for aud.
 type audience []string
 
 func (a *audience) UnmarshalJSON(b []byte) error {
+	if s, ok := plainString(b); ok {
+		*a = audience{s}
+		return nil
+	}
 	if len(b) > 0 && b[0] == '"' {
 		var s string
 		if err := json.Unmarshal(b, &s); err != nil {
@@ -198,6 +223,30 @@ func (a *audience) UnmarshalJSON(b []byte) error {
 		return nil
 	}
 	return errors.New("aud must be a string or an array of strings")
+}
+
+// plainString decodes a JSON string literal without escapes, the usual
+// form, the way encoding/json would, without its machinery. ok is false
+// for anything else (escapes, invalid UTF-8, not a string), which the
+// caller hands to encoding/json.
+func plainString(b []byte) (string, bool) {
+	if len(b) < 2 || b[0] != '"' || b[len(b)-1] != '"' {
+		return "", false
+	}
+	inner := b[1 : len(b)-1]
+	ascii := true
+	for _, c := range inner {
+		switch {
+		case c == '\\' || c == '"' || c < 0x20:
+			return "", false
+		case c >= 0x80:
+			ascii = false
+		}
+	}
+	if !ascii && !utf8.Valid(inner) {
+		return "", false // encoding/json would replace the invalid bytes
+	}
+	return string(inner), true
 }
 
 // parseNumericDate reads an RFC 7519 NumericDate. Entra writes them as
@@ -248,7 +297,7 @@ var claimNames = func() []string {
 // hasFoldedClaimName reports whether a top-level member name of the JSON
 // object b is not exactly one of claimNames but encoding/json would still
 // match it to one (a case or Unicode-folding variant), or is written with
-// escapes. b must be valid JSON. Entra's names are lower-case ASCII, so the
+// escapes. For invalid JSON the answer does not matter: decoding fails. Entra's names are lower-case ASCII, so the
 // usual token costs one pass over its bytes.
 func hasFoldedClaimName(b []byte) bool {
 	depth := 0

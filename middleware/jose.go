@@ -131,9 +131,12 @@ func decodeHeader(b []byte) (joseHeader, error) {
 			if value[0] != '"' {
 				return h, errors.New(name + " must be a string")
 			}
-			s, err := unquote(value)
-			if err != nil {
-				return h, err
+			s := "RS256" // the usual alg, without a copy
+			if name != "alg" || string(value) != `"RS256"` {
+				var err error
+				if s, err = unquote(value); err != nil {
+					return h, err
+				}
 			}
 			if name == "alg" {
 				h.alg = s

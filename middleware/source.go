@@ -70,6 +70,9 @@ type sourceState struct {
 	tenantID string
 	keyfunc  keyfunc.Keyfunc
 	keys     map[string]loadedKey // by kid
+	// lookups holds, per kid, the token keyfunc is asked about: built once
+	// per load, so a look-up allocates nothing.
+	lookups  map[string]*jwt.Token
 	kids     []string
 	loadedAt time.Time
 }
@@ -211,7 +214,7 @@ func (src *source) load() (*sourceState, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &sourceState{metadataIssuer: doc.Issuer, issuers: src.issuers, keys: map[string]loadedKey{}}
+	st := &sourceState{metadataIssuer: doc.Issuer, issuers: src.issuers, keys: map[string]loadedKey{}, lookups: map[string]*jwt.Token{}}
 	if src.issuers == nil { // no Config.Issuers: the metadata's own
 		st.issuers = []string{doc.Issuer}
 	}
@@ -238,6 +241,7 @@ func (src *source) load() (*sourceState, error) {
 		}
 		pub, _ := k.jwk.Key().(*rsa.PublicKey) // fetchKeySet keeps RSA keys only
 		st.keys[kid] = loadedKey{pub: pub, issuer: k.issuer}
+		st.lookups[kid] = lookupToken(kid)
 		st.kids = append(st.kids, kid)
 		all = append(all, k.jwk)
 	}
@@ -357,9 +361,12 @@ func closedError() *Error {
 // key set once if the key ID is unknown, and applies Entra's signing-key
 // issuer rule. It returns the state the key was found in.
 func (src *source) verificationKey(ctx context.Context, st *sourceState, kid, iss, tid string) (*rsa.PublicKey, *sourceState, *Error) {
-	tok := &jwt.Token{Method: jwt.SigningMethodRS256, Header: map[string]any{"alg": "RS256", "kid": kid}}
 	lookup := func(st *sourceState) (any, bool, error) {
-		key, err := st.keyfunc.KeyfuncCtx(ctx)(tok)
+		tok := st.lookups[kid]
+		if tok == nil {
+			tok = lookupToken(kid)
+		}
+		key, err := st.keyfunc.Keyfunc(tok)
 		return key, err != nil && errors.Is(err, jwkset.ErrKeyNotFound), err
 	}
 	key, missing, err := lookup(st)
@@ -393,6 +400,11 @@ func (src *source) verificationKey(ctx context.Context, st *sourceState, kid, is
 		return nil, nil, newError(ErrInvalidIssuer, "the token's signing key is not valid for its issuer", nil)
 	}
 	return pub, st, nil
+}
+
+// lookupToken is what keyfunc reads to find a key: the header's kid and alg.
+func lookupToken(kid string) *jwt.Token {
+	return &jwt.Token{Method: jwt.SigningMethodRS256, Header: map[string]any{"alg": "RS256", "kid": kid}}
 }
 
 // keyIssuerAllows applies Microsoft's signing-key issuer validation

@@ -3,6 +3,7 @@ package middleware
 import (
 	"context"
 	"crypto/rsa"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -213,7 +214,7 @@ func (a *Authenticator) Validate(ctx context.Context, rawToken string) (*claims.
 	if scheme, _, ok := strings.Cut(rawToken, " "); ok && strings.EqualFold(scheme, "Bearer") {
 		return nil, newError(ErrMalformedToken, "pass the token without the Bearer scheme: Validate takes the token itself, not the Authorization header value", nil)
 	}
-	c, err := a.validate(ctx, rawToken)
+	c, err := a.validate(ctx, rawToken, false)
 	if err != nil {
 		// validate hands back the unverified claims for logging, and a nil
 		// *Error must not become a non-nil error interface.
@@ -229,7 +230,10 @@ func (a *Authenticator) Validate(ctx context.Context, rawToken string) (*claims.
 // admission, which may ask the API's own database, so only for genuine
 // tokens; authorization (403) last, so that only a genuine token can learn
 // it lacks a permission.
-func (a *Authenticator) validate(ctx context.Context, raw string) (*claims.Claims, *Error) {
+//
+// fromHeader says raw comes from an Authorization header, where a space or
+// comma means the request holds several tokens (400), not a bad token.
+func (a *Authenticator) validate(ctx context.Context, raw string, fromHeader bool) (*claims.Claims, *Error) {
 	if a.ctx.Err() != nil {
 		return nil, closedError()
 	}
@@ -239,6 +243,11 @@ func (a *Authenticator) validate(ctx context.Context, raw string) (*claims.Claim
 	if a.cache != nil {
 		if c, e, hit := a.fromCache(ctx, raw); hit {
 			return c, e
+		}
+	}
+	if fromHeader {
+		if e := checkOneToken(raw); e != nil {
+			return nil, e
 		}
 	}
 	tok, e := splitJWS(raw)
@@ -277,9 +286,10 @@ func (a *Authenticator) validate(ctx context.Context, raw string) (*claims.Claim
 	}
 	if a.cache != nil {
 		ent := &cacheEntry{claims: c, src: src, kid: tok.kid, pub: pub}
+		ent.validFrom, ent.validUntil = a.validityWindow(c)
 		ent.state.Store(st)
 		ent.admittedUntil.Store(unixNano(admittedUntil))
-		a.cache.add(raw, ent)
+		a.cache.add(raw, tok.signature, ent)
 	}
 	return c, a.authorize(src, c)
 }
@@ -333,6 +343,18 @@ func (a *Authenticator) checkTimes(c *claims.Claims, now time.Time) *Error {
 		return newError(ErrInvalidIssuedAt, "the token is issued in the future (iat)", nil)
 	}
 	return nil
+}
+
+// validityWindow is when checkTimes accepts c, as Unix nanoseconds: from
+// the later of nbf and iat, less the leeway, until exp plus the leeway.
+func (a *Authenticator) validityWindow(c *claims.Claims) (from, until int64) {
+	from = math.MinInt64
+	for _, t := range []time.Time{c.NotBefore, c.IssuedAt} {
+		if !t.IsZero() {
+			from = max(from, t.Add(-a.s.leeway).UnixNano())
+		}
+	}
+	return from, c.ExpiresAt.Add(a.s.leeway).UnixNano()
 }
 
 func (a *Authenticator) audienceAccepted(auds []string) bool {
