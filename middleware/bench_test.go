@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -171,16 +172,22 @@ type floorClaims struct {
 
 // BenchmarkFloor is what any verifier must pay for a token it has never
 // seen: SHA-256 of the signing input, an RSA-2048 PKCS#1 v1.5
-// verification, and decoding the claims.
+// verification, and decoding the claims. Like first_seen, it cycles
+// through the pool, so neither reads a token its CPU caches already hold.
 func BenchmarkFloor(b *testing.B) {
 	tenant, tokens := benchSetup(b)
 	pub := tenant.Server().SigningKey().PublicKey()
-	tok := tokens[0]
-	dot := strings.LastIndexByte(tok, '.')
-	first := strings.IndexByte(tok, '.')
-	sig, _ := base64.RawURLEncoding.DecodeString(tok[dot+1:])
 	b.ReportAllocs()
+	var i int
 	for b.Loop() {
+		i++
+		tok := tokens[i%len(tokens)]
+		dot := strings.LastIndexByte(tok, '.')
+		first := strings.IndexByte(tok, '.')
+		sig, err := base64.RawURLEncoding.DecodeString(tok[dot+1:])
+		if err != nil {
+			b.Fatal(err)
+		}
 		sum := sha256.Sum256([]byte(tok[:dot]))
 		if err := rsa.VerifyPKCS1v15(pub, crypto.SHA256, sum[:], sig); err != nil {
 			b.Fatal(err)
@@ -230,5 +237,38 @@ func BenchmarkValidate(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkCacheFootprint fills a cache with the pool's distinct tokens
+// and reports the live heap each entry costs: tokens, claims, bookkeeping.
+// A full default cache costs DefaultTokenCacheSize times that.
+func BenchmarkCacheFootprint(b *testing.B) {
+	tenant, tokens := benchSetup(b)
+	for b.Loop() {
+		a, err := middleware.New(b.Context(), middleware.Config{
+			TenantID: tenant.ID, ClientID: tenant.ClientID, AuthorityHost: tenant.Server().URL, TokenCacheSize: len(tokens),
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for _, tok := range tokens {
+			if _, err := a.Validate(b.Context(), tok); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		if n := a.Stats().Cache.Entries; n != len(tokens) {
+			b.Fatalf("%d entries cached, want %d", n, len(tokens))
+		}
+		perEntry := float64(after.HeapAlloc-before.HeapAlloc) / float64(len(tokens))
+		b.ReportMetric(perEntry, "B/entry")
+		b.ReportMetric(perEntry*middleware.DefaultTokenCacheSize/(1<<20), "MiB/default-cache")
+		b.ReportMetric(float64(len(tokens[0])), "B/token")
+		a.Close()
 	}
 }
