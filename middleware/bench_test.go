@@ -272,3 +272,34 @@ func BenchmarkCacheFootprint(b *testing.B) {
 		a.Close()
 	}
 }
+
+// BenchmarkValidateCached is the cache's own work for a repeated token,
+// without net/http around it: no allocation, serial and parallel.
+func BenchmarkValidateCached(b *testing.B) {
+	tenant, tokens := benchSetup(b)
+	a := newAuth(b, tenant)
+	tok := tokens[0]
+	if _, err := a.Validate(b.Context(), tok); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("serial", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := a.Validate(b.Context(), tok); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		ctx := b.Context()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := a.Validate(ctx, tok); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
