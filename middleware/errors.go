@@ -37,6 +37,10 @@ var (
 	ErrNotAccessToken       = errors.New("token has neither scopes nor roles")
 	ErrIDToken              = errors.New("token is an ID token, not an access token")
 
+	// Refusals of VerifyIDToken (401 invalid_token):
+	ErrNotIDToken   = errors.New("token is not an ID token")
+	ErrInvalidNonce = errors.New("ID token nonce does not match the sign-in")
+
 	// ErrInsufficientScope: the token is valid but lacks a required scope or
 	// role. 403 insufficient_scope.
 	ErrInsufficientScope = errors.New("token lacks a required scope or role")

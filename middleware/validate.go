@@ -250,48 +250,80 @@ func (a *Authenticator) validate(ctx context.Context, raw string, fromHeader boo
 			return nil, e
 		}
 	}
-	tok, e := splitJWS(raw)
+	tok, c, e := parseToken(raw)
 	if e != nil {
-		return nil, e
-	}
-	payload, e := tok.decodePayload()
-	if e != nil {
-		return nil, e
-	}
-	c, err := claims.Parse(payload)
-	if err != nil {
-		return nil, malformedClaims(err)
+		return c, e
 	}
 	if e := a.checkClaims(c, a.s.now()); e != nil {
 		return c, e
 	}
-	version, e := a.checkVersion(c)
-	if e != nil {
-		return c, e
-	}
-	src, st, e := a.router.route(ctx, c, version)
-	if e != nil {
-		return c, e
-	}
-	pub, st, e := src.verificationKey(ctx, st, tok.kid, c.Issuer, tenantOf(st, c))
-	if e != nil {
-		return c, e
-	}
-	if e := verifySignature(tok, pub); e != nil {
-		return c, e
-	}
-	admittedUntil, e := src.auth.admitTenant(ctx, tenantOf(st, c))
+	v, e := a.verifyIssuer(ctx, tok, c)
 	if e != nil {
 		return c, e
 	}
 	if a.cache != nil {
-		ent := &cacheEntry{claims: c, src: src, kid: tok.kid, pub: pub}
+		ent := &cacheEntry{claims: c, src: v.src, kid: tok.kid, pub: v.pub}
 		ent.validFrom, ent.validUntil = a.validityWindow(c)
-		ent.state.Store(st)
-		ent.admittedUntil.Store(unixNano(admittedUntil))
+		ent.state.Store(v.state)
+		ent.admittedUntil.Store(unixNano(v.admittedUntil))
 		a.cache.add(raw, tok.signature, ent)
 	}
-	return c, a.authorize(src, c)
+	return c, a.authorize(v.src, c)
+}
+
+// parseToken splits a compact JWS, checks its header and decodes its
+// claims, once each.
+func parseToken(raw string) (jws, *claims.Claims, *Error) {
+	tok, e := splitJWS(raw)
+	if e != nil {
+		return tok, nil, e
+	}
+	payload, e := tok.decodePayload()
+	if e != nil {
+		return tok, nil, e
+	}
+	c, err := claims.Parse(payload)
+	if err != nil {
+		return tok, nil, malformedClaims(err)
+	}
+	return tok, c, nil
+}
+
+// verified is what verifyIssuer learned of a token.
+type verified struct {
+	src           *source
+	state         *sourceState
+	pub           *rsa.PublicKey
+	admittedUntil time.Time
+}
+
+// verifyIssuer applies what access and ID tokens share once their own
+// claims passed: the version, the issuer and tenant (routing the token to
+// the source that issued it), the key, the signature, then the tenant's
+// admission, which may ask the API's own database, so only for genuine
+// tokens.
+func (a *Authenticator) verifyIssuer(ctx context.Context, tok jws, c *claims.Claims) (verified, *Error) {
+	var v verified
+	version, e := a.checkVersion(c)
+	if e != nil {
+		return v, e
+	}
+	src, st, e := a.router.route(ctx, c, version)
+	if e != nil {
+		return v, e
+	}
+	pub, st, e := src.verificationKey(ctx, st, tok.kid, c.Issuer, tenantOf(st, c))
+	if e != nil {
+		return v, e
+	}
+	if e := verifySignature(tok, pub); e != nil {
+		return v, e
+	}
+	admittedUntil, e := src.auth.admitTenant(ctx, tenantOf(st, c))
+	if e != nil {
+		return v, e
+	}
+	return verified{src: src, state: st, pub: pub, admittedUntil: admittedUntil}, nil
 }
 
 // checkClaims applies the rules that need no keys or metadata, on every

@@ -133,6 +133,9 @@ func ForUser(u User) TokenOption {
 	return editClaims(func(s *tokenSpec, c map[string]any) { s.setUser(c, u) })
 }
 
+// Nonce sets the nonce of an ID token: the value the signing-in app sent.
+func Nonce(nonce string) TokenOption { return Claim("nonce", nonce) }
+
 // Guest mints a token for a guest (B2B) user whose home is tenant home, the
 // way Entra marks guests: idp names the home tenant's token service and the
 // acct optional claim is 1.
