@@ -1,6 +1,8 @@
 package entratest
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -25,15 +27,24 @@ const (
 	MetadataV1                      // {tenant}/.well-known/openid-configuration
 	KeysV2                          // {tenant}/discovery/v2.0/keys
 	KeysV1                          // {tenant}/discovery/keys
+	Authorize                       // {tenant}/oauth2/v2.0/authorize
+	Token                           // {tenant}/oauth2/v2.0/token
+	Logout                          // {tenant}/oauth2/v2.0/logout
+	GraphMe                         // /v1.0/me
 
 	Metadata = MetadataV1 | MetadataV2
 	Keys     = KeysV1 | KeysV2
-	All      = Metadata | Keys
+	// All is every metadata and key-set endpoint: what faults and delays
+	// usually aim at.
+	All = Metadata | Keys
+	// OAuth is the sign-in endpoints and Graph.
+	OAuth = Authorize | Token | Logout | GraphMe
 )
 
-var endpoints = []Endpoint{MetadataV2, MetadataV1, KeysV2, KeysV1}
+var endpoints = []Endpoint{MetadataV2, MetadataV1, KeysV2, KeysV1, Authorize, Token, Logout, GraphMe}
 
-var endpointNames = map[Endpoint]string{MetadataV2: "MetadataV2", MetadataV1: "MetadataV1", KeysV2: "KeysV2", KeysV1: "KeysV1"}
+var endpointNames = map[Endpoint]string{MetadataV2: "MetadataV2", MetadataV1: "MetadataV1", KeysV2: "KeysV2", KeysV1: "KeysV1",
+	Authorize: "Authorize", Token: "Token", Logout: "Logout", GraphMe: "GraphMe"}
 
 func (e Endpoint) String() string {
 	var names []string
@@ -87,6 +98,8 @@ type Server struct {
 	closing chan struct{}
 	once    sync.Once
 	opts    serverOptions
+	cert    *x509.Certificate // with TLS
+	oauth   oauthState
 
 	mu         sync.Mutex
 	tenants    map[string]*Tenant // by ID and by domain
@@ -107,6 +120,7 @@ type ServerOption func(*serverOptions)
 type serverOptions struct {
 	freshKeys bool
 	cloud     *Cloud
+	tls       bool
 }
 
 // FreshKeys makes the server sign with keys generated when it starts,
@@ -179,15 +193,28 @@ func Start(addr string, opts ...ServerOption) (*Server, error) {
 	}
 	s.signing = s.NewKey()
 	s.published = []*Key{s.signing}
+	s.oauth.init()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
+	}
+	if s.opts.tls {
+		cert, leaf, err := selfSigned()
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
+		s.cert = leaf
+		ln = sniffListener{Listener: ln, config: &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12}}
 	}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	s.srv.Listener.Close()
 	s.srv.Listener = ln
 	s.srv.Start()
 	s.URL = s.srv.URL
+	if s.opts.tls {
+		s.URL = "https://" + ln.Addr().String()
+	}
 	return s, nil
 }
 
@@ -363,6 +390,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, entraError("not_found", "This fake tenant serves only OpenID metadata and signing keys."))
 		return
 	}
+	if req.endpoint&OAuth != 0 {
+		s.counts[req.endpoint].Add(1)
+		s.serveOAuth(w, r, req)
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		writeJSON(w, http.StatusMethodNotAllowed, entraError("invalid_request", "AADSTS900561: The endpoint only accepts GET requests."))
@@ -386,8 +418,36 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// serveOAuth answers the sign-in endpoints of a tenant, and Graph.
+func (s *Server) serveOAuth(w http.ResponseWriter, r *http.Request, req request) {
+	if req.endpoint == GraphMe {
+		s.graphMe(w, r)
+		return
+	}
+	t := req.tenant
+	if t == nil || t.Kind == B2CTenant {
+		page(w, http.StatusBadRequest, errorPage, errorData{Code: "invalid_tenant",
+			Message: "AADSTS90002: Tenant '" + req.segment + "' not found. This fake tenant signs users in through a tenant's own ID or domain."})
+		return
+	}
+	if s.misbehave(w, r, req.endpoint) {
+		return
+	}
+	switch req.endpoint {
+	case Authorize:
+		s.authorize(w, r, t)
+	case Token:
+		s.token(w, r, t)
+	case Logout:
+		s.logout(w, r, t)
+	}
+}
+
 // parse recognises the Entra paths.
 func (s *Server) parse(r *http.Request) (request, bool) {
+	if r.URL.Path == "/v1.0/me" {
+		return request{endpoint: GraphMe}, true
+	}
 	segs := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")
 	req := request{segment: segs[0], appID: strings.ToLower(r.URL.Query().Get("appid"))}
 	rest := strings.Join(segs[1:], "/")
@@ -404,6 +464,12 @@ func (s *Server) parse(r *http.Request) (request, bool) {
 		req.endpoint = KeysV2
 	case "discovery/keys":
 		req.endpoint = KeysV1
+	case "oauth2/v2.0/authorize":
+		req.endpoint = Authorize
+	case "oauth2/v2.0/token":
+		req.endpoint = Token
+	case "oauth2/v2.0/logout":
+		req.endpoint = Logout
 	default:
 		return req, false
 	}

@@ -1,0 +1,333 @@
+package entratest
+
+import (
+	"html/template"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// ssoCookie names the tenant's sign-in session cookie on the fake.
+func ssoCookie(t *Tenant) string { return "entratest_sso_" + t.ID[:8] }
+
+// authorize answers /{tenant}/oauth2/v2.0/authorize: GET starts a sign-in,
+// POST is the sign-in page's or the consent page's answer.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request, t *Tenant) {
+	if r.Method == http.MethodPost {
+		s.authorizeAnswer(w, r, t)
+		return
+	}
+	req, ok := s.authorizeRequest(w, r, t)
+	if !ok {
+		return
+	}
+	session := s.session(r, t)
+	switch {
+	case req.prompt == "none" && session == nil:
+		redirectError(w, r, req, "login_required", "AADSTS50058: A silent sign-in request was sent but no user is signed in.")
+	case session == nil || req.prompt == "login" || req.prompt == "select_account":
+		s.savePending(req)
+		page(w, http.StatusOK, signInPage, signInData{Tenant: t, Request: req.id, App: req.app.Name, Users: t.Users(), Hint: req.loginHint, Prompt: req.prompt})
+	default:
+		s.afterSignIn(w, r, req, session.user, session.sid)
+	}
+}
+
+// authorizeRequest reads and checks an authorization request. Problems
+// with the client or the redirect URI are shown on an error page: Entra
+// never redirects to an address it cannot trust.
+func (s *Server) authorizeRequest(w http.ResponseWriter, r *http.Request, t *Tenant) (*authRequest, bool) {
+	q := r.URL.Query()
+	app := s.oauth.app(t, q.Get("client_id"))
+	if app == nil {
+		page(w, http.StatusBadRequest, errorPage, errorData{Code: "unauthorized_client",
+			Message: "AADSTS700016: Application with identifier '" + q.Get("client_id") + "' was not found in the directory '" + t.Domain + "'."})
+		return nil, false
+	}
+	redirect := q.Get("redirect_uri")
+	if !slices.Contains(app.RedirectURIs, redirect) {
+		page(w, http.StatusBadRequest, errorPage, errorData{Code: "invalid_request",
+			Message: "AADSTS50011: The redirect URI '" + redirect + "' specified in the request does not match the redirect URIs configured for the application '" + app.ClientID + "'."})
+		return nil, false
+	}
+	req := &authRequest{
+		id: opaque(24), tenant: t, app: app, redirectURI: redirect, state: q.Get("state"), nonce: q.Get("nonce"),
+		loginHint: q.Get("login_hint"), challenge: q.Get("code_challenge"), prompt: q.Get("prompt"), created: time.Now(),
+	}
+	fail := func(code, description string) (*authRequest, bool) {
+		redirectError(w, r, req, code, description)
+		return nil, false
+	}
+	switch {
+	case q.Get("response_type") != "code":
+		return fail("unsupported_response_type", "AADSTS700054: response_type '"+q.Get("response_type")+"' is not enabled for the application; use code.")
+	case q.Get("response_mode") != "" && q.Get("response_mode") != "query":
+		return fail("invalid_request", "AADSTS900144: This fake tenant supports response_mode=query only.")
+	case !slices.Contains([]string{"", "login", "consent", "select_account", "none"}, req.prompt):
+		return fail("invalid_request", "AADSTS90023: Invalid prompt value '"+req.prompt+"'.")
+	case req.challenge != "" && q.Get("code_challenge_method") != "S256":
+		return fail("invalid_request", "AADSTS501491: Invalid code_challenge_method: only S256 is supported.")
+	case req.challenge == "" && q.Get("code_challenge_method") != "":
+		return fail("invalid_request", "AADSTS501481: The code_challenge is missing.")
+	case q.Get("scope") == "":
+		return fail("invalid_request", "AADSTS900144: The request body must contain the following parameter: 'scope'.")
+	}
+	scopes, problem := t.parseScopes(q.Get("scope"))
+	if problem != "" {
+		return fail("invalid_scope", problem)
+	}
+	req.scopes = scopes
+	return req, true
+}
+
+// authorizeAnswer handles the sign-in page (user=) and the consent page
+// (consent=accept|cancel, scope=... for the permissions granted).
+func (s *Server) authorizeAnswer(w http.ResponseWriter, r *http.Request, t *Tenant) {
+	if err := r.ParseForm(); err != nil {
+		page(w, http.StatusBadRequest, errorPage, errorData{Code: "invalid_request", Message: "AADSTS900144: The request is malformed."})
+		return
+	}
+	req := s.takePending(r.PostForm.Get("request"))
+	if req == nil || req.tenant != t {
+		page(w, http.StatusBadRequest, errorPage, errorData{Code: "invalid_request", Message: "AADSTS90015: The sign-in request expired or is not known. Start again from the application."})
+		return
+	}
+	switch {
+	case r.PostForm.Has("user"):
+		u, ok := t.user(r.PostForm.Get("user"))
+		if !ok {
+			page(w, http.StatusBadRequest, errorPage, errorData{Code: "invalid_request", Message: "AADSTS50034: The user account does not exist in the directory."})
+			return
+		}
+		sid := NewGUID()
+		s.startSession(w, t, u, sid)
+		s.afterSignIn(w, r, req, u, sid)
+	case r.PostForm.Get("consent") == "accept":
+		g := s.session(r, t)
+		if g == nil {
+			page(w, http.StatusBadRequest, errorPage, errorData{Code: "invalid_request", Message: "AADSTS50058: No user is signed in."})
+			return
+		}
+		var accepted []scope
+		for _, sc := range req.scopes {
+			if slices.Contains(r.PostForm["scope"], sc.key()) {
+				accepted = append(accepted, sc)
+			}
+		}
+		s.oauth.consent(t, g.user, req.app, accepted)
+		s.issueCode(w, r, req, *g)
+	case r.PostForm.Get("consent") == "cancel":
+		redirectError(w, r, req, "access_denied", "AADSTS65004: User declined to consent to access the app.")
+	default:
+		page(w, http.StatusBadRequest, errorPage, errorData{Code: "invalid_request", Message: "AADSTS900144: The request is malformed."})
+	}
+}
+
+// afterSignIn asks for consent when the app wants permissions the user has
+// not granted it (or prompt=consent), else issues the code.
+func (s *Server) afterSignIn(w http.ResponseWriter, r *http.Request, req *authRequest, u User, sid string) {
+	needed := s.oauth.needsConsent(req, u)
+	if req.prompt == "consent" {
+		needed = slices.DeleteFunc(slices.Clone(req.scopes), func(sc scope) bool { return sc.resource == "" || sc.name == ".default" })
+	}
+	if len(needed) > 0 {
+		if req.prompt == "none" {
+			redirectError(w, r, req, "consent_required", "AADSTS65001: The user or administrator has not consented to use the application.")
+			return
+		}
+		s.savePending(req)
+		var perms []permission
+		for _, sc := range needed {
+			perms = append(perms, permission{Key: sc.key(), Name: sc.full(req.tenant), Label: describeScope(sc)})
+		}
+		page(w, http.StatusOK, consentPage, consentData{Tenant: req.tenant, Request: req.id, App: req.app.Name, User: u, Permissions: perms})
+		return
+	}
+	s.issueCode(w, r, req, grant{tenant: req.tenant, user: u, app: req.app, sid: sid, authAt: time.Now()})
+}
+
+func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, req *authRequest, g grant) {
+	g.app = req.app
+	code := "1." + opaque(96)
+	expires := s.oauth.clock().Add(codeLifetime)
+	s.oauth.mu.Lock()
+	s.oauth.codes[code] = &authCode{grant: g, req: req, expires: expires}
+	s.oauth.mu.Unlock()
+	q := url.Values{"code": {code}, "session_state": {g.sid}}
+	if req.state != "" {
+		q.Set("state", req.state)
+	}
+	http.Redirect(w, r, withQuery(req.redirectURI, q), http.StatusFound)
+}
+
+func describeScope(sc scope) string {
+	switch {
+	case sc.resource == "graph" && strings.EqualFold(sc.name, "User.Read"):
+		return "Sign you in and read your profile (Microsoft Graph)"
+	case sc.resource == "graph":
+		return sc.name + " (Microsoft Graph)"
+	}
+	return sc.name + " (the API)"
+}
+
+func (s *Server) savePending(req *authRequest) {
+	s.oauth.mu.Lock()
+	defer s.oauth.mu.Unlock()
+	for id, p := range s.oauth.pending {
+		if time.Since(p.created) > pendingLifetime {
+			delete(s.oauth.pending, id)
+		}
+	}
+	s.oauth.pending[req.id] = req
+}
+
+func (s *Server) takePending(id string) *authRequest {
+	s.oauth.mu.Lock()
+	defer s.oauth.mu.Unlock()
+	req := s.oauth.pending[id]
+	delete(s.oauth.pending, id)
+	if req == nil || time.Since(req.created) > pendingLifetime {
+		return nil
+	}
+	return req
+}
+
+// startSession signs u in to the tenant for this browser.
+func (s *Server) startSession(w http.ResponseWriter, t *Tenant, u User, sid string) {
+	id := opaque(32)
+	s.oauth.mu.Lock()
+	s.oauth.sessions[id] = &grant{tenant: t, user: u, sid: sid, authAt: time.Now()}
+	s.oauth.mu.Unlock()
+	http.SetCookie(w, &http.Cookie{Name: ssoCookie(t), Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
+}
+
+// session is who is signed in to the tenant in this browser, or nil.
+func (s *Server) session(r *http.Request, t *Tenant) *grant {
+	c, err := r.Cookie(ssoCookie(t))
+	if err != nil {
+		return nil
+	}
+	s.oauth.mu.Lock()
+	defer s.oauth.mu.Unlock()
+	return s.oauth.sessions[c.Value]
+}
+
+// logout answers /{tenant}/oauth2/v2.0/logout: it ends the browser's
+// session, then returns to post_logout_redirect_uri when an app registered
+// it as a redirect URI.
+func (s *Server) logout(w http.ResponseWriter, r *http.Request, t *Tenant) {
+	if c, err := r.Cookie(ssoCookie(t)); err == nil {
+		s.oauth.mu.Lock()
+		delete(s.oauth.sessions, c.Value)
+		s.oauth.mu.Unlock()
+	}
+	http.SetCookie(w, &http.Cookie{Name: ssoCookie(t), Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	next := r.URL.Query().Get("post_logout_redirect_uri")
+	if next != "" && s.registeredRedirect(t, next) {
+		http.Redirect(w, r, next, http.StatusFound)
+		return
+	}
+	page(w, http.StatusOK, signedOutPage, signInData{Tenant: t})
+}
+
+// registeredRedirect reports whether u is one of an app's redirect URIs,
+// or on the same origin as one.
+func (s *Server) registeredRedirect(t *Tenant, u string) bool {
+	target, err := url.Parse(u)
+	if err != nil {
+		return false
+	}
+	s.oauth.mu.Lock()
+	defer s.oauth.mu.Unlock()
+	for key, app := range s.oauth.apps {
+		if !strings.HasPrefix(key, t.ID+"|") {
+			continue
+		}
+		for _, ru := range app.RedirectURIs {
+			if r, err := url.Parse(ru); err == nil && r.Scheme == target.Scheme && r.Host == target.Host {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// The pages. Plain HTML with stable element IDs, for people and for
+// browser tests.
+
+type signInData struct {
+	Tenant  *Tenant
+	Request string
+	App     string
+	Users   []User
+	Hint    string
+	Prompt  string
+}
+
+type permission struct{ Key, Name, Label string }
+
+type consentData struct {
+	Tenant      *Tenant
+	Request     string
+	App         string
+	User        User
+	Permissions []permission
+}
+
+type errorData struct{ Code, Message string }
+
+func page(w http.ResponseWriter, status int, tmpl *template.Template, data any) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Frame-Options", "DENY")
+	w.WriteHeader(status)
+	_ = tmpl.Execute(w, data)
+}
+
+const pageStyle = `<style>
+body{font-family:"Segoe UI",system-ui,sans-serif;background:#f2f2f2;margin:0}
+main{max-width:440px;margin:60px auto;background:#fff;padding:44px;box-shadow:0 2px 6px rgba(0,0,0,.2)}
+h1{font-size:24px;font-weight:600;margin:0 0 16px}
+p.fake{font-size:12px;color:#a4262c}
+button{display:block;width:100%;text-align:left;padding:12px;margin:8px 0;border:1px solid #8a8886;background:#fff;font-size:15px;cursor:pointer}
+button.primary{background:#0067b8;color:#fff;border-color:#0067b8;text-align:center}
+label{display:block;margin:10px 0}
+</style>`
+
+var signInPage = template.Must(template.New("signin").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Sign in to your account</title>` + pageStyle + `</head>
+<body><main>
+<p class="fake">entratest: a fake Microsoft Entra tenant for development. No password is asked.</p>
+<h1>{{if eq .Prompt "select_account"}}Pick an account{{else}}Sign in{{end}}</h1>
+<p>to continue to <strong id="app">{{.App}}</strong> ({{.Tenant.Domain}})</p>
+<form method="post">
+<input type="hidden" name="request" value="{{.Request}}">
+{{range $i, $u := .Users}}<button type="submit" name="user" value="{{$u.ObjectID}}" id="user-{{$i}}">{{$u.Name}}<br><small>{{$u.Username}}</small></button>
+{{end}}</form>
+</main></body></html>`))
+
+var consentPage = template.Must(template.New("consent").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Permissions requested</title>` + pageStyle + `</head>
+<body><main>
+<p class="fake">entratest: a fake Microsoft Entra tenant. Untick a permission to refuse it.</p>
+<h1>Permissions requested</h1>
+<p><strong id="app">{{.App}}</strong> would like to, on behalf of <span id="user">{{.User.Name}}</span>:</p>
+<form method="post">
+<input type="hidden" name="request" value="{{.Request}}">
+{{range .Permissions}}<label><input type="checkbox" name="scope" value="{{.Key}}" checked id="scope-{{.Name}}"> {{.Label}} <small>{{.Name}}</small></label>
+{{end}}<button type="submit" name="consent" value="accept" class="primary" id="accept">Accept</button>
+<button type="submit" name="consent" value="cancel" id="cancel">Cancel</button>
+</form>
+</main></body></html>`))
+
+var errorPage = template.Must(template.New("error").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Sign in error</title>` + pageStyle + `</head>
+<body><main><h1>Sorry, but we're having trouble signing you in.</h1>
+<p id="error" data-code="{{.Code}}">{{.Message}}</p></main></body></html>`))
+
+var signedOutPage = template.Must(template.New("signedout").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Signed out</title>` + pageStyle + `</head>
+<body><main><h1 id="signed-out">You signed out of your account</h1>
+<p>It's a good idea to close all browser windows.</p></main></body></html>`))

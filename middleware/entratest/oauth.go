@@ -1,0 +1,401 @@
+package entratest
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The OAuth 2.0 and OpenID Connect endpoints of a tenant, shaped like
+// Entra's v2.0 endpoints, enough for a real OAuth client (MSAL) to sign a
+// user in with the authorization-code flow and PKCE, refresh tokens, and
+// get app-only tokens with client credentials:
+//
+//	/{tenant}/oauth2/v2.0/authorize   a sign-in page listing the tenant's
+//	                                  users, a consent page, the code
+//	/{tenant}/oauth2/v2.0/token       authorization_code, refresh_token,
+//	                                  client_credentials
+//	/{tenant}/oauth2/v2.0/logout      ends the sign-in session
+//	/v1.0/me                          a Microsoft Graph /me for the
+//	                                  Graph tokens this server issued
+//
+// Errors carry Entra's codes (AADSTS...): unknown applications and
+// redirect URIs are shown on an error page, never redirected to; the
+// others go back to the redirect URI as error and error_description.
+
+// GraphAppID is Microsoft Graph's application ID, the audience of the
+// Graph access tokens the server issues.
+const GraphAppID = "00000003-0000-0000-c000-000000000000"
+
+const graphResource = "https://graph.microsoft.com"
+
+// graphScopes are the Microsoft Graph delegated permissions the fake knows.
+var graphScopes = []string{"User.Read", "User.ReadBasic.All", "Mail.Read", "Calendars.Read", "Files.Read"}
+
+// oidcScopes need no consent of their own and name no resource.
+var oidcScopes = []string{"openid", "profile", "email", "offline_access"}
+
+// Lifetimes Entra uses.
+const (
+	codeLifetime    = 10 * time.Minute
+	pendingLifetime = 30 * time.Minute
+)
+
+// App is an application registered in a tenant: a web app that signs users
+// in (Secret and RedirectURIs), or a daemon (Secret and Roles).
+type App struct {
+	// Name is shown on the consent page.
+	Name string
+	// ClientID is the application ID (default: random). ObjectID is its
+	// service principal in the tenant, the oid of its app-only tokens.
+	ClientID, ObjectID string
+	// Secret is its client secret; the token endpoint refuses other
+	// secrets.
+	Secret string
+	// RedirectURIs are where authorization codes may be sent, compared
+	// exactly.
+	RedirectURIs []string
+	// Roles are the application permissions (app roles of the tenant's
+	// API) an administrator granted it: the roles of its app-only tokens.
+	Roles []string
+}
+
+// RegisterApp registers an application in the tenant, for the OAuth
+// endpoints, and returns the registration.
+func (t *Tenant) RegisterApp(app App) *App {
+	if app.ClientID == "" {
+		app.ClientID = NewGUID()
+	}
+	if app.ObjectID == "" {
+		app.ObjectID = NewGUID()
+	}
+	if app.Name == "" {
+		app.Name = "App " + app.ClientID[:8]
+	}
+	app.ClientID = strings.ToLower(app.ClientID)
+	app.RedirectURIs = slices.Clone(app.RedirectURIs)
+	app.Roles = slices.Clone(app.Roles)
+	o := &t.server.oauth
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	key := t.ID + "|" + app.ClientID
+	if _, dup := o.apps[key]; dup {
+		panic("entratest: app " + app.ClientID + " is already registered in tenant " + t.ID)
+	}
+	o.apps[key] = &app
+	return &app
+}
+
+// AddUser adds a user to the tenant's sign-in page, next to User.
+// ObjectID and Username are filled in when empty.
+func (t *Tenant) AddUser(u User) User {
+	if u.ObjectID == "" {
+		u.ObjectID = NewGUID()
+	}
+	if u.Username == "" {
+		first, _, _ := strings.Cut(strings.ToLower(u.Name), " ")
+		u.Username = first + "@" + t.Domain
+	}
+	o := &t.server.oauth
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.users[t.ID] = append(o.users[t.ID], u)
+	return u
+}
+
+// Users lists who can sign in to the tenant: User, then those added.
+func (t *Tenant) Users() []User {
+	o := &t.server.oauth
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]User{t.User}, o.users[t.ID]...)
+}
+
+func (t *Tenant) user(oid string) (User, bool) {
+	for _, u := range t.Users() {
+		if u.ObjectID == oid {
+			return u, true
+		}
+	}
+	return User{}, false
+}
+
+// ExposeScopes sets the delegated permissions the tenant's API exposes
+// (default DefaultScope): what apps may request as api://{ClientID}/{scope}.
+func (t *Tenant) ExposeScopes(scopes ...string) {
+	o := &t.server.oauth
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.apiScopes[t.ID] = slices.Clone(scopes)
+}
+
+func (t *Tenant) exposedScopes() []string {
+	o := &t.server.oauth
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if s, ok := o.apiScopes[t.ID]; ok {
+		return s
+	}
+	return []string{DefaultScope}
+}
+
+// oauthState is a server's sign-in state: registrations, pending
+// requests, codes, sessions, grants.
+type oauthState struct {
+	mu        sync.Mutex
+	apps      map[string]*App     // tenant|client
+	users     map[string][]User   // tenant -> users beyond Tenant.User
+	apiScopes map[string][]string // tenant -> exposed scopes
+	pending   map[string]*authRequest
+	codes     map[string]*authCode
+	refresh   map[string]*grant
+	sessions  map[string]*grant          // SSO cookie -> who signed in
+	consents  map[string]map[string]bool // tenant|user|client -> scope keys
+	graph     map[string]graphToken      // Graph tokens issued
+	now       func() time.Time           // when codes, refresh tokens and Graph tokens expire
+}
+
+// SetClock sets the clock the OAuth endpoints judge expiry by (codes,
+// refresh tokens, Graph tokens), so that tests can age them. Default
+// time.Now.
+func (s *Server) SetClock(now func() time.Time) {
+	s.oauth.mu.Lock()
+	defer s.oauth.mu.Unlock()
+	s.oauth.now = now
+}
+
+func (o *oauthState) clock() time.Time {
+	o.mu.Lock()
+	now := o.now
+	o.mu.Unlock()
+	return now()
+}
+
+func (o *oauthState) init() {
+	o.apps = map[string]*App{}
+	o.users = map[string][]User{}
+	o.apiScopes = map[string][]string{}
+	o.pending = map[string]*authRequest{}
+	o.codes = map[string]*authCode{}
+	o.refresh = map[string]*grant{}
+	o.sessions = map[string]*grant{}
+	o.consents = map[string]map[string]bool{}
+	o.graph = map[string]graphToken{}
+	o.now = time.Now
+}
+
+// scope is one requested permission.
+type scope struct {
+	resource string // "" (OpenID), "api" (the tenant's API), "graph"
+	name     string // SecureData.Read, User.Read, .default, openid...
+	raw      string // as requested
+}
+
+func (s scope) key() string { return s.resource + ":" + s.name }
+
+// full is how Entra names a granted scope in token responses.
+func (s scope) full(t *Tenant) string {
+	switch s.resource {
+	case "api":
+		return "api://" + t.ClientID + "/" + s.name
+	case "graph":
+		return graphResource + "/" + s.name
+	}
+	return s.name
+}
+
+// authRequest is an authorization request waiting for the user.
+type authRequest struct {
+	id                 string
+	tenant             *Tenant
+	app                *App
+	redirectURI, state string
+	nonce, loginHint   string
+	challenge, prompt  string
+	scopes             []scope
+	created            time.Time
+}
+
+// grant is who signed in to which app, for a session or a refresh token.
+type grant struct {
+	tenant  *Tenant
+	user    User
+	app     *App // nil for SSO sessions
+	sid     string
+	authAt  time.Time
+	expires time.Time
+}
+
+type authCode struct {
+	grant
+	req     *authRequest
+	expires time.Time
+	used    bool
+}
+
+type graphToken struct {
+	tenant  *Tenant
+	user    User
+	expires time.Time
+}
+
+// parseScopes reads a scope parameter, refusing what the tenant does not
+// expose.
+func (t *Tenant) parseScopes(raw string) ([]scope, string) {
+	var out []scope
+	exposed := t.exposedScopes()
+	for _, s := range strings.Fields(raw) {
+		sc := scope{raw: s}
+		lower := strings.ToLower(s)
+		switch {
+		case slices.Contains(oidcScopes, lower):
+			sc.name = lower
+		case strings.HasPrefix(lower, graphResource+"/"):
+			sc.resource, sc.name = "graph", s[len(graphResource)+1:]
+		case strings.HasPrefix(lower, "api://"+t.ClientID+"/"):
+			sc.resource, sc.name = "api", s[len("api://"+t.ClientID)+1:]
+		case strings.HasPrefix(lower, t.ClientID+"/"):
+			sc.resource, sc.name = "api", s[len(t.ClientID)+1:]
+		case !strings.Contains(s, "/"):
+			sc.resource, sc.name = "graph", s // bare names are Graph's
+		default:
+			return nil, fmt.Sprintf("AADSTS500011: The resource principal named %s was not found in the tenant named %s.", strings.Split(s, "/")[0], t.ID)
+		}
+		switch {
+		case sc.resource == "api" && sc.name != ".default" && !slices.Contains(exposed, sc.name),
+			sc.resource == "graph" && sc.name != ".default" && !containsFold(graphScopes, sc.name):
+			return nil, "AADSTS70011: The provided value for the input parameter 'scope' is not valid. The scope " + s + " is not valid."
+		}
+		out = append(out, sc)
+	}
+	return out, ""
+}
+
+func containsFold(list []string, v string) bool {
+	return slices.ContainsFunc(list, func(s string) bool { return strings.EqualFold(s, v) })
+}
+
+// resourceOf is the resource a token request is for: that of its first
+// scope naming one, or Graph for OpenID scopes alone, as Entra does.
+func resourceOf(scopes []scope) string {
+	for _, s := range scopes {
+		if s.resource != "" {
+			return s.resource
+		}
+	}
+	return "graph"
+}
+
+func hasScope(scopes []scope, name string) bool {
+	return slices.ContainsFunc(scopes, func(s scope) bool { return s.resource == "" && s.name == name })
+}
+
+// needsConsent lists the requested permissions the user has not granted
+// the app yet.
+func (o *oauthState) needsConsent(req *authRequest, u User) []scope {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	granted := o.consents[req.tenant.ID+"|"+u.ObjectID+"|"+req.app.ClientID]
+	var out []scope
+	for _, s := range req.scopes {
+		if s.resource != "" && s.name != ".default" && !granted[s.key()] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (o *oauthState) consent(t *Tenant, u User, app *App, scopes []scope) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	key := t.ID + "|" + u.ObjectID + "|" + app.ClientID
+	if o.consents[key] == nil {
+		o.consents[key] = map[string]bool{}
+	}
+	for _, s := range scopes {
+		o.consents[key][s.key()] = true
+	}
+}
+
+// grantedFor returns the scopes of resource the user granted the app,
+// among those asked (or all of them for .default).
+func (o *oauthState) grantedFor(g grant, resource string, asked []scope) []scope {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	granted := o.consents[g.tenant.ID+"|"+g.user.ObjectID+"|"+g.app.ClientID]
+	var out []scope
+	for _, s := range asked {
+		if s.resource != resource {
+			continue
+		}
+		if s.name == ".default" {
+			for key := range granted {
+				if name, ok := strings.CutPrefix(key, resource+":"); ok {
+					out = append(out, scope{resource: resource, name: name})
+				}
+			}
+			continue
+		}
+		if granted[s.key()] {
+			out = append(out, s)
+		}
+	}
+	slices.SortFunc(out, func(a, b scope) int { return strings.Compare(a.name, b.name) })
+	return slices.CompactFunc(out, func(a, b scope) bool { return a.name == b.name })
+}
+
+func (o *oauthState) app(t *Tenant, clientID string) *App {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.apps[t.ID+"|"+strings.ToLower(clientID)]
+}
+
+// aadError is Entra's error body for the token endpoint.
+func aadError(code, description string) map[string]any {
+	e := entraError(code, description+"\r\nTrace ID: "+NewGUID()+"\r\nCorrelation ID: "+NewGUID()+"\r\nTimestamp: "+time.Now().UTC().Format("2006-01-02 15:04:05Z"))
+	var n int
+	if _, err := fmt.Sscanf(description, "AADSTS%d", &n); err == nil {
+		e["error_codes"] = []int{n}
+	}
+	return e
+}
+
+// redirectError sends an authorization error back to the app, as Entra
+// does once it trusts the redirect URI.
+func redirectError(w http.ResponseWriter, r *http.Request, req *authRequest, code, description string) {
+	q := url.Values{"error": {code}, "error_description": {description}}
+	if req.state != "" {
+		q.Set("state", req.state)
+	}
+	http.Redirect(w, r, withQuery(req.redirectURI, q), http.StatusFound)
+}
+
+func withQuery(u string, q url.Values) string {
+	sep := "?"
+	if strings.Contains(u, "?") {
+		sep = "&"
+	}
+	return u + sep + q.Encode()
+}
+
+// s256 is the PKCE S256 transform (RFC 7636 §4.2).
+func s256(verifier string) string {
+	sum := sha256.Sum256([]byte(verifier))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+func equalSecret(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+
+// clientInfo is the client_info MSAL asks for: who the account is.
+func clientInfo(g grant) string {
+	b, _ := json.Marshal(map[string]string{"uid": g.user.ObjectID, "utid": g.tenant.ID})
+	return base64.RawURLEncoding.EncodeToString(b)
+}

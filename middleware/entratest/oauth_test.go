@@ -1,0 +1,479 @@
+package entratest_test
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/entragate/entragate/middleware"
+	"github.com/entragate/entragate/middleware/entratest"
+)
+
+// oauthClient is an OAuth client written from RFC 6749, 7636 and OpenID
+// Connect Core, independent of the fake it talks to: a browser (cookie jar,
+// no automatic redirects) and a confidential client's back channel.
+type oauthClient struct {
+	t        *testing.T
+	tenant   *entratest.Tenant
+	app      *entratest.App
+	browser  *http.Client
+	back     *http.Client
+	redirect string
+}
+
+func newOAuthClient(t *testing.T, tenant *entratest.Tenant, app *entratest.App) *oauthClient {
+	jar, _ := cookiejar.New(nil)
+	return &oauthClient{
+		t: t, tenant: tenant, app: app, redirect: app.RedirectURIs[0],
+		browser: &http.Client{Jar: jar, Transport: tenant.Server().Client().Transport,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		back:    tenant.Server().Client(),
+	}
+}
+
+func (c *oauthClient) authorizeURL(params url.Values) string {
+	return c.tenant.Server().URL + "/" + c.tenant.ID + "/oauth2/v2.0/authorize?" + params.Encode()
+}
+
+func pkce(verifier string) string {
+	sum := sha256.Sum256([]byte(verifier))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+func (c *oauthClient) params(scope, state, nonce, verifier string) url.Values {
+	return url.Values{
+		"client_id": {c.app.ClientID}, "response_type": {"code"}, "redirect_uri": {c.redirect}, "scope": {scope},
+		"state": {state}, "nonce": {nonce}, "code_challenge": {pkce(verifier)}, "code_challenge_method": {"S256"},
+	}
+}
+
+// page fetches a URL in the browser: the status, the body, the Location.
+func (c *oauthClient) get(u string) (int, string, string) {
+	c.t.Helper()
+	resp, err := c.browser.Get(u)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header.Get("Location")
+}
+
+func (c *oauthClient) post(u string, form url.Values) (int, string, string) {
+	c.t.Helper()
+	resp, err := c.browser.PostForm(u, form)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header.Get("Location")
+}
+
+var (
+	hiddenRequest = regexp.MustCompile(`name="request" value="([^"]+)"`)
+	userButton    = regexp.MustCompile(`name="user" value="([^"]+)"`)
+	scopeBox      = regexp.MustCompile(`name="scope" value="([^"]+)"`)
+)
+
+// signIn walks the sign-in page (choosing user i) and, if shown, the
+// consent page (granting the permissions keep allows), and returns the
+// redirect back to the app.
+func (c *oauthClient) signIn(authURL string, user int, keep func(scope string) bool) *url.URL {
+	c.t.Helper()
+	status, body, loc := c.get(authURL)
+	if status == http.StatusFound {
+		return c.parse(loc)
+	}
+	if status != http.StatusOK || !strings.Contains(body, "Sign in") && !strings.Contains(body, "Permissions requested") {
+		c.t.Fatalf("authorize: %d %s", status, body)
+	}
+	if strings.Contains(body, `name="user"`) {
+		users := userButton.FindAllStringSubmatch(body, -1)
+		status, body, loc = c.post(authURL, url.Values{"request": {hiddenRequest.FindStringSubmatch(body)[1]}, "user": {users[user][1]}})
+		if status == http.StatusFound {
+			return c.parse(loc)
+		}
+	}
+	if !strings.Contains(body, "Permissions requested") {
+		c.t.Fatalf("expected the consent page, got %d %s", status, body)
+	}
+	form := url.Values{"request": {hiddenRequest.FindStringSubmatch(body)[1]}, "consent": {"accept"}}
+	if keep == nil {
+		form.Set("consent", "cancel")
+	}
+	for _, m := range scopeBox.FindAllStringSubmatch(body, -1) {
+		if keep != nil && keep(m[1]) {
+			form.Add("scope", m[1])
+		}
+	}
+	status, body, loc = c.post(authURL, form)
+	if status != http.StatusFound {
+		c.t.Fatalf("consent: %d %s", status, body)
+	}
+	return c.parse(loc)
+}
+
+func (c *oauthClient) parse(loc string) *url.URL {
+	u, err := url.Parse(loc)
+	if err != nil || !strings.HasPrefix(loc, c.redirect) {
+		c.t.Fatalf("redirect to %q, want the app's redirect URI %s", loc, c.redirect)
+	}
+	return u
+}
+
+// tokenResponse is the token endpoint's answer, success or error.
+type tokenResponse struct {
+	status       int
+	AccessToken  string `json:"access_token"`
+	IDToken      string `json:"id_token"`
+	RefreshToken string `json:"refresh_token"`
+	ClientInfo   string `json:"client_info"`
+	Scope        string `json:"scope"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int    `json:"expires_in"`
+	Error        string `json:"error"`
+	Description  string `json:"error_description"`
+	Codes        []int  `json:"error_codes"`
+}
+
+func (c *oauthClient) token(form url.Values) tokenResponse {
+	c.t.Helper()
+	resp, err := c.back.PostForm(c.tenant.Server().URL+"/"+c.tenant.ID+"/oauth2/v2.0/token", form)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tr tokenResponse
+	if err := json.NewDecoder(resp.Body).Decode(&tr); err != nil {
+		c.t.Fatal(err)
+	}
+	tr.status = resp.StatusCode
+	return tr
+}
+
+func (c *oauthClient) redeem(code, verifier, scope string) tokenResponse {
+	return c.token(url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {c.redirect},
+		"client_id": {c.app.ClientID}, "client_secret": {c.app.Secret}, "code_verifier": {verifier}, "scope": {scope}, "client_info": {"1"}})
+}
+
+// oauthTenant is a TLS fake tenant whose API exposes two scopes, with a
+// web app, a daemon and a second user.
+func oauthTenant(t *testing.T) (*entratest.Tenant, *entratest.App, *entratest.App) {
+	srv := entratest.NewServer(entratest.TLS())
+	t.Cleanup(srv.Close)
+	tenant := srv.NewTenant()
+	tenant.ExposeScopes("SecureData.Read", "access_as_user")
+	tenant.AddUser(entratest.User{Name: "Grace Hopper", GivenName: "Grace", FamilyName: "Hopper"})
+	web := tenant.RegisterApp(entratest.App{Name: "Contoso web", Secret: "s3cret", RedirectURIs: []string{"http://localhost:8000/get_token"}})
+	daemon := tenant.RegisterApp(entratest.App{Name: "Contoso daemon", Secret: "d43mon", Roles: []string{"SecureData.Read.All"}})
+	return tenant, web, daemon
+}
+
+func apiAuth(t *testing.T, tenant *entratest.Tenant, clientID string) *middleware.Authenticator {
+	cfg := tenant.Config()
+	cfg.ClientID = clientID
+	cfg.HTTPClient = tenant.Server().Client()
+	a, err := middleware.New(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
+}
+
+func TestAuthorizationCodeFlowWithPKCE(t *testing.T) {
+	tenant, web, _ := oauthTenant(t)
+	c := newOAuthClient(t, tenant, web)
+	api := apiAuth(t, tenant, tenant.ClientID)
+	webAuth := apiAuth(t, tenant, web.ClientID)
+	apiScope := "api://" + tenant.ClientID + "/SecureData.Read"
+	scopes := "openid profile offline_access User.Read " + apiScope + " api://" + tenant.ClientID + "/access_as_user"
+
+	back := c.signIn(c.authorizeURL(c.params(scopes, "st4te", "n0nce", "verifier-0123456789-0123456789-0123456789")), 0, func(string) bool { return true })
+	q := back.Query()
+	if q.Get("state") != "st4te" || q.Get("code") == "" || q.Get("error") != "" {
+		t.Fatalf("redirect %s: want the code and the state", back)
+	}
+
+	tr := c.redeem(q.Get("code"), "verifier-0123456789-0123456789-0123456789", apiScope+" openid profile offline_access")
+	if tr.status != 200 || tr.TokenType != "Bearer" || tr.ExpiresIn <= 0 || tr.RefreshToken == "" || tr.ClientInfo == "" {
+		t.Fatalf("token response %+v", tr)
+	}
+	if !strings.Contains(tr.Scope, apiScope) {
+		t.Errorf("granted scope %q, want %s", tr.Scope, apiScope)
+	}
+	ac, err := api.Validate(t.Context(), tr.AccessToken)
+	if err != nil || !ac.HasScope("SecureData.Read") || ac.ClientAppID != web.ClientID || ac.ObjectID != tenant.User.ObjectID {
+		t.Fatalf("access token for the API: %v, %+v", err, ac)
+	}
+	idc, err := webAuth.VerifyIDToken(t.Context(), tr.IDToken, "n0nce")
+	if err != nil || idc.Name != tenant.User.Name || idc.SessionID == "" || idc.AuthTime.IsZero() || idc.Email == "" {
+		t.Fatalf("ID token: %v, %+v", err, idc)
+	}
+	var info struct{ UID, UTID string }
+	b, _ := base64.RawURLEncoding.DecodeString(tr.ClientInfo)
+	if json.Unmarshal(b, &info) != nil || info.UID != tenant.User.ObjectID || info.UTID != tenant.ID {
+		t.Errorf("client_info %s", b)
+	}
+
+	// The code is single-use.
+	again := c.redeem(q.Get("code"), "verifier-0123456789-0123456789-0123456789", apiScope)
+	if again.status != 400 || again.Error != "invalid_grant" || !strings.HasPrefix(again.Description, "AADSTS54005") {
+		t.Errorf("reused code: %+v, want invalid_grant AADSTS54005", again)
+	}
+
+	// The refresh token gets a Graph token, which Graph's /me accepts and
+	// the API refuses as a Graph token.
+	graph := c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}, "client_id": {web.ClientID},
+		"client_secret": {web.Secret}, "scope": {"User.Read openid profile offline_access"}})
+	if graph.status != 200 || graph.AccessToken == "" {
+		t.Fatalf("refresh for Graph: %+v", graph)
+	}
+	if _, err := api.Validate(t.Context(), graph.AccessToken); !errors.Is(err, middleware.ErrGraphToken) {
+		t.Errorf("Graph token sent to the API: %v, want ErrGraphToken", err)
+	}
+	me := graphMe(t, tenant, graph.AccessToken)
+	if me["displayName"] != tenant.User.Name || me["id"] != tenant.User.ObjectID {
+		t.Errorf("/v1.0/me: %v", me)
+	}
+	if st := graphMeStatus(t, tenant, tr.AccessToken); st != http.StatusUnauthorized {
+		t.Errorf("/v1.0/me with the API's token: %d, want 401", st)
+	}
+
+	// SSO: the browser is signed in and consented, so a new request goes
+	// straight back with a code, unless prompt says otherwise.
+	status, _, loc := c.get(c.authorizeURL(c.params(scopes, "s2", "n2", "v2-0123456789-0123456789-0123456789-012345")))
+	if status != http.StatusFound || !strings.Contains(loc, "code=") {
+		t.Errorf("second sign-in: %d %s, want a code at once", status, loc)
+	}
+	for _, prompt := range []string{"login", "select_account", "consent"} {
+		p := c.params(scopes, "s3", "n3", "v3-0123456789-0123456789-0123456789-012345")
+		p.Set("prompt", prompt)
+		status, body, _ := c.get(c.authorizeURL(p))
+		want := "Sign in"
+		switch prompt {
+		case "select_account":
+			want = "Pick an account"
+		case "consent":
+			want = "Permissions requested"
+		}
+		if status != 200 || !strings.Contains(body, want) {
+			t.Errorf("prompt=%s: %d, want the page %q", prompt, status, want)
+		}
+	}
+
+	// Signing out ends the session: the sign-in page is back.
+	status, _, loc = c.get(tenant.Server().URL + "/" + tenant.ID + "/oauth2/v2.0/logout?post_logout_redirect_uri=" + url.QueryEscape("http://localhost:8000/"))
+	if status != http.StatusFound || loc != "http://localhost:8000/" {
+		t.Errorf("logout: %d %q", status, loc)
+	}
+	status, body, _ := c.get(c.authorizeURL(c.params(scopes, "s4", "n4", "v4-0123456789-0123456789-0123456789-012345")))
+	if status != 200 || !strings.Contains(body, `name="user"`) {
+		t.Errorf("after logout: %d, want the sign-in page", status)
+	}
+}
+
+func graphMeStatus(t *testing.T, tenant *entratest.Tenant, token string) int {
+	req, _ := http.NewRequest(http.MethodGet, tenant.Server().URL+"/v1.0/me", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := tenant.Server().Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func graphMe(t *testing.T, tenant *entratest.Tenant, token string) map[string]any {
+	req, _ := http.NewRequest(http.MethodGet, tenant.Server().URL+"/v1.0/me", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := tenant.Server().Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&m)
+	return m
+}
+
+// Only the permissions the user granted reach the access token.
+func TestConsentIsPerPermission(t *testing.T) {
+	tenant, web, _ := oauthTenant(t)
+	c := newOAuthClient(t, tenant, web)
+	api := apiAuth(t, tenant, tenant.ClientID)
+	read := "api://" + tenant.ClientID + "/SecureData.Read"
+	basic := "api://" + tenant.ClientID + "/access_as_user"
+	back := c.signIn(c.authorizeURL(c.params("openid offline_access "+basic+" "+read, "s", "n", "verifier-0123456789-0123456789-0123456789")), 1,
+		func(scope string) bool { return !strings.HasSuffix(scope, "SecureData.Read") })
+	tr := c.redeem(back.Query().Get("code"), "verifier-0123456789-0123456789-0123456789", basic+" "+read+" openid offline_access")
+	if tr.status != 200 {
+		t.Fatalf("%+v", tr)
+	}
+	ac, err := api.Validate(t.Context(), tr.AccessToken)
+	if err != nil || ac.HasScope("SecureData.Read") || !ac.HasScope("access_as_user") || ac.Name != "Grace Hopper" {
+		t.Errorf("token of a user who refused SecureData.Read: %v, %+v", err, ac)
+	}
+	// Asking for the refused permission alone: consent is required.
+	only := c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}, "client_id": {web.ClientID},
+		"client_secret": {web.Secret}, "scope": {read}})
+	if only.Error != "invalid_grant" || !strings.HasPrefix(only.Description, "AADSTS65001") {
+		t.Errorf("refused permission alone: %+v, want AADSTS65001", only)
+	}
+}
+
+func TestAuthorizeErrors(t *testing.T) {
+	tenant, web, _ := oauthTenant(t)
+	c := newOAuthClient(t, tenant, web)
+	good := c.params("openid User.Read", "st", "n", "verifier-0123456789-0123456789-0123456789")
+	with := func(k, v string) url.Values {
+		p := url.Values{}
+		for key, vs := range good {
+			p[key] = append([]string(nil), vs...)
+		}
+		if v == "" {
+			p.Del(k)
+		} else {
+			p.Set(k, v)
+		}
+		return p
+	}
+	// Never redirected: the app or its address cannot be trusted.
+	for name, p := range map[string]url.Values{
+		"unknown client":                with("client_id", entratest.NewGUID()),
+		"unregistered redirect":         with("redirect_uri", "https://evil.example/callback"),
+		"redirect differing by a slash": with("redirect_uri", "http://localhost:8000/get_token/"),
+	} {
+		status, body, loc := c.get(c.authorizeURL(p))
+		if status != http.StatusBadRequest || loc != "" || !strings.Contains(body, "AADSTS") {
+			t.Errorf("%s: %d %q, want an error page with an AADSTS code", name, status, loc)
+		}
+	}
+	// Sent back to the app, with the state.
+	for name, tc := range map[string]struct {
+		p    url.Values
+		code string
+	}{
+		"token response type":    {with("response_type", "token"), "unsupported_response_type"},
+		"plain PKCE":             {with("code_challenge_method", "plain"), "invalid_request"},
+		"unknown API scope":      {with("scope", "openid api://"+tenant.ClientID+"/Admin"), "invalid_scope"},
+		"unknown resource":       {with("scope", "openid https://storage.azure.com/.default"), "invalid_scope"},
+		"unknown prompt":         {with("prompt", "always"), "invalid_request"},
+		"silent with no session": {with("prompt", "none"), "login_required"},
+		"form_post":              {with("response_mode", "form_post"), "invalid_request"},
+	} {
+		status, _, loc := c.get(c.authorizeURL(tc.p))
+		u, _ := url.Parse(loc)
+		if status != http.StatusFound || u.Query().Get("error") != tc.code || u.Query().Get("state") != "st" || !strings.HasPrefix(u.Query().Get("error_description"), "AADSTS") {
+			t.Errorf("%s: %d %s, want a redirect with error=%s and the state", name, status, loc, tc.code)
+		}
+	}
+	// A user who cancels the consent page.
+	back := c.signIn(c.authorizeURL(good), 0, nil)
+	if back.Query().Get("error") != "access_denied" || back.Query().Get("state") != "st" {
+		t.Errorf("declined consent: %s, want error=access_denied", back)
+	}
+}
+
+func TestTokenEndpointErrors(t *testing.T) {
+	tenant, web, daemon := oauthTenant(t)
+	c := newOAuthClient(t, tenant, web)
+	var now atomic.Int64
+	now.Store(time.Now().UnixNano())
+	tenant.Server().SetClock(func() time.Time { return time.Unix(0, now.Load()) })
+	code := func() string {
+		p := c.params("openid User.Read", "s", "n", "verifier-0123456789-0123456789-0123456789")
+		p.Set("prompt", "login")
+		return c.signIn(c.authorizeURL(p), 0, func(string) bool { return true }).Query().Get("code")
+	}
+	tests := []struct {
+		name   string
+		form   url.Values
+		status int
+		err    string
+		aadsts string
+	}{
+		{"wrong secret", url.Values{"grant_type": {"authorization_code"}, "code": {code()}, "client_id": {web.ClientID}, "client_secret": {"guess"}, "redirect_uri": {c.redirect}}, 401, "invalid_client", "AADSTS7000215"},
+		{"unknown client", url.Values{"grant_type": {"client_credentials"}, "client_id": {entratest.NewGUID()}, "client_secret": {"x"}, "scope": {"api://" + tenant.ClientID + "/.default"}}, 401, "unauthorized_client", "AADSTS700016"},
+		{"PKCE mismatch", url.Values{"grant_type": {"authorization_code"}, "code": {code()}, "client_id": {web.ClientID}, "client_secret": {web.Secret}, "redirect_uri": {c.redirect}, "code_verifier": {"another-verifier-0123456789-0123456789-012"}}, 400, "invalid_grant", "AADSTS501481"},
+		{"PKCE verifier missing", url.Values{"grant_type": {"authorization_code"}, "code": {code()}, "client_id": {web.ClientID}, "client_secret": {web.Secret}, "redirect_uri": {c.redirect}}, 400, "invalid_grant", "AADSTS501481"},
+		{"other redirect URI", url.Values{"grant_type": {"authorization_code"}, "code": {code()}, "client_id": {web.ClientID}, "client_secret": {web.Secret}, "redirect_uri": {"http://localhost:8000/other"}, "code_verifier": {"verifier-0123456789-0123456789-0123456789"}}, 400, "invalid_grant", "AADSTS500117"},
+		{"code of another client", url.Values{"grant_type": {"authorization_code"}, "code": {code()}, "client_id": {daemon.ClientID}, "client_secret": {daemon.Secret}, "redirect_uri": {c.redirect}, "code_verifier": {"verifier-0123456789-0123456789-0123456789"}}, 400, "invalid_grant", "AADSTS70000"},
+		{"made-up code", url.Values{"grant_type": {"authorization_code"}, "code": {"1.abc"}, "client_id": {web.ClientID}, "client_secret": {web.Secret}, "redirect_uri": {c.redirect}}, 400, "invalid_grant", "AADSTS9002313"},
+		{"client credentials without .default", url.Values{"grant_type": {"client_credentials"}, "client_id": {daemon.ClientID}, "client_secret": {daemon.Secret}, "scope": {"api://" + tenant.ClientID + "/SecureData.Read"}}, 400, "invalid_scope", "AADSTS1002012"},
+		{"unsupported grant", url.Values{"grant_type": {"password"}, "client_id": {web.ClientID}, "client_secret": {web.Secret}}, 400, "unsupported_grant_type", "AADSTS70003"},
+		{"bad refresh token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"1.nope"}, "client_id": {web.ClientID}, "client_secret": {web.Secret}, "scope": {"User.Read"}}, 400, "invalid_grant", "AADSTS9002313"},
+	}
+	for _, tc := range tests {
+		tr := c.token(tc.form)
+		if tr.status != tc.status || tr.Error != tc.err || !strings.HasPrefix(tr.Description, tc.aadsts) || len(tr.Codes) != 1 {
+			t.Errorf("%s: %d %s %q, want %d %s %s", tc.name, tr.status, tr.Error, tr.Description, tc.status, tc.err, tc.aadsts)
+		}
+	}
+	// Codes expire after ten minutes.
+	old := code()
+	now.Add(int64(11 * time.Minute))
+	tr := c.redeem(old, "verifier-0123456789-0123456789-0123456789", "openid User.Read")
+	if tr.Error != "invalid_grant" || !strings.HasPrefix(tr.Description, "AADSTS70008") {
+		t.Errorf("expired code: %+v, want AADSTS70008", tr)
+	}
+}
+
+func TestClientCredentials(t *testing.T) {
+	tenant, web, daemon := oauthTenant(t)
+	api := apiAuth(t, tenant, tenant.ClientID)
+	c := newOAuthClient(t, tenant, web)
+	tr := c.token(url.Values{"grant_type": {"client_credentials"}, "client_id": {daemon.ClientID}, "client_secret": {daemon.Secret},
+		"scope": {"api://" + tenant.ClientID + "/.default"}})
+	if tr.status != 200 || tr.IDToken != "" || tr.RefreshToken != "" {
+		t.Fatalf("%+v", tr)
+	}
+	ac, err := api.Validate(t.Context(), tr.AccessToken)
+	if err != nil || !ac.IsAppOnly() || !ac.HasRole("SecureData.Read.All") || ac.ClientAppID != daemon.ClientID || ac.ObjectID != daemon.ObjectID {
+		t.Errorf("app-only token: %v, %+v", err, ac)
+	}
+	// An app granted no role gets a token without roles, which the API
+	// refuses, as Entra and Microsoft.Identity.Web do.
+	none := c.token(url.Values{"grant_type": {"client_credentials"}, "client_id": {web.ClientID}, "client_secret": {web.Secret},
+		"scope": {"api://" + tenant.ClientID + "/.default"}})
+	if _, err := api.Validate(t.Context(), none.AccessToken); !errors.Is(err, middleware.ErrNotAccessToken) {
+		t.Errorf("app without roles: %v, want ErrNotAccessToken", err)
+	}
+}
+
+// A TLS server answers https and plain http on one port, with the same
+// issuer (the https one, which OAuth clients compare with the authority).
+func TestTLSServerAnswersBothSchemes(t *testing.T) {
+	srv := entratest.NewServer(entratest.TLS())
+	t.Cleanup(srv.Close)
+	tenant := srv.NewTenant()
+	if !strings.HasPrefix(srv.URL, "https://") || !strings.HasPrefix(srv.PlainURL(), "http://") || srv.Certificate() == nil {
+		t.Fatalf("URL %s, PlainURL %s", srv.URL, srv.PlainURL())
+	}
+	for _, base := range []string{srv.URL, srv.PlainURL()} {
+		resp, err := srv.Client().Get(base + "/" + tenant.ID + "/v2.0/.well-known/openid-configuration")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&doc)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || doc["issuer"] != srv.URL+"/"+tenant.ID+"/v2.0" {
+			t.Errorf("%s: %d issuer %v", base, resp.StatusCode, doc["issuer"])
+		}
+	}
+	if _, err := http.Get(srv.URL); err == nil {
+		t.Error("a client that does not trust the certificate connected")
+	}
+}

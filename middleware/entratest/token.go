@@ -1,0 +1,261 @@
+package entratest
+
+import (
+	"net/http"
+	"strings"
+	"time"
+)
+
+// token answers /{tenant}/oauth2/v2.0/token.
+func (s *Server) token(w http.ResponseWriter, r *http.Request, t *Tenant) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		writeJSON(w, http.StatusMethodNotAllowed, aadError("invalid_request", "AADSTS900561: The endpoint only accepts POST requests."))
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		writeJSON(w, http.StatusBadRequest, aadError("invalid_request", "AADSTS900144: The request body is malformed."))
+		return
+	}
+	app, problem := s.authenticateClient(r, t)
+	if problem != nil {
+		writeJSON(w, http.StatusUnauthorized, problem)
+		return
+	}
+	f := r.PostForm
+	scopes, bad := t.parseScopes(f.Get("scope"))
+	if bad != "" {
+		writeJSON(w, http.StatusBadRequest, aadError("invalid_scope", bad))
+		return
+	}
+	switch f.Get("grant_type") {
+	case "authorization_code":
+		g, e := s.redeemCode(t, app, f.Get("code"), f.Get("redirect_uri"), f.Get("code_verifier"))
+		if e != nil {
+			writeJSON(w, http.StatusBadRequest, e)
+			return
+		}
+		if len(scopes) == 0 {
+			scopes = g.req.scopes
+		}
+		s.userTokens(w, r, g.grant, scopes, g.req.nonce)
+	case "refresh_token":
+		s.oauth.mu.Lock()
+		g, ok := s.oauth.refresh[f.Get("refresh_token")]
+		s.oauth.mu.Unlock()
+		if !ok || g.app != app || g.tenant != t || s.oauth.clock().After(g.expires) {
+			writeJSON(w, http.StatusBadRequest, aadError("invalid_grant", "AADSTS9002313: Invalid request. The refresh token is malformed, expired or was not issued to this client."))
+			return
+		}
+		s.userTokens(w, r, *g, scopes, "")
+	case "client_credentials":
+		s.appToken(w, t, app, scopes, f.Get("scope"))
+	case "":
+		writeJSON(w, http.StatusBadRequest, aadError("invalid_request", "AADSTS900144: The request body must contain the following parameter: 'grant_type'."))
+	default:
+		writeJSON(w, http.StatusBadRequest, aadError("unsupported_grant_type", "AADSTS70003: The app requested an unsupported grant type '"+f.Get("grant_type")+"'."))
+	}
+}
+
+// authenticateClient checks client_id and client_secret (in the form, or
+// HTTP Basic).
+func (s *Server) authenticateClient(r *http.Request, t *Tenant) (*App, map[string]any) {
+	id, secret, basic := r.BasicAuth()
+	if !basic {
+		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+	}
+	app := s.oauth.app(t, id)
+	switch {
+	case id == "":
+		return nil, aadError("invalid_request", "AADSTS900144: The request body must contain the following parameter: 'client_id'.")
+	case app == nil:
+		return nil, aadError("unauthorized_client", "AADSTS700016: Application with identifier '"+id+"' was not found in the directory '"+t.Domain+"'.")
+	case secret == "":
+		return nil, aadError("invalid_client", "AADSTS7000218: The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
+	case app.Secret == "" || !equalSecret(secret, app.Secret):
+		return nil, aadError("invalid_client", "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '"+app.ClientID+"'.")
+	}
+	return app, nil
+}
+
+// redeemCode checks an authorization code: issued to this client for this
+// redirect URI, not expired, not used before, and matching the PKCE
+// verifier when the request had a challenge.
+func (s *Server) redeemCode(t *Tenant, app *App, code, redirectURI, verifier string) (*authCode, map[string]any) {
+	now := s.oauth.clock()
+	s.oauth.mu.Lock()
+	defer s.oauth.mu.Unlock()
+	c, ok := s.oauth.codes[code]
+	switch {
+	case !ok || c.tenant != t:
+		return nil, aadError("invalid_grant", "AADSTS9002313: Invalid request. The authorization code is malformed or invalid.")
+	case c.used:
+		return nil, aadError("invalid_grant", "AADSTS54005: OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing refresh token.")
+	case now.After(c.expires):
+		return nil, aadError("invalid_grant", "AADSTS70008: The provided authorization code or refresh token has expired due to inactivity. Send a new interactive authorization request for this user and resource.")
+	case c.app != app:
+		return nil, aadError("invalid_grant", "AADSTS70000: The provided value for the 'code' parameter is not valid: it was issued to another application.")
+	case c.req.redirectURI != redirectURI:
+		return nil, aadError("invalid_grant", "AADSTS500117: The reply uri specified in the request isn't matching the reply uri used to obtain the authorization code.")
+	case c.req.challenge != "" && verifier == "":
+		return nil, aadError("invalid_grant", "AADSTS501481: The Code_Verifier is missing.")
+	case c.req.challenge != "" && !equalSecret(s256(verifier), c.req.challenge):
+		return nil, aadError("invalid_grant", "AADSTS501481: The Code_Verifier does not match the code_challenge supplied in the authorization request.")
+	}
+	c.used = true
+	return c, nil
+}
+
+// userTokens answers a user's token request: an access token for the
+// resource of the scopes asked (only the permissions the user granted),
+// an ID token when openid is asked, a refresh token for offline_access.
+func (s *Server) userTokens(w http.ResponseWriter, r *http.Request, g grant, scopes []scope, nonce string) {
+	t := g.tenant
+	resource := resourceOf(scopes)
+	granted := s.oauth.grantedFor(g, resource, scopes)
+	onlyOIDC := len(scopeResources(scopes)) == 0 // a Graph token for the OpenID scopes
+	if len(granted) == 0 && !onlyOIDC {
+		writeJSON(w, http.StatusBadRequest, aadError("invalid_grant", "AADSTS65001: The user or administrator has not consented to use the application with ID '"+g.app.ClientID+"'. Send an interactive authorization request for this user and resource."))
+		return
+	}
+	var names []string
+	for _, sc := range granted {
+		names = append(names, sc.name)
+	}
+	var access string
+	expires := s.oauth.clock().Add(DefaultLifetime)
+	opts := []TokenOption{ForUser(g.user), ClientApp(g.app.ClientID), Claim("azpacr", "1"), Claim("sid", g.sid)}
+	if resource == "api" {
+		access = t.AccessToken(append(opts, Scopes(names...))...)
+	} else {
+		names = append(names, oidcNames(scopes)...)
+		// Graph's tokens carry a nonce header that makes them unverifiable
+		// by anyone but Graph, as Microsoft's do.
+		access = t.AccessToken(append(opts, Audience(GraphAppID), Scopes(names...), Header("nonce", opaque(32)))...)
+		s.oauth.mu.Lock()
+		s.oauth.graph[access] = graphToken{tenant: t, user: g.user, expires: expires}
+		s.oauth.mu.Unlock()
+	}
+	body := map[string]any{
+		"token_type": "Bearer", "expires_in": int(DefaultLifetime / time.Second), "ext_expires_in": int(DefaultLifetime / time.Second),
+		"access_token": access, "scope": fullScopes(t, granted, scopes, resource),
+	}
+	if hasScope(scopes, "openid") {
+		idOpts := []TokenOption{ForUser(g.user), Audience(g.app.ClientID), Claim("sid", g.sid), Claim("auth_time", g.authAt.Unix()),
+			Claim("email", g.user.Username), Claim("login_hint", "O."+opaque(24))}
+		if nonce != "" {
+			idOpts = append(idOpts, Nonce(nonce))
+		} else {
+			idOpts = append(idOpts, WithoutClaim("nonce"))
+		}
+		body["id_token"] = t.IDToken(idOpts...)
+	}
+	if hasScope(scopes, "offline_access") {
+		rt := "1." + opaque(128)
+		ng := g
+		ng.expires = s.oauth.clock().Add(90 * 24 * time.Hour)
+		s.oauth.mu.Lock()
+		s.oauth.refresh[rt] = &ng
+		s.oauth.mu.Unlock()
+		body["refresh_token"] = rt
+	}
+	if r.PostForm.Get("client_info") == "1" {
+		body["client_info"] = clientInfo(g)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, body)
+}
+
+// appToken answers client credentials: an app-only token for the
+// resource of the one .default scope asked, carrying the app roles granted
+// to the client.
+func (s *Server) appToken(w http.ResponseWriter, t *Tenant, app *App, scopes []scope, raw string) {
+	if len(scopes) != 1 || scopes[0].name != ".default" {
+		writeJSON(w, http.StatusBadRequest, aadError("invalid_scope", "AADSTS1002012: The provided value for scope "+raw+" is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."))
+		return
+	}
+	opts := []TokenOption{ClientApp(app.ClientID), Claim("oid", app.ObjectID), Claim("sub", app.ObjectID)}
+	if scopes[0].resource == "graph" {
+		opts = append(opts, Audience(GraphAppID), Header("nonce", opaque(32)))
+	} else if len(app.Roles) > 0 {
+		opts = append(opts, Roles(app.Roles...))
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]any{
+		"token_type": "Bearer", "expires_in": int(DefaultLifetime / time.Second), "ext_expires_in": int(DefaultLifetime / time.Second),
+		"access_token": t.AppToken(opts...),
+	})
+}
+
+func scopeResources(scopes []scope) []string {
+	var out []string
+	for _, s := range scopes {
+		if s.resource != "" {
+			out = append(out, s.resource)
+		}
+	}
+	return out
+}
+
+func oidcNames(scopes []scope) []string {
+	var out []string
+	for _, s := range scopes {
+		if s.resource == "" && s.name != "offline_access" {
+			out = append(out, s.name)
+		}
+	}
+	return out
+}
+
+// fullScopes is the scope member of a token response: the granted
+// permissions by their full names, and the OpenID scopes asked.
+func fullScopes(t *Tenant, granted, asked []scope, resource string) string {
+	var out []string
+	for _, sc := range granted {
+		out = append(out, sc.full(t))
+	}
+	for _, sc := range asked {
+		if sc.resource == "" {
+			out = append(out, sc.name)
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+// graphMe answers Microsoft Graph's GET /v1.0/me for the Graph tokens this
+// server issued, and refuses every other token as Graph does.
+func (s *Server) graphMe(w http.ResponseWriter, r *http.Request) {
+	raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	s.oauth.mu.Lock()
+	g, known := s.oauth.graph[raw]
+	s.oauth.mu.Unlock()
+	if !ok || !known || s.oauth.clock().After(g.expires) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="", authorization_uri="`+s.URL+`/common/oauth2/authorize", client_id="`+GraphAppID+`"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]any{"error": map[string]any{
+			"code": "InvalidAuthenticationToken", "message": "Access token validation failure. Invalid audience.",
+		}})
+		return
+	}
+	given, family := g.user.GivenName, g.user.FamilyName
+	writeJSON(w, http.StatusOK, map[string]any{
+		"@odata.context":    "https://graph.microsoft.com/v1.0/$metadata#users/$entity",
+		"id":                g.user.ObjectID,
+		"displayName":       g.user.Name,
+		"givenName":         nilIfEmpty(given),
+		"surname":           nilIfEmpty(family),
+		"userPrincipalName": g.user.Username,
+		"mail":              g.user.Username,
+		"businessPhones":    []string{},
+		"jobTitle":          nil,
+		"mobilePhone":       nil,
+		"officeLocation":    nil,
+		"preferredLanguage": "en-US",
+	})
+}
+
+func nilIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
