@@ -13,13 +13,14 @@ import (
 
 	"github.com/entragate/entragate/examples/internal/demo"
 	"github.com/entragate/entragate/examples/internal/demotest"
+	"github.com/entragate/entragate/examples/secure-data/api"
 	"github.com/entragate/entragate/middleware"
 	"github.com/entragate/entragate/middleware/entratest"
 )
 
 func TestSecureDataRoutes(t *testing.T) {
 	tenant := entratest.NewTenant(t)
-	srv := demotest.Serve(t, tenant, routes)
+	srv := demotest.Serve(t, tenant, api.Routes)
 
 	tests := []struct {
 		name, path, token string
@@ -71,7 +72,7 @@ func TestOfflineModePrintsWorkingCurlCommands(t *testing.T) {
 	if setup.Tenant == nil {
 		t.Fatal("no configuration must mean offline mode")
 	}
-	srv := httptest.NewServer(routes(setup.Auth))
+	srv := httptest.NewServer(api.Routes(setup.Auth))
 	t.Cleanup(srv.Close)
 
 	var out bytes.Buffer
@@ -125,7 +126,7 @@ func TestHalfConfigurationIsAnError(t *testing.T) {
 func TestReadinessFollowsTheSigningKeys(t *testing.T) {
 	tenant := entratest.NewTenant(t)
 	tenant.Server().SetFault(entratest.All, entratest.Unavailable)
-	srv := demotest.Serve(t, tenant, routes, func(c *middleware.Config) { c.KeyMissRefreshInterval = time.Second })
+	srv := demotest.Serve(t, tenant, api.Routes, func(c *middleware.Config) { c.KeyMissRefreshInterval = time.Second })
 	status := func(path string) int {
 		st, _ := demotest.Get(t, srv.URL+path, "")
 		return st
@@ -225,7 +226,7 @@ func TestMultiTenantModeNeedsAnAdmissionList(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(setup.Close)
-	api := httptest.NewServer(routes(setup.Auth))
+	api := httptest.NewServer(api.Routes(setup.Auth))
 	t.Cleanup(api.Close)
 	for _, tc := range []struct {
 		name   string

@@ -201,13 +201,11 @@ type scope struct {
 
 func (s scope) key() string { return s.resource + ":" + s.name }
 
-// full is how Entra names a granted scope in token responses.
+// full is how Entra names a granted scope in token responses: an API's by
+// its URI, Microsoft Graph's by its bare name.
 func (s scope) full(t *Tenant) string {
-	switch s.resource {
-	case "api":
+	if s.resource == "api" {
 		return "api://" + t.ClientID + "/" + s.name
-	case "graph":
-		return graphResource + "/" + s.name
 	}
 	return s.name
 }
@@ -350,6 +348,20 @@ func (o *oauthState) grantedFor(g grant, resource string, asked []scope) []scope
 	}
 	slices.SortFunc(out, func(a, b scope) int { return strings.Compare(a.name, b.name) })
 	return slices.CompactFunc(out, func(a, b scope) bool { return a.name == b.name })
+}
+
+// allGranted reports whether the user granted the app every permission of
+// resource named in asked (.default names none).
+func (o *oauthState) allGranted(g grant, resource string, asked []scope) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	granted := o.consents[g.tenant.ID+"|"+g.user.ObjectID+"|"+g.app.ClientID]
+	for _, s := range asked {
+		if s.resource == resource && s.name != ".default" && !granted[s.key()] {
+			return false
+		}
+	}
+	return true
 }
 
 func (o *oauthState) app(t *Tenant, clientID string) *App {

@@ -114,7 +114,9 @@ func (s *Server) userTokens(w http.ResponseWriter, r *http.Request, g grant, sco
 	resource := resourceOf(scopes)
 	granted := s.oauth.grantedFor(g, resource, scopes)
 	onlyOIDC := len(scopeResources(scopes)) == 0 // a Graph token for the OpenID scopes
-	if len(granted) == 0 && !onlyOIDC {
+	if (len(granted) == 0 && !onlyOIDC) || !s.oauth.allGranted(g, resource, scopes) {
+		// Entra issues no token with fewer permissions than asked: every
+		// permission named must have been granted (.default takes what was).
 		writeJSON(w, http.StatusBadRequest, aadError("invalid_grant", "AADSTS65001: The user or administrator has not consented to use the application with ID '"+g.app.ClientID+"'. Send an interactive authorization request for this user and resource."))
 		return
 	}

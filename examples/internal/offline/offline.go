@@ -1,0 +1,107 @@
+// Package offline runs, on loopback, what the web app and daemon examples
+// need when no Azure tenant is configured: a fake Entra tenant that signs
+// users in (entratest, with TLS, since MSAL accepts only https authorities,
+// and signing keys generated at start-up), with the registrations a real
+// tenant would hold, and the sample /secure-data API trusting it.
+package offline
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/entragate/entragate/examples/secure-data/api"
+	"github.com/entragate/entragate/middleware"
+	"github.com/entragate/entragate/middleware/entratest"
+)
+
+// Stack is a running fake tenant and sample API.
+type Stack struct {
+	// Tenant is the fake tenant; Tenant.Server().URL its https authority
+	// host, Tenant.Server().Client() a client that trusts it.
+	Tenant *entratest.Tenant
+	// WebApp is the web app's registration (client ID, secret, redirect
+	// URI); Daemon the daemon's, granted the SecureData.Read.All app role.
+	WebApp, Daemon *entratest.App
+	// APIURL is the sample API's base URL; ReadScope its SecureData.Read
+	// scope and BasicScope its access_as_user scope, as clients request
+	// them; AppScope the .default scope of client credentials.
+	APIURL, ReadScope, BasicScope, AppScope string
+
+	auth *middleware.Authenticator
+	api  *http.Server
+}
+
+// Start starts the fake tenant and the API, and registers a web app whose
+// redirect URI is redirectURI ("" for none: only the daemon).
+func Start(ctx context.Context, redirectURI string) (*Stack, error) {
+	srv, err := entratest.Start("127.0.0.1:0", entratest.TLS(), entratest.FreshKeys())
+	if err != nil {
+		return nil, fmt.Errorf("starting the fake tenant: %w", err)
+	}
+	tenant := srv.NewTenant(entratest.WithDomain("contoso.example"), entratest.WithUser(entratest.User{
+		Name: "Ada Lovelace", GivenName: "Ada", FamilyName: "Lovelace", Username: "ada@contoso.example", ObjectID: entratest.NewGUID(),
+	}))
+	tenant.AddUser(entratest.User{Name: "Grace Hopper", GivenName: "Grace", FamilyName: "Hopper", Username: "grace@contoso.example"})
+	tenant.ExposeScopes("SecureData.Read", "access_as_user")
+	s := &Stack{
+		Tenant:     tenant,
+		ReadScope:  "api://" + tenant.ClientID + "/SecureData.Read",
+		BasicScope: "api://" + tenant.ClientID + "/access_as_user",
+		AppScope:   "api://" + tenant.ClientID + "/.default",
+		Daemon:     tenant.RegisterApp(entratest.App{Name: "Contoso reporting daemon", Secret: secret(), Roles: []string{"SecureData.Read.All"}}),
+	}
+	if redirectURI != "" {
+		s.WebApp = tenant.RegisterApp(entratest.App{Name: "Contoso web app", Secret: secret(), RedirectURIs: []string{redirectURI}})
+	}
+	if err := s.startAPI(ctx); err != nil {
+		srv.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// startAPI serves the sample API on loopback, trusting the fake tenant.
+func (s *Stack) startAPI(ctx context.Context) error {
+	cfg := s.Tenant.Config()
+	cfg.HTTPClient = s.Tenant.Server().Client()
+	auth, err := middleware.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		auth.Close()
+		return err
+	}
+	s.auth = auth
+	s.api = &http.Server{Handler: api.Routes(auth), ReadHeaderTimeout: 5 * time.Second}
+	s.APIURL = "http://" + ln.Addr().String()
+	go func() {
+		if err := s.api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			fmt.Println("offline API:", err)
+		}
+	}()
+	return nil
+}
+
+// Close stops the API and the fake tenant.
+func (s *Stack) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = s.api.Shutdown(ctx)
+	s.auth.Close()
+	s.Tenant.Server().Close()
+}
+
+// secret makes a client secret that exists only in this process.
+func secret() string {
+	b := make([]byte, 30)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}

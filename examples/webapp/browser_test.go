@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// The tutorial's whole flow in a real browser (headless Chromium): sign
+// in on the fake tenant's page, land on the profile, call the API, see the
+// protected data; refuse SecureData.Read and see the API's 403 explained;
+// sign out. A screenshot of each page is saved under SCREENSHOT_DIR
+// (default: a directory the test names in its log).
+//
+// Without a browser the test skips, saying so; CI installs Debian's
+// chromium and sets ENTRAGATE_E2E_REQUIRED=1, which turns that skip into a
+// failure.
+func TestBrowserSignInFlow(t *testing.T) {
+	browser := findBrowser()
+	if browser == "" {
+		if os.Getenv("ENTRAGATE_E2E_REQUIRED") != "" {
+			t.Fatal("no Chromium found (set CHROMIUM or install Debian's chromium package), and ENTRAGATE_E2E_REQUIRED is set")
+		}
+		t.Skip("no Chromium found: install Debian's chromium package (apt-get install chromium) or set CHROMIUM to run the browser test")
+	}
+	shots := os.Getenv("SCREENSHOT_DIR")
+	if shots == "" {
+		shots = filepath.Join(os.TempDir(), "entragate-webapp-screenshots")
+	}
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshots: %s", shots)
+
+	s := startOffline(t)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser),
+		chromedp.Flag("no-sandbox", true), // CI runs as root
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1100, 900),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+
+	step := 0
+	shot := func(ctx context.Context, name string) {
+		t.Helper()
+		step++
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // quality 100: PNG
+		if err != nil {
+			t.Fatalf("screenshot %s: %v", name, err)
+		}
+		path := filepath.Join(shots, fmt.Sprintf("%02d-%s.png", step, name))
+		if err := os.WriteFile(path, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	text := func(ctx context.Context, sel string) string {
+		t.Helper()
+		if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(sel))); err != nil {
+			loc, _ := chromedp.Run(ctx, chromedp.Location())
+			t.Fatalf("waiting for %s at %s: %v", sel, loc, err)
+		}
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("reading %s: %v", sel, err)
+		}
+		return s
+	}
+	run := func(ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			loc, _ := chromedp.Run(ctx, chromedp.Location())
+			t.Fatalf("%s (at %s): %v", what, loc, err)
+		}
+	}
+	click := func(sel string) chromedp.Action[chromedp.Void] { return chromedp.Click(chromedp.CSS(sel)) }
+	visible := func(sel string) chromedp.Action[chromedp.Void] { return chromedp.WaitVisible(chromedp.CSS(sel)) }
+
+	// Ada signs in, grants every permission, sees her profile and the data.
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	defer cancel()
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	defer cancelTimeout()
+	run(ctx, "open the app", chromedp.Navigate(s.URL))
+	shot(ctx, "home")
+	run(ctx, "sign in", click("#sign-in"), visible("#user-0"))
+	shot(ctx, "fake-tenant-sign-in")
+	run(ctx, "choose Ada", click("#user-0"), visible("#accept"))
+	shot(ctx, "consent")
+	run(ctx, "accept", click("#accept"))
+	if got := text(ctx, "#profile"); got != "Hello, Ada Lovelace" {
+		t.Errorf("profile heading %q", got)
+	}
+	if got := text(ctx, "#graph-displayName"); got != "Ada Lovelace" {
+		t.Errorf("Graph /me displayName %q", got)
+	}
+	if got := text(ctx, "#claim-preferred_username"); got != "ada@contoso.example" {
+		t.Errorf("ID token preferred_username %q", got)
+	}
+	shot(ctx, "profile")
+	run(ctx, "call the API", click("#call-api"))
+	if got := text(ctx, "#api-status"); got != "200" {
+		t.Errorf("API status %q", got)
+	}
+	if got := text(ctx, "#api-body"); !strings.Contains(got, "Hello Ada Lovelace, this is protected data.") {
+		t.Errorf("API answer %q", got)
+	}
+	shot(ctx, "protected-data")
+	html, err := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("html")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(html, "eyJ") {
+		t.Error("a token appears in the page")
+	}
+	run(ctx, "sign out", click("#sign-out"), visible("#sign-in"))
+	shot(ctx, "signed-out")
+	run(ctx, "profile after sign-out", chromedp.Navigate(s.URL+"/profile"), visible("#sign-in"))
+
+	// Grace, in a new tab of the same browser (Ada signed out of the app
+	// and of the tenant), refuses SecureData.Read: she is signed in, and
+	// the API's 403 is explained.
+	ctx2, cancel2 := chromedp.NewContext(ctx)
+	defer cancel2()
+	ctx2, cancelTimeout2 := context.WithTimeout(ctx2, 90*time.Second)
+	defer cancelTimeout2()
+	run(ctx2, "open the app", chromedp.Navigate(s.URL), click("#sign-in"), visible("#user-1"))
+	run(ctx2, "choose Grace", click("#user-1"), visible("#accept"))
+	readBox := `input[name="scope"][value="api:SecureData.Read"]`
+	run(ctx2, "untick SecureData.Read", click(readBox))
+	shot(ctx2, "consent-without-securedata-read")
+	run(ctx2, "accept", click("#accept"))
+	if got := text(ctx2, "#profile"); got != "Hello, Grace Hopper" {
+		t.Errorf("profile heading %q", got)
+	}
+	run(ctx2, "call the API", click("#call-api"))
+	if got := text(ctx2, "#api-status"); got != "403" {
+		t.Errorf("API status %q, want 403", got)
+	}
+	if got := text(ctx2, "#api-explanation"); !strings.Contains(got, "does not carry the SecureData.Read permission") {
+		t.Errorf("explanation %q", got)
+	}
+	shot(ctx2, "api-403-explained")
+}
+
+// findBrowser looks for Chromium: CHROMIUM, then the usual names.
+func findBrowser() string {
+	if p := os.Getenv("CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}

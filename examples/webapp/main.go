@@ -1,0 +1,196 @@
+// Command webapp is the tutorial's web app in Go: it signs a user in with
+// Microsoft Entra ID through MSAL for Go (authorization code with PKCE,
+// state and nonce), verifies the ID token with entragate, shows the
+// profile with Microsoft Graph's /me, and calls the protected
+// /secure-data API with the user's access token.
+//
+//	cd examples/webapp && go run .
+//
+// With no configuration it runs offline: a fake Entra tenant, the sample
+// API and this app, all on loopback, and prints the URL to open. Against
+// real Entra set AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET,
+// REDIRECT_URI (default http://localhost:8000/get_token), API_SCOPES (the
+// API's scopes, space-separated, e.g. api://<api-client-id>/SecureData.Read)
+// and API_URL (default http://localhost:8080); optionally
+// AZURE_AUTHORITY_HOST, SESSION_KEY (32 bytes, base64; default: random
+// at each start) and ADDR (default 127.0.0.1:8000).
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/entragate/entragate/examples/internal/offline"
+	entragate "github.com/entragate/entragate/middleware"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if err := run(ctx, logger, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "webapp:", err)
+		os.Exit(1)
+	}
+}
+
+// stack is a running web app, and in offline mode what it talks to.
+type stack struct {
+	URL     string
+	app     *App
+	server  *http.Server
+	offline *offline.Stack
+}
+
+func (s *stack) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = s.server.Shutdown(ctx)
+	s.app.Close()
+	if s.offline != nil {
+		s.offline.Close()
+	}
+}
+
+func run(ctx context.Context, logger *slog.Logger, out *os.File) error {
+	s, err := start(ctx, logger, os.Getenv("ADDR"))
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if s.offline != nil {
+		users := s.offline.Tenant.Users()
+		fmt.Fprintf(out, `entragate web app, OFFLINE MODE: a fake Entra tenant, the sample API and this app, on loopback.
+  Open %s and sign in as %s or %s (no password).
+  The consent page lets you untick SecureData.Read, to see the API refuse you with 403.
+  fake tenant %s, API %s
+`, s.URL, users[0].Name, users[1].Name, s.offline.Tenant.Server().URL, s.offline.APIURL)
+	} else {
+		fmt.Fprintf(out, "entragate web app: open %s\n", s.URL)
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// start configures the app from the environment (offline without it),
+// listens on addr and serves.
+func start(ctx context.Context, logger *slog.Logger, addr string) (*stack, error) {
+	if addr == "" {
+		addr = "127.0.0.1:8000"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	// Browsers treat http://localhost as a secure origin, so the app's
+	// Secure cookie works without TLS on this machine.
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	base := "http://localhost:" + port
+	cfg, off, err := configure(ctx, base)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	cfg.Logger = logger
+	app, err := New(ctx, cfg)
+	if err != nil {
+		ln.Close()
+		if off != nil {
+			off.Close()
+		}
+		return nil, err
+	}
+	s := &stack{URL: base, app: app, offline: off,
+		server: &http.Server{Handler: app.Handler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}}
+	go func() {
+		if err := s.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("serving", "error", err)
+		}
+	}()
+	return s, nil
+}
+
+// configure reads the environment; with no Azure application configured
+// it starts the offline stack.
+func configure(ctx context.Context, base string) (Config, *offline.Stack, error) {
+	cfg := Config{
+		AuthorityHost: os.Getenv("AZURE_AUTHORITY_HOST"), TenantID: os.Getenv("AZURE_TENANT_ID"),
+		ClientID: os.Getenv("AZURE_CLIENT_ID"), ClientSecret: os.Getenv("AZURE_CLIENT_SECRET"),
+		RedirectURI: os.Getenv("REDIRECT_URI"), APIURL: os.Getenv("API_URL"), HomeURL: base + "/",
+		APIScopes: strings.Fields(os.Getenv("API_SCOPES")), GraphURL: "https://graph.microsoft.com",
+		HTTPClient: &http.Client{Timeout: 30 * time.Second}, InstanceDiscovery: true,
+	}
+	key, err := sessionKey()
+	if err != nil {
+		return cfg, nil, err
+	}
+	cfg.SessionKey = key
+	if cfg.ClientID == "" && cfg.TenantID == "" {
+		return offlineConfig(ctx, cfg, base)
+	}
+	switch {
+	case cfg.TenantID == "" || cfg.ClientID == "" || cfg.ClientSecret == "":
+		return cfg, nil, errors.New("set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or none of them, for offline mode)")
+	case len(cfg.APIScopes) == 0:
+		return cfg, nil, errors.New("set API_SCOPES to the protected API's scopes, e.g. api://<api-client-id>/SecureData.Read")
+	}
+	if cfg.AuthorityHost == "" {
+		cfg.AuthorityHost = entragate.DefaultAuthorityHost
+	}
+	if cfg.RedirectURI == "" {
+		cfg.RedirectURI = base + "/get_token"
+	}
+	if cfg.APIURL == "" {
+		cfg.APIURL = "http://localhost:8080"
+	}
+	return cfg, nil, nil
+}
+
+// offlineConfig starts the fake tenant and the API, and points the app at
+// them.
+func offlineConfig(ctx context.Context, cfg Config, base string) (Config, *offline.Stack, error) {
+	cfg.RedirectURI = base + "/get_token"
+	off, err := offline.Start(ctx, cfg.RedirectURI)
+	if err != nil {
+		return cfg, nil, err
+	}
+	srv := off.Tenant.Server()
+	cfg.AuthorityHost, cfg.TenantID = srv.URL, off.Tenant.ID
+	cfg.ClientID, cfg.ClientSecret = off.WebApp.ClientID, off.WebApp.Secret
+	cfg.APIScopes = []string{off.ReadScope, off.BasicScope}
+	cfg.APIURL, cfg.GraphURL = off.APIURL, srv.URL
+	cfg.HTTPClient = srv.Client()
+	cfg.InstanceDiscovery = false // Microsoft does not know the fake tenant
+	// MSAL insists on https authorities, and the fake tenant's certificate
+	// is trusted by this process only: the browser opens the fake tenant's
+	// pages on the same port over plain http, on loopback.
+	cfg.BrowserURL = func(u string) string {
+		return strings.Replace(u, srv.URL, srv.PlainURL(), 1)
+	}
+	return cfg, off, nil
+}
+
+// sessionKey reads SESSION_KEY, or makes a key for this run.
+func sessionKey() ([]byte, error) {
+	if v := os.Getenv("SESSION_KEY"); v != "" {
+		key, err := base64.StdEncoding.DecodeString(v)
+		if err != nil || len(key) != 32 {
+			return nil, errors.New("SESSION_KEY must be 32 bytes, base64-encoded (openssl rand -base64 32)")
+		}
+		return key, nil
+	}
+	key := make([]byte, 32)
+	_, err := rand.Read(key)
+	return key, err
+}

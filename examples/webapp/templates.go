@@ -1,0 +1,76 @@
+package main
+
+import (
+	"html/template"
+	"net/http"
+)
+
+// pageData is what the pages show. Tokens are never part of it.
+type pageData struct {
+	Session    *session
+	Message    string
+	Detail     string
+	Graph      map[string]any
+	GraphError string
+	API        *apiResult
+}
+
+type apiResult struct {
+	URL         string
+	Status      int
+	Body        string
+	Explanation string
+}
+
+func render(w http.ResponseWriter, status int, t *template.Template, data pageData) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_ = t.ExecuteTemplate(w, "page", data)
+}
+
+const layout = `{{define "page"}}<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Contoso web app</title>
+<style>
+body{font-family:system-ui,sans-serif;max-width:760px;margin:40px auto;padding:0 16px;color:#222}
+nav a,nav button{margin-right:16px}
+nav form{display:inline}
+table{border-collapse:collapse}td{border:1px solid #ccc;padding:4px 8px}
+pre{background:#f4f4f4;padding:12px;overflow:auto;white-space:pre-wrap}
+.explain{background:#fff4ce;border-left:4px solid #c19c00;padding:12px}
+.ok{background:#dff6dd;border-left:4px solid #107c10;padding:12px}
+</style></head>
+<body>
+<nav><a href="/" id="nav-home">Home</a>{{if .Session.AccountID}}<a href="/profile" id="nav-profile">Profile</a><a href="/call-api" id="nav-api">Call the API</a>
+<form method="post" action="/logout"><button type="submit" id="sign-out">Sign out</button></form>{{end}}</nav>
+{{template "body" .}}
+</body></html>{{end}}`
+
+func page(body string) *template.Template {
+	return template.Must(template.Must(template.New("layout").Parse(layout)).New("body").Parse(body))
+}
+
+var homePage = page(`{{define "body"}}<h1>Contoso web app</h1>
+{{if .Session.AccountID}}<p id="greeting">Signed in as <strong>{{index .Session.Claims "name"}}</strong>.</p>
+{{else}}<p>This app signs you in with Microsoft Entra ID, shows your profile from your ID token and Microsoft Graph, and calls a protected API with your access token.</p>
+<p><a href="/login" id="sign-in">Sign in</a></p>{{end}}{{end}}`)
+
+var profilePage = page(`{{define "body"}}<h1 id="profile">Hello, {{index .Session.Claims "name"}}</h1>
+<h2>Your verified ID token</h2>
+<table id="id-claims">{{range $k, $v := .Session.Claims}}<tr><td>{{$k}}</td><td id="claim-{{$k}}">{{$v}}</td></tr>{{end}}</table>
+<h2>Microsoft Graph /me</h2>
+{{if .GraphError}}<p class="explain" id="graph-error">{{.GraphError}}</p>{{else}}<table id="graph-me">
+<tr><td>displayName</td><td id="graph-displayName">{{index .Graph "displayName"}}</td></tr>
+<tr><td>userPrincipalName</td><td>{{index .Graph "userPrincipalName"}}</td></tr>
+<tr><td>id</td><td>{{index .Graph "id"}}</td></tr>
+<tr><td>mail</td><td>{{index .Graph "mail"}}</td></tr></table>{{end}}
+<p><a href="/call-api" id="call-api">Call the protected API</a></p>{{end}}`)
+
+var apiPage = page(`{{define "body"}}<h1>The protected API</h1>
+<p>GET <code>{{.API.URL}}</code> with your access token{{if .API.Status}}: <strong id="api-status">{{.API.Status}}</strong>{{end}}</p>
+{{if eq .API.Status 200}}<div class="ok" id="api-ok">The API accepted your token and answered:</div>{{end}}
+{{if .API.Explanation}}<p class="explain" id="api-explanation">{{.API.Explanation}}</p>{{end}}
+{{if .API.Body}}<pre id="api-body">{{.API.Body}}</pre>{{end}}{{end}}`)
+
+var errorPage = page(`{{define "body"}}<h1>Not signed in</h1>
+<p class="explain" id="error">{{.Message}}</p>{{if .Detail}}<p><small id="error-detail">{{.Detail}}</small></p>{{end}}
+<p><a href="/">Home</a></p>{{end}}`)

@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// startOffline runs the whole offline stack on loopback, as `go run .`
+// does with no configuration.
+func startOffline(t *testing.T) *stack {
+	t.Helper()
+	for _, v := range []string{"AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_AUTHORITY_HOST",
+		"REDIRECT_URI", "API_SCOPES", "API_URL", "SESSION_KEY"} {
+		t.Setenv(v, "")
+	}
+	s, err := start(context.Background(), slog.New(slog.DiscardHandler), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// user is a browser without JavaScript: a cookie jar, following
+// redirects, able to submit the fake tenant's forms.
+type user struct {
+	t      *testing.T
+	client *http.Client
+	last   string // the last page's URL
+	visits []string
+}
+
+func newUser(t *testing.T, s *stack) *user {
+	jar, _ := cookiejar.New(nil)
+	u := &user{t: t}
+	u.client = &http.Client{Jar: jar, Transport: s.offline.Tenant.Server().Client().Transport,
+		CheckRedirect: func(req *http.Request, _ []*http.Request) error {
+			u.visits = append(u.visits, req.URL.String())
+			return nil
+		}}
+	return u
+}
+
+func (u *user) do(req *http.Request) (int, string) {
+	u.t.Helper()
+	resp, err := u.client.Do(req)
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	u.last = resp.Request.URL.String()
+	u.visits = append(u.visits, u.last)
+	return resp.StatusCode, string(b)
+}
+
+func (u *user) get(url string) (int, string) {
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	return u.do(req)
+}
+
+func (u *user) post(url string, form url.Values) (int, string) {
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return u.do(req)
+}
+
+var (
+	requestField = regexp.MustCompile(`name="request" value="([^"]+)"`)
+	userField    = regexp.MustCompile(`name="user" value="([^"]+)"`)
+	scopeField   = regexp.MustCompile(`name="scope" value="([^"]+)"`)
+)
+
+// signIn goes through the fake tenant's sign-in page as user i and its
+// consent page, granting the permissions keep allows; it returns where
+// the browser lands.
+func (u *user) signIn(s *stack, i int, keep func(string) bool) (int, string) {
+	u.t.Helper()
+	status, body := u.get(s.URL + "/login")
+	if status != 200 || !strings.Contains(body, `name="user"`) {
+		u.t.Fatalf("sign-in page: %d %s", status, body)
+	}
+	page := u.last
+	status, body = u.post(page, url.Values{"request": {requestField.FindStringSubmatch(body)[1]}, "user": {userField.FindAllStringSubmatch(body, -1)[i][1]}})
+	if !strings.Contains(body, "Permissions requested") {
+		return status, body
+	}
+	form := url.Values{"request": {requestField.FindStringSubmatch(body)[1]}, "consent": {"accept"}}
+	if keep == nil {
+		form.Set("consent", "cancel")
+	}
+	for _, m := range scopeField.FindAllStringSubmatch(body, -1) {
+		if keep != nil && keep(m[1]) {
+			form.Add("scope", m[1])
+		}
+	}
+	return u.post(page, form)
+}
+
+func TestSignInProfileAndAPI(t *testing.T) {
+	s := startOffline(t)
+	u := newUser(t, s)
+	status, body := u.signIn(s, 0, func(string) bool { return true })
+	if status != 200 || !strings.Contains(body, "Hello, Ada Lovelace") || !strings.HasSuffix(u.last, "/profile") {
+		t.Fatalf("after sign-in: %d at %s:\n%s", status, u.last, body)
+	}
+	for _, want := range []string{`id="claim-preferred_username">ada@contoso.example`, `id="claim-tid">` + s.offline.Tenant.ID, `id="graph-displayName">Ada Lovelace`, `id="claim-sid">`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("profile page lacks %q", want)
+		}
+	}
+	status, body = u.get(s.URL + "/call-api")
+	if status != 200 || !strings.Contains(body, `id="api-status">200`) || !strings.Contains(body, "Hello Ada Lovelace, this is protected data.") {
+		t.Errorf("API page: %d\n%s", status, body)
+	}
+	// No token in any URL the browser visited, nor in any page.
+	for _, v := range u.visits {
+		if strings.Contains(v, "eyJ") {
+			t.Errorf("a token in a URL: %s", v)
+		}
+	}
+	if strings.Contains(body, "eyJ") {
+		t.Error("a token in the API page")
+	}
+
+	// Sign-out clears the session here and at the fake tenant.
+	status, body = u.post(s.URL+"/logout", nil)
+	if status != 200 || !strings.Contains(body, `id="sign-in"`) {
+		t.Errorf("after sign-out: %d at %s", status, u.last)
+	}
+	if status, _ := u.get(s.URL + "/profile"); status != 200 || !strings.HasSuffix(u.last, "/") {
+		t.Errorf("profile after sign-out: %d at %s, want home", status, u.last)
+	}
+	if _, body := u.get(s.URL + "/login"); !strings.Contains(body, `name="user"`) {
+		t.Error("after sign-out the fake tenant still signs in without asking")
+	}
+}
+
+// A user who refuses SecureData.Read on the consent page is signed in,
+// and the API page explains the API's 403.
+func TestRefusedPermissionIsExplained(t *testing.T) {
+	s := startOffline(t)
+	u := newUser(t, s)
+	status, body := u.signIn(s, 1, func(scope string) bool { return !strings.HasSuffix(scope, "SecureData.Read") })
+	if status != 200 || !strings.Contains(body, "Hello, Grace Hopper") {
+		t.Fatalf("after sign-in: %d\n%s", status, body)
+	}
+	_, body = u.get(s.URL + "/call-api")
+	if !strings.Contains(body, `id="api-status">403`) || !strings.Contains(body, "does not carry the SecureData.Read permission") {
+		t.Errorf("API page for a user who refused SecureData.Read:\n%s", body)
+	}
+}
+
+// Declining the consent page entirely leaves the user signed out, told why.
+func TestDeclinedConsent(t *testing.T) {
+	s := startOffline(t)
+	u := newUser(t, s)
+	status, body := u.signIn(s, 0, nil)
+	if status != http.StatusForbidden || !strings.Contains(body, "You declined the permissions") {
+		t.Errorf("declined consent: %d\n%s", status, body)
+	}
+	if status, _ := u.get(s.URL + "/profile"); status != 200 || !strings.HasSuffix(u.last, "/") {
+		t.Errorf("profile after a declined sign-in: at %s, want home", u.last)
+	}
+}
+
+// An answer that did not start in this browser is refused: state binds the
+// sign-in to the session that started it.
+func TestCallbackChecksState(t *testing.T) {
+	s := startOffline(t)
+	attacker, victim := newUser(t, s), newUser(t, s)
+	// The attacker starts a sign-in, and stops at the redirect back.
+	attacker.client.CheckRedirect = func(req *http.Request, _ []*http.Request) error {
+		if strings.Contains(req.URL.Path, "/get_token") {
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}
+	_, body := attacker.get(s.URL + "/login")
+	page := attacker.last
+	form := url.Values{"request": {requestField.FindStringSubmatch(body)[1]}, "user": {userField.FindAllStringSubmatch(body, -1)[0][1]}}
+	req, _ := http.NewRequest(http.MethodPost, page, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := attacker.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	_, body = attacker.do(mustReq(t, resp.Request.URL.String()))
+	consent := url.Values{"request": {requestField.FindStringSubmatch(body)[1]}, "consent": {"accept"}}
+	for _, m := range scopeField.FindAllStringSubmatch(body, -1) {
+		consent.Add("scope", m[1])
+	}
+	req, _ = http.NewRequest(http.MethodPost, page, strings.NewReader(consent.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err = attacker.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	callback := resp.Header.Get("Location")
+	if !strings.Contains(callback, "code=") {
+		t.Fatalf("no code in %q", callback)
+	}
+	// The victim's browser is sent the attacker's callback.
+	status, body := victim.get(callback)
+	if status != http.StatusBadRequest || !strings.Contains(body, "state does not match") {
+		t.Errorf("foreign callback: %d\n%s", status, body)
+	}
+	if _, body := victim.get(s.URL + "/"); strings.Contains(body, "Signed in") {
+		t.Error("the victim was signed in as the attacker")
+	}
+}
+
+func mustReq(t *testing.T, u string) *http.Request {
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+// The session cookie is sealed, HttpOnly, Secure and SameSite=Lax, and
+// holds no token.
+func TestSessionCookie(t *testing.T) {
+	s := startOffline(t)
+	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Get(s.URL + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cookies := resp.Cookies()
+	if len(cookies) != 1 {
+		t.Fatalf("cookies %v", cookies)
+	}
+	c := cookies[0]
+	if !c.HttpOnly || !c.Secure || c.SameSite != http.SameSiteLaxMode || c.Path != "/" || !strings.HasPrefix(c.Name, "__Host-") {
+		t.Errorf("cookie %+v: want __Host-, HttpOnly, Secure, SameSite=Lax, Path=/", c)
+	}
+	if strings.Contains(c.Value, "eyJ") || strings.Contains(c.Value, "state") {
+		t.Errorf("cookie is not sealed: %s", c.Value)
+	}
+	// A tampered cookie is an empty session.
+	m, _ := newSessions(make([]byte, 32))
+	req, _ := http.NewRequest(http.MethodGet, "/", nil)
+	req.AddCookie(&http.Cookie{Name: cookieName, Value: c.Value[:len(c.Value)-2] + "AA"})
+	if got := m.load(req); got.signedIn() || got.State != "" {
+		t.Errorf("tampered cookie opened: %+v", got)
+	}
+}
