@@ -171,7 +171,15 @@ func (s *Server) userTokens(w http.ResponseWriter, r *http.Request, g grant, sco
 // appToken answers client credentials: an app-only token for the
 // resource of the one .default scope asked, carrying the app roles granted
 // to the client.
-func (s *Server) appToken(w http.ResponseWriter, t *Tenant, app *App, scopes []scope, raw string) {
+func (s *Server) appToken(w http.ResponseWriter, t *Tenant, app *App, asked []scope, raw string) {
+	// OpenID scopes mean nothing here; clients such as MSAL add them, and
+	// Entra ignores them.
+	var scopes []scope
+	for _, sc := range asked {
+		if sc.resource != "" {
+			scopes = append(scopes, sc)
+		}
+	}
 	if len(scopes) != 1 || scopes[0].name != ".default" {
 		writeJSON(w, http.StatusBadRequest, aadError("invalid_scope", "AADSTS1002012: The provided value for scope "+raw+" is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."))
 		return
