@@ -39,8 +39,8 @@ func main() {
 // config is the daemon's registration and the API it calls.
 type config struct {
 	authorityHost, tenantID, clientID, secret, scope, apiURL string
-	client                                                    *http.Client
-	instanceDiscovery                                         bool
+	client                                                   *http.Client
+	instanceDiscovery                                        bool
 }
 
 func run(ctx context.Context, out io.Writer) error {
