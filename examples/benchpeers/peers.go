@@ -133,7 +133,30 @@ type entraClaims struct {
 	Tid  string `json:"tid"`
 }
 
-type bareKey struct{}
+// claimsKey carries a hand-written middleware's claims to the handler.
+type claimsKey struct{}
+
+// handWritten is the middleware a team writes around a verifier: take the
+// bearer token, verify it into entraClaims, hand them to the handler.
+func handWritten(verify func(ctx context.Context, raw string) (*entraClaims, error)) http.Handler {
+	next := nameHandler(func(r *http.Request) string {
+		c, _ := r.Context().Value(claimsKey{}).(*entraClaims)
+		return c.Name
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		c, err := verify(r.Context(), raw)
+		if err != nil {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), claimsKey{}, c)))
+	})
+}
 
 // bareJWT is what a team writes by hand: keyfunc for the JWKS, golang-jwt
 // with the options that matter.
@@ -146,26 +169,12 @@ func bareJWT(ctx context.Context, t *entratest.Tenant) (http.Handler, func(), er
 	}
 	parser := jwt.NewParser(jwt.WithValidMethods([]string{"RS256"}), jwt.WithIssuer(t.IssuerV2()),
 		jwt.WithAudience(t.ClientID), jwt.WithExpirationRequired(), jwt.WithLeeway(5*time.Minute))
-	next := nameHandler(func(r *http.Request) string {
-		c, _ := r.Context().Value(bareKey{}).(*entraClaims)
-		return c.Name
-	})
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok {
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
+	return handWritten(func(_ context.Context, raw string) (*entraClaims, error) {
 		var c entraClaims
-		if _, err := parser.ParseWithClaims(raw, &c, kf.Keyfunc); err != nil {
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), bareKey{}, &c)))
+		_, err := parser.ParseWithClaims(raw, &c, kf.Keyfunc)
+		return &c, err
 	}), cancel, nil
 }
-
-type oidcKey struct{}
 
 // goOIDC verifies with coreos/go-oidc's remote key set, as its users
 // protect APIs.
@@ -175,27 +184,13 @@ func goOIDC(ctx context.Context, t *entratest.Tenant) (http.Handler, func(), err
 		return nil, nil, err
 	}
 	v := p.Verifier(&oidc.Config{ClientID: t.ClientID, SupportedSigningAlgs: []string{oidc.RS256}})
-	next := nameHandler(func(r *http.Request) string {
-		c, _ := r.Context().Value(oidcKey{}).(*entraClaims)
-		return c.Name
-	})
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok {
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		tok, err := v.Verify(r.Context(), raw)
+	return handWritten(func(ctx context.Context, raw string) (*entraClaims, error) {
+		tok, err := v.Verify(ctx, raw)
 		if err != nil {
-			w.WriteHeader(http.StatusUnauthorized)
-			return
+			return nil, err
 		}
 		var c entraClaims
-		if err := tok.Claims(&c); err != nil {
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), oidcKey{}, &c)))
+		return &c, tok.Claims(&c)
 	}), func() {}, nil
 }
 
