@@ -79,6 +79,7 @@ func TestParseRejectsWrongTypes(t *testing.T) {
 		{"exp with an exponent", `{"exp":1.7e9}`, "exp"},
 		{"exp negative", `{"exp":-1}`, "exp"},
 		{"exp beyond year 9999", `{"exp":99999999999999999999}`, "exp"},
+		{"exp one second after year 9999", `{"exp":253402300800}`, "exp"},
 		{"nbf as a string", `{"nbf":"0"}`, "nbf"},
 		{"iat as a bool", `{"iat":true}`, "iat"},
 		{"aud as a number", `{"aud":42}`, "aud"},

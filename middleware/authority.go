@@ -75,7 +75,13 @@ const (
 // metadata announces and tid its tenant ID. Both v1.0 and v2.0 tokens are
 // read, as Config.TokenVersions allows.
 func EntraTenant(tenant string) Authority {
-	return Authority{kind: kindEntraTenant, host: DefaultAuthorityHost, tenant: strings.ToLower(tenant)}
+	a := Authority{kind: kindEntraTenant, host: DefaultAuthorityHost, tenant: strings.ToLower(tenant)}
+	if isGUID(a.tenant) {
+		// The metadata must name this tenant: a host (or proxy) that
+		// serves another tenant's metadata is refused, not trusted.
+		a.tenantID = a.tenant
+	}
+	return a
 }
 
 // EntraMultiTenant is Entra's multi-tenant authority, Organizations or

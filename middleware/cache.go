@@ -217,9 +217,12 @@ func (a *Authenticator) fromCache(ctx context.Context, raw string) (c *claims.Cl
 	}
 	if cur := ent.src.state.Load(); cur != ent.state.Load() {
 		// The source reloaded since: the key must still be published, with
-		// the same material, and the issuer still route to this source.
+		// the same material, still be allowed to sign for the issuer, and
+		// the issuer still route to this source. Otherwise the token goes
+		// through full validation again.
 		k, ok := cur.keys[ent.kid]
-		if !ok || !k.pub.Equal(ent.pub) || !routesTo(a.router.index.Load().lookup(ent.claims.Issuer, ent.claims.TenantID), ent.src) {
+		if !ok || !k.pub.Equal(ent.pub) || !ent.src.keyMaySign(cur, ent.kid, ent.claims.Issuer, tenantOf(cur, ent.claims)) ||
+			!routesTo(a.router.index.Load().lookup(ent.claims.Issuer, ent.claims.TenantID), ent.src) {
 			a.cache.remove(ent)
 			return nil, nil, false
 		}

@@ -1,11 +1,15 @@
 package middleware_test
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -337,5 +341,132 @@ func TestCacheUnderConcurrency(t *testing.T) {
 	}
 	if st := a.Stats().Cache; st.Entries > 8 || st.Hits == 0 || st.Evictions == 0 {
 		t.Errorf("cache %+v", st)
+	}
+}
+
+// rewritingAuthority serves a fake tenant's documents through edit, which
+// may change them between loads: an authority whose metadata or keys
+// change under the same names.
+func rewritingAuthority(t *testing.T, tenant *entratest.Tenant, edit func(path string, doc map[string]any)) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resp, err := http.Get(tenant.Server().URL + r.URL.RequestURI())
+		if err != nil {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		var doc map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		edit(r.URL.Path, doc)
+		if jwks, ok := doc["jwks_uri"].(string); ok {
+			doc["jwks_uri"] = strings.Replace(jwks, tenant.Server().URL, "http://"+r.Host, 1)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(doc)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// reload makes the authenticator load its keys again: a token naming an
+// unknown key, once KeyMissRefreshInterval has passed.
+func reload(t *testing.T, a *middleware.Authenticator, tenant *entratest.Tenant) {
+	t.Helper()
+	before := a.Stats().Sources[0].LastSuccess
+	time.Sleep(1100 * time.Millisecond)
+	_, _ = a.Validate(t.Context(), tenant.AccessToken(entratest.SignedWith(tenant.Server().NewKey())))
+	eventually(t, 3*time.Second, "a reload", func() bool { return a.Stats().Sources[0].LastSuccess.After(before) })
+}
+
+// A cached token whose key the key set now restricts to another tenant is
+// refused like a fresh one.
+func TestCachedTokensFollowTheirKeysIssuer(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	s := tenant.Server()
+	a := newAuth(t, tenant, fast, func(c *middleware.Config) { c.TokenVersions = middleware.TokenV2 })
+	cached := tenant.AccessToken()
+	if _, err := a.Validate(t.Context(), cached); err != nil {
+		t.Fatal(err)
+	}
+	s.PublishKeyFor(s.SigningKey(), entratest.NewGUID())
+	reload(t, a, tenant)
+	if _, err := a.Validate(t.Context(), tenant.AccessToken()); !errors.Is(err, middleware.ErrInvalidIssuer) {
+		t.Fatalf("fresh token: %v, want ErrInvalidIssuer", err)
+	}
+	if _, err := a.Validate(t.Context(), cached); !errors.Is(err, middleware.ErrInvalidIssuer) {
+		t.Errorf("cached token whose key was restricted to another tenant: %v, want ErrInvalidIssuer", err)
+	}
+}
+
+// A cached token whose kid now names other key material, or whose issuer
+// the metadata no longer announces, is refused.
+func TestCachedTokensFollowTheirKeyMaterialAndIssuer(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	other := tenant.Server().NewKey()
+	var swapKey, newIssuer atomic.Bool
+	proxy := rewritingAuthority(t, tenant, func(path string, doc map[string]any) {
+		if strings.HasSuffix(path, "openid-configuration") && newIssuer.Load() {
+			// The same tenant, under another issuer URL.
+			doc["issuer"] = "https://login.example.com/" + tenant.ID + "/v2.0"
+		}
+		if keys, ok := doc["keys"].([]any); ok && swapKey.Load() {
+			for _, k := range keys {
+				m := k.(map[string]any)
+				m["n"] = base64.RawURLEncoding.EncodeToString(other.PublicKey().N.Bytes())
+				delete(m, "x5c")
+				delete(m, "x5t")
+			}
+		}
+	})
+	for name, flag := range map[string]*atomic.Bool{"key material": &swapKey, "issuer": &newIssuer} {
+		t.Run(name, func(t *testing.T) {
+			swapKey.Store(false)
+			newIssuer.Store(false)
+			a := newAuth(t, tenant, fast, func(c *middleware.Config) { c.AuthorityHost = proxy.URL; c.TokenVersions = middleware.TokenV2 })
+			tok := tenant.AccessToken()
+			if _, err := a.Validate(t.Context(), tok); err != nil {
+				t.Fatal(err)
+			}
+			flag.Store(true)
+			reload(t, a, tenant)
+			if _, err := a.Validate(t.Context(), tok); err == nil {
+				t.Errorf("cached token accepted after the %s changed", name)
+			}
+		})
+	}
+}
+
+// A multi-tenant admission answer is not relied on beyond its cache time,
+// for cached tokens too.
+func TestCachedTokensAreReadmitted(t *testing.T) {
+	m := newMultiTenant(t)
+	clk := newClock()
+	var admit atomic.Bool
+	admit.Store(true)
+	var calls atomic.Int64
+	a := m.auth(t, middleware.Organizations, middleware.TenantAdmission{
+		CheckCacheTTL: time.Minute,
+		Check:         func(context.Context, string) (bool, error) { calls.Add(1); return admit.Load(), nil },
+	}, func(c *middleware.Config) { c.Now = clk.now })
+	tok := m.allowed.AccessToken(entratest.Lifetime(2 * time.Hour))
+	for range 3 {
+		if _, err := a.Validate(t.Context(), tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admit.Store(false)
+	clk.advance(30 * time.Second)
+	if _, err := a.Validate(t.Context(), tok); err != nil || calls.Load() != 1 {
+		t.Errorf("within the admission TTL: %v, %d checks; want the cached answer", err, calls.Load())
+	}
+	clk.advance(31 * time.Second)
+	if _, err := a.Validate(t.Context(), tok); !errors.Is(err, middleware.ErrTenantNotAllowed) {
+		t.Errorf("cached token after its tenant's admission expired and was refused: %v, want ErrTenantNotAllowed", err)
+	}
+	if st := a.Stats().Cache; st.Hits < 3 {
+		t.Errorf("cache %+v: the repeated requests were not cache hits", st)
 	}
 }

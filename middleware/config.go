@@ -362,6 +362,14 @@ func (s *settings) checkAuthorities() error {
 			return configError("authority %s is listed twice", a)
 		}
 		seen[a.String()] = true
+		if a.kind == kindEntraMultiTenant {
+			// organizations and common announce the same issuer templates:
+			// which admission rule applied would depend on the list order.
+			if seen["multi|"+a.host] {
+				return configError("EntraMultiTenant(%q) overlaps another multi-tenant authority on %s: they announce the same issuers; list one, with one TenantAdmission", a.tenant, a.host)
+			}
+			seen["multi|"+a.host] = true
+		}
 		s.authorities[i] = a
 	}
 	return nil

@@ -3,6 +3,9 @@ package middleware_test
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -45,6 +48,9 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 		{"External ID tenant not a GUID", middleware.Config{ClientID: cid, Authorities: []middleware.Authority{middleware.ExternalIDTenant("contoso", "contoso")}}, "not a GUID"},
 		{"zero Authority", middleware.Config{ClientID: cid, Authorities: []middleware.Authority{{}}}, "must be built with"},
 		{"authority listed twice", middleware.Config{ClientID: cid, Authorities: []middleware.Authority{middleware.EntraTenant(tid), middleware.EntraTenant(tid)}}, "listed twice"},
+		{"organizations and common together", middleware.Config{ClientID: cid, Authorities: []middleware.Authority{
+			middleware.EntraMultiTenant("organizations", middleware.TenantAdmission{AllowedTenantIDs: []string{tid}}),
+			middleware.EntraMultiTenant("common", middleware.TenantAdmission{AllowAnyTenant: true})}}, "overlaps"},
 		{"External ID with v1 only", middleware.Config{ClientID: cid, TokenVersions: middleware.TokenV1, Authorities: []middleware.Authority{middleware.ExternalIDTenant("contoso", tid)}}, "no token version"},
 	}
 	for _, tc := range tests {
@@ -126,6 +132,70 @@ func TestAppSpecificSigningKeysUseTheAppIDQuery(t *testing.T) {
 	plain := newAuth(t, tenant)
 	if _, err := plain.Validate(t.Context(), v2); !errors.Is(err, middleware.ErrUnknownSigningKey) {
 		t.Errorf("without AppSpecificSigningKeys the app's key is unknown: %v, want ErrUnknownSigningKey", err)
+	}
+}
+
+// A key restricted to one tenant in the v2 key set must not sign another
+// tenant's v1 tokens, though the v1 key set names no issuer for it.
+func TestKeyRestrictionsHoldAcrossKeySets(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	s := tenant.Server()
+	msaKey := s.NewKey()
+	s.PublishKeyFor(msaKey, middleware.PersonalAccountsTenantID)
+	a := newAuth(t, tenant)
+	for name, tok := range map[string]string{
+		"v2": tenant.AccessToken(entratest.SignedWith(msaKey)),
+		"v1": tenant.AccessToken(entratest.V1(), entratest.SignedWith(msaKey)),
+	} {
+		if _, err := a.Validate(t.Context(), tok); !errors.Is(err, middleware.ErrInvalidIssuer) {
+			t.Errorf("%s token signed with a personal-accounts key: %v, want ErrInvalidIssuer", name, err)
+		}
+	}
+	if _, err := a.Validate(t.Context(), tenant.AccessToken(entratest.V1())); err != nil {
+		t.Errorf("v1 token signed with a key for every tenant: %v", err)
+	}
+}
+
+// An API configured for tenant T trusts only metadata that names T: a host
+// (or proxy) serving another tenant's documents is refused, not trusted.
+func TestTenantIDPinsTheMetadata(t *testing.T) {
+	srv := entratest.NewServer()
+	t.Cleanup(srv.Close)
+	clientID := entratest.NewGUID()
+	mine := srv.NewTenant(entratest.WithClientID(clientID))
+	theirs := srv.NewTenant(entratest.WithClientID(clientID))
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, srv.URL+strings.Replace(r.URL.Path, "/"+mine.ID+"/", "/"+theirs.ID+"/", 1), http.StatusFound)
+	}))
+	t.Cleanup(proxy.Close)
+	a := newAuth(t, mine, fast, func(c *middleware.Config) { c.AuthorityHost = proxy.URL })
+	if _, err := a.Validate(t.Context(), theirs.AccessToken()); err == nil {
+		t.Error("an API for one tenant accepted another tenant's token served as its metadata")
+	}
+	if st := a.Stats(); st.LastError == nil || !strings.Contains(st.LastError.Error(), "names tenant "+theirs.ID) {
+		t.Errorf("Stats.LastError = %v, want the metadata naming another tenant", st.LastError)
+	}
+}
+
+// Two authorities announcing one issuer (a tenant named by ID and by
+// domain) make that issuer's tokens ambiguous: refused, and logged.
+func TestAmbiguousAuthoritiesRefuse(t *testing.T) {
+	var logs lockedBuffer
+	tenant := entratest.NewTenant(t)
+	s := tenant.Server()
+	cfg := middleware.Config{ClientID: tenant.ClientID, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Authorities: []middleware.Authority{
+		middleware.EntraTenant(tenant.ID).WithHost(s.URL), middleware.EntraTenant(tenant.Domain).WithHost(s.URL),
+	}}
+	a, err := middleware.New(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if _, err := a.Validate(t.Context(), tenant.AccessToken()); !errors.Is(err, middleware.ErrInvalidIssuer) || !strings.Contains(err.Error(), "ambiguous") {
+		t.Errorf("token of a tenant listed twice: %v, want ErrInvalidIssuer saying the configuration is ambiguous", err)
+	}
+	if !strings.Contains(logs.String(), "two authorities announce the same issuer") {
+		t.Errorf("the ambiguity was not logged:\n%s", logs.String())
 	}
 }
 

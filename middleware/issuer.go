@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,11 +62,17 @@ func (r *router) rebuild() {
 			continue
 		}
 		for _, iss := range st.issuers {
+			list := idx.literal
 			if strings.Contains(iss, tenantPlaceholder) {
-				idx.templates[iss] = append(idx.templates[iss], src)
-			} else {
-				idx.literal[iss] = append(idx.literal[iss], src)
+				list = idx.templates
 			}
+			for _, other := range list[iss] {
+				if other.auth != src.auth {
+					src.s.opsLogger.Error("entragate: two authorities announce the same issuer; tokens of that issuer are refused until the configuration names it once",
+						slog.String("issuer", iss), slog.String("authority", src.auth.String()), slog.String("other", other.auth.String()))
+				}
+			}
+			list[iss] = append(list[iss], src)
 		}
 	}
 	r.index.Store(idx)
@@ -93,7 +100,12 @@ func (r *router) route(ctx context.Context, c *claims.Claims, version string) (*
 	if strings.Contains(c.Issuer, "{") {
 		return nil, nil, newError(ErrInvalidIssuer, "the token's issuer is a template, not an issuer", nil)
 	}
-	candidates := r.index.Load().lookup(c.Issuer, c.TenantID)
+	idx := r.index.Load()
+	candidates := idx.lookup(c.Issuer, c.TenantID)
+	if candidates == nil && len(idx.templates) > 0 && !isGUID(c.TenantID) {
+		// Issuer templates are filled from tid, which must be a tenant ID.
+		return nil, nil, newError(ErrInvalidIssuer, "the token has no valid tid claim (a tenant ID) to check its issuer with", nil)
+	}
 	if candidates == nil {
 		var pending []*source
 		for _, src := range r.byVersion[version] {
@@ -117,6 +129,14 @@ func (r *router) route(ctx context.Context, c *claims.Claims, version string) (*
 				return nil, nil, firstErr
 			}
 			return nil, nil, newError(ErrInvalidIssuer, "the token's issuer is not accepted by this API", nil)
+		}
+	}
+	for _, other := range candidates[1:] {
+		if other.auth != candidates[0].auth {
+			// Two configured authorities announce this issuer (one tenant
+			// named twice, by ID and by domain): which one's rules apply
+			// would depend on the list order, so neither does.
+			return nil, nil, newError(ErrInvalidIssuer, "several of this API's authorities announce the token's issuer; the configuration is ambiguous", nil)
 		}
 	}
 	src := pick(candidates, c, version)
@@ -162,9 +182,7 @@ func (a *authority) checkTenant(st *sourceState, c *claims.Claims) *Error {
 	tid := c.TenantID
 	switch a.kind {
 	case kindEntraMultiTenant:
-		if !isGUID(tid) {
-			return newError(ErrInvalidIssuer, "the token has no valid tid claim", nil)
-		}
+		// The issuer matched the template filled with tid, a tenant ID.
 		return a.admit.personalAccountRule(strings.ToLower(tid))
 	case kindB2C:
 		if tid == "" {

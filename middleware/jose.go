@@ -31,6 +31,11 @@ var b64 = base64.RawURLEncoding.Strict()
 // Key-locating members (jku, x5u, jwk, x5c) are never read: keys come only
 // from the issuer's published key set (RFC 8725 §3.10).
 func splitJWS(raw string) (jws, *Error) {
+	// Go's base64 decoders skip CR and LF even in strict mode: refused
+	// here, a token has one spelling, so one cache entry and one verdict.
+	if strings.IndexByte(raw, '\n') >= 0 || strings.IndexByte(raw, '\r') >= 0 {
+		return jws{}, newError(ErrMalformedToken, "the token is not base64url: it contains a line break", nil)
+	}
 	first := strings.IndexByte(raw, '.')
 	if first < 0 {
 		return jws{}, newError(ErrMalformedToken, "the token is not a JWT (expected three dot-separated parts)", nil)

@@ -160,3 +160,99 @@ func TestErrorTextIsOneLine(t *testing.T) {
 		t.Errorf("Description %q is not safe to quote", e.Description)
 	}
 }
+
+// Go's base64 decoders skip line breaks even in strict mode; a token with
+// one is refused, so a token has one spelling (and one cache entry).
+func TestLineBreaksInTokensAreRefused(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	a := newAuth(t, tenant)
+	tok := tenant.AccessToken()
+	i := strings.LastIndexByte(tok, '.')
+	for _, v := range []string{tok + "\n", tok[:i+10] + "\r\n" + tok[i+10:], tok[:i+20] + "\n" + tok[i+20:], tok[:20] + "\n" + tok[20:]} {
+		if _, err := a.Validate(t.Context(), v); !errors.Is(err, middleware.ErrMalformedToken) {
+			t.Errorf("token with a line break: %v, want ErrMalformedToken", err)
+		}
+		if _, err := a.VerifyIDToken(t.Context(), v, "n"); !errors.Is(err, middleware.ErrMalformedToken) {
+			t.Errorf("ID token with a line break: %v, want ErrMalformedToken", err)
+		}
+	}
+	if _, err := a.Validate(t.Context(), tok); err != nil {
+		t.Fatal(err)
+	}
+	if st := a.Stats().Cache; st.Entries != 1 {
+		t.Errorf("cache holds %d entries for one token", st.Entries)
+	}
+}
+
+// Strict base64url: the unused low bits of the last character must be zero,
+// so a token has one spelling.
+func TestNonCanonicalBase64IsRefused(t *testing.T) {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	tenant := entratest.NewTenant(t)
+	a := newAuth(t, tenant)
+	tok := tenant.AccessToken()
+	last := strings.IndexByte(alphabet, tok[len(tok)-1])
+	bad := tok[:len(tok)-1] + string(alphabet[last|1])
+	if _, err := a.Validate(t.Context(), bad); !errors.Is(err, middleware.ErrMalformedToken) {
+		t.Errorf("signature with non-zero trailing bits: %v, want ErrMalformedToken", err)
+	}
+}
+
+// The Authorization header's fast and slow paths read the same: optional
+// white space is SP and HTAB only.
+func TestAuthorizationHeaderWhiteSpace(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	a := newAuth(t, tenant, func(c *middleware.Config) { c.TokenCacheSize = -1 })
+	h := a.RequireAuth(echoClaims)
+	tok := tenant.AccessToken()
+	code := func(v string) int {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header["Authorization"] = []string{v}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+	for _, tc := range []struct {
+		header string
+		status int
+	}{
+		{"Bearer " + tok, 200},
+		{"Bearer\t" + tok, 200},
+		{"  Bearer  " + tok + " \t", 200},
+		{"Bearer " + tok + "\u00a0", 401},
+		{"Bearer\t" + tok + "\u00a0", 401},
+		{"\u00a0Bearer " + tok, 401},
+		{"Bearer " + tok + "\u2003", 401},
+	} {
+		if got := code(tc.header); got != tc.status {
+			t.Errorf("%q...: %d, want %d", tc.header[:10], got, tc.status)
+		}
+	}
+}
+
+// The rules whose refusals another rule would also cause still say what
+// they found.
+func TestPreciseDescriptions(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	a := newAuth(t, tenant)
+	for _, tc := range []struct {
+		name, token, says string
+	}{
+		{"no exp, nbf or iat", tenant.AccessToken(entratest.WithoutClaim("exp", "nbf", "iat")), "no exp claim"},
+		{"issuer template", tenant.AccessToken(entratest.Issuer(tenant.Server().URL + "/{tenantid}/v2.0")), "is a template"},
+		{"no tid", tenant.AccessToken(entratest.WithoutClaim("tid")), "has no tid claim"},
+	} {
+		_, err := a.Validate(t.Context(), tc.token)
+		var e *middleware.Error
+		if !errors.As(err, &e) || !strings.Contains(e.Description, tc.says) {
+			t.Errorf("%s: %v, want a description saying %q", tc.name, err, tc.says)
+		}
+	}
+	m := newMultiTenant(t)
+	multi := m.auth(t, middleware.Organizations, middleware.TenantAdmission{AllowAnyTenant: true})
+	_, err := multi.Validate(t.Context(), m.allowed.AccessToken(entratest.Claim("tid", "contoso"), entratest.Issuer(m.srv.URL+"/contoso/v2.0")))
+	var e *middleware.Error
+	if !errors.As(err, &e) || !strings.Contains(e.Description, "no valid tid") {
+		t.Errorf("multi-tenant token with a tid that is not a GUID: %v", err)
+	}
+}

@@ -31,8 +31,8 @@ import (
 //     KeyMissRefreshInterval (at least 1 s): the fetch rate stays bounded
 //     whatever the configuration and the traffic.
 //   - A token whose key ID is not in the current set first has to pass every
-//     claim check, so only a token that would otherwise be accepted can cost
-//     a fetch. Then, if no load started in the last KeyMissRefreshInterval
+//     claim check, so junk never costs a fetch (those claims are not
+//     verified yet: the interval is what bounds forged ones). Then, if no load started in the last KeyMissRefreshInterval
 //     (default 5 s), one starts and the request waits for it (all requests
 //     arriving meanwhile share it). Otherwise the key set is younger than the
 //     interval: the request is refused at once as signed with an unknown key
@@ -396,10 +396,31 @@ func (src *source) verificationKey(ctx context.Context, st *sourceState, kid, is
 	if !ok {
 		return nil, nil, newError(ErrUnknownSigningKey, "", fmt.Errorf("key %q is %T, not RSA", kid, key))
 	}
-	if keyIss := st.keys[kid].issuer; keyIss != "" && !keyIssuerAllows(keyIss, iss, tid, st.metadataIssuer) {
+	if !src.keyMaySign(st, kid, iss, tid) {
 		return nil, nil, newError(ErrInvalidIssuer, "the token's signing key is not valid for its issuer", nil)
 	}
 	return pub, st, nil
+}
+
+// keyMaySign applies Entra's per-key issuer rule to key kid of state st.
+// A key set that names no issuer for the key (Entra's v1 key sets name
+// none) defers to another metadata document of the same authority that
+// does: a key Entra restricts to one tenant in its v2 key set must not
+// sign another tenant's v1 tokens.
+func (src *source) keyMaySign(st *sourceState, kid, iss, tid string) bool {
+	if keyIss := st.keys[kid].issuer; keyIss != "" {
+		return keyIssuerAllows(keyIss, iss, tid, st.metadataIssuer)
+	}
+	for _, sibling := range src.auth.sources {
+		other := sibling.state.Load()
+		if sibling == src || other == nil {
+			continue
+		}
+		if keyIss := other.keys[kid].issuer; keyIss != "" {
+			return keyIssuerAllows(keyIss, iss, tid, other.metadataIssuer)
+		}
+	}
+	return true
 }
 
 // lookupToken is what keyfunc reads to find a key: the header's kid and alg.

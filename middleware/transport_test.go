@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -186,5 +187,50 @@ func TestRedirectsToAllowedLocationsAreFollowed(t *testing.T) {
 				t.Errorf("after a loopback redirect: %v", err)
 			}
 		})
+	}
+}
+
+// recordingTransport remembers every URL it is asked for, and answers
+// what its inner transport answers.
+type recordingTransport struct {
+	mu   sync.Mutex
+	urls []string
+	next http.RoundTripper
+}
+
+func (rt *recordingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	rt.mu.Lock()
+	rt.urls = append(rt.urls, r.URL.String())
+	rt.mu.Unlock()
+	return rt.next.RoundTrip(r)
+}
+
+// A jwks_uri over plain http to a non-loopback host is refused before any
+// request is made to it.
+func TestPlainHTTPKeySetIsNeverRequested(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	meta := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"issuer":"` + tenant.IssuerV2() + `","jwks_uri":"http://keys.example.com/discovery/v2.0/keys"}`))
+	}))
+	t.Cleanup(meta.Close)
+	rt := &recordingTransport{next: http.DefaultTransport}
+	a := newAuth(t, tenant, fast, func(c *middleware.Config) {
+		c.AuthorityHost = meta.URL
+		c.HTTPClient = &http.Client{Transport: rt}
+		c.TokenVersions = middleware.TokenV2
+	})
+	if _, err := a.Validate(t.Context(), tenant.AccessToken()); !errors.Is(err, middleware.ErrKeysUnavailable) {
+		t.Errorf("Validate: %v, want ErrKeysUnavailable", err)
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	for _, u := range rt.urls {
+		if strings.Contains(u, "keys.example.com") {
+			t.Errorf("requested %s", u)
+		}
+	}
+	if st := a.Stats(); st.LastError == nil || !strings.Contains(st.LastError.Error(), "jwks_uri") {
+		t.Errorf("Stats.LastError = %v, want the refused jwks_uri", st.LastError)
 	}
 }
