@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -32,27 +31,17 @@ const maxNumericDate = 253402300799
 //   - scp is one space-separated string; roles, groups and wids are arrays
 //     of strings.
 //
+// Claim names match exactly ("AUD" is not aud, whatever encoding/json
+// would do), and a payload naming a claim twice is refused (RFC 7519 §4).
 // Parse checks types only. Whether the token is valid is the middleware's
 // decision, which also verifies its signature.
 func Parse(raw []byte) (*Claims, error) {
 	if trimmed := bytes.TrimSpace(raw); len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, fmt.Errorf("%w: payload is not a JSON object", ErrMalformed)
 	}
-	src := raw
-	if hasFoldedClaimName(raw) {
-		// encoding/json matches member names case-insensitively, so "AUD"
-		// or "Scp" would be read as aud or scp, and the token would mean
-		// one thing to us and another to every other parser. Decode from
-		// the members whose names match exactly.
-		exact, err := exactClaims(raw)
-		if err != nil {
-			return nil, err
-		}
-		src = exact
-	}
 	var w wireClaims
-	if err := json.Unmarshal(src, &w); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, describeJSONError(err))
+	if err := decodeWire(raw, &w); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	// One allocation for the claims and the payload they keep.
 	alloc := &struct {
@@ -206,17 +195,17 @@ func (a *audience) UnmarshalJSON(b []byte) error {
 		*a = audience{s}
 		return nil
 	}
-	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
+	switch {
+	case len(b) > 0 && b[0] == '"':
+		s, err := jsonString(b)
+		if err != nil {
 			return err
 		}
 		*a = audience{s}
 		return nil
-	}
-	if len(b) > 0 && b[0] == '[' {
+	case len(b) > 0 && b[0] == '[' && json.Valid(b):
 		var list []string
-		if err := json.Unmarshal(b, &list); err != nil {
+		if err := setStrings(&list, b); err != nil {
 			return err
 		}
 		*a = list
@@ -269,100 +258,4 @@ func parseNumericDate(b []byte) (time.Time, error) {
 		return time.Time{}, errors.New("NumericDate must be an integer between 0 and year 9999")
 	}
 	return time.Unix(v, 0).UTC(), nil
-}
-
-// describeJSONError names the offending claim without echoing token content.
-func describeJSONError(err error) string {
-	var typeErr *json.UnmarshalTypeError
-	if errors.As(err, &typeErr) && typeErr.Field != "" {
-		return fmt.Sprintf("claim %q has the wrong JSON type", typeErr.Field)
-	}
-	var syntaxErr *json.SyntaxError
-	if errors.As(err, &syntaxErr) {
-		return "payload is not valid JSON"
-	}
-	return strings.TrimPrefix(err.Error(), "json: ")
-}
-
-// claimNames are the JSON names wireClaims reads.
-var claimNames = func() []string {
-	t := reflect.TypeFor[wireClaims]()
-	names := make([]string, t.NumField())
-	for i := range names {
-		names[i], _, _ = strings.Cut(t.Field(i).Tag.Get("json"), ",")
-	}
-	return names
-}()
-
-// hasFoldedClaimName reports whether a top-level member name of the JSON
-// object b is not exactly one of claimNames but encoding/json would still
-// match it to one (a case or Unicode-folding variant), or is written with
-// escapes. For invalid JSON the answer does not matter: decoding fails. Entra's names are lower-case ASCII, so the
-// usual token costs one pass over its bytes.
-func hasFoldedClaimName(b []byte) bool {
-	depth := 0
-	expectKey := false
-	for i := 0; i < len(b); i++ {
-		switch b[i] {
-		case '"':
-			j, escaped := i+1, false
-			for j < len(b) && b[j] != '"' {
-				if b[j] == '\\' {
-					escaped = true
-					j++
-				}
-				j++
-			}
-			if depth == 1 && expectKey {
-				if escaped || foldsToClaimName(b[i+1:j]) {
-					return true
-				}
-				expectKey = false
-			}
-			i = j
-		case '{', '[':
-			depth++
-			expectKey = depth == 1
-		case '}', ']':
-			depth--
-		case ',':
-			expectKey = depth == 1
-		}
-	}
-	return false
-}
-
-func foldsToClaimName(key []byte) bool {
-	plain := true
-	for _, c := range key {
-		if c >= 'A' && c <= 'Z' || c >= 0x80 {
-			plain = false
-			break
-		}
-	}
-	if plain {
-		return false // lower-case ASCII matches only itself
-	}
-	for _, name := range claimNames {
-		if bytes.EqualFold(key, []byte(name)) {
-			return true
-		}
-	}
-	return false
-}
-
-// exactClaims re-encodes the members of b whose names are exactly claim
-// names, so that a struct decode cannot pick up folded variants.
-func exactClaims(b []byte) ([]byte, error) {
-	var members map[string]json.RawMessage
-	if err := json.Unmarshal(b, &members); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, describeJSONError(err))
-	}
-	exact := make(map[string]json.RawMessage, len(claimNames))
-	for _, name := range claimNames {
-		if v, ok := members[name]; ok {
-			exact[name] = v
-		}
-	}
-	return json.Marshal(exact)
 }

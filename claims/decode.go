@@ -1,0 +1,348 @@
+package claims
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// decodeWire reads a token payload into w in one pass over its members,
+// the claims Parse knows by their exact names, the others skipped. Values
+// are read with encoding/json's rules for w's field types (a string, or
+// null for no value; arrays of strings; integers; booleans), which a test
+// checks against encoding/json itself; names, unlike encoding/json's, are
+// matched exactly: "AUD" or "Scp" are other claims, as for every other JWT
+// parser.
+//
+// A payload that names a claim twice is refused: RFC 7519 §4 requires
+// claim names to be unique, and two parsers that keep different
+// duplicates would read one token two ways.
+func decodeWire(b []byte, w *wireClaims) error {
+	if !json.Valid(b) {
+		return errors.New("payload is not valid JSON")
+	}
+	// b is valid JSON from here on, so the scanner can be simple.
+	i := skipSpace(b, 0)
+	if b[i] != '{' {
+		return errors.New("payload is not a JSON object")
+	}
+	i = skipSpace(b, i+1)
+	var names nameSet
+	for b[i] != '}' {
+		end := skipValue(b, i)
+		name, err := memberName(b[i:end])
+		if err != nil {
+			return err
+		}
+		if !names.add(name) {
+			return fmt.Errorf("claim %q appears twice", name)
+		}
+		i = skipSpace(b, skipSpace(b, end)+1) // past the colon
+		end = skipValue(b, i)
+		if err := w.set(name, b[i:end]); err != nil {
+			return err
+		}
+		i = skipSpace(b, end)
+		if b[i] == ',' {
+			i = skipSpace(b, i+1)
+		}
+	}
+	return nil
+}
+
+// set stores the value v (a JSON value) of claim name, if w has a field
+// for it.
+func (w *wireClaims) set(name, v []byte) error {
+	var err error
+	switch string(name) {
+	case "ver":
+		err = setString(&w.Ver, v)
+	case "iss":
+		err = setString(&w.Iss, v)
+	case "aud":
+		if err = w.Aud.UnmarshalJSON(v); err != nil && !errors.Is(err, errWrongType) {
+			return fmt.Errorf("claim \"aud\": %w", err)
+		}
+	case "tid":
+		err = setString(&w.Tid, v)
+	case "oid":
+		err = setString(&w.Oid, v)
+	case "sub":
+		err = setString(&w.Sub, v)
+	case "name":
+		err = setString(&w.Name, v)
+	case "preferred_username":
+		err = setString(&w.PreferredUsername, v)
+	case "upn":
+		err = setString(&w.Upn, v)
+	case "unique_name":
+		err = setString(&w.UniqueName, v)
+	case "azp":
+		err = setString(&w.Azp, v)
+	case "azpacr":
+		err = setString(&w.Azpacr, v)
+	case "appid":
+		err = setString(&w.Appid, v)
+	case "appidacr":
+		err = setString(&w.Appidacr, v)
+	case "scp":
+		err = setString(&w.Scp, v)
+	case "idtyp":
+		err = setString(&w.Idtyp, v)
+	case "idp":
+		err = setString(&w.Idp, v)
+	case "uti":
+		err = setString(&w.Uti, v)
+	case "tfp":
+		err = setString(&w.Tfp, v)
+	case "acr":
+		err = setString(&w.Acr, v)
+	case "email":
+		err = setString(&w.Email, v)
+	case "sid":
+		err = setString(&w.Sid, v)
+	case "login_hint":
+		err = setString(&w.LoginHint, v)
+	case "roles":
+		err = setStrings(&w.Roles, v)
+	case "groups":
+		err = setStrings(&w.Groups, v)
+	case "wids":
+		err = setStrings(&w.Wids, v)
+	case "xms_cc":
+		err = setStrings(&w.XmsCc, v)
+	case "hasgroups":
+		switch string(v) {
+		case "true", "false":
+			w.HasGroups = string(v) == "true"
+		case "null":
+		default:
+			err = errWrongType
+		}
+	case "acct":
+		err = setInt(&w.Acct, v)
+	case "_claim_names":
+		err = setClaimNames(w, v)
+	case "nonce":
+		w.Nonce = v
+	case "at_hash":
+		w.AtHash = v
+	case "c_hash":
+		w.CHash = v
+	case "iat":
+		return w.Iat.UnmarshalJSON(v)
+	case "nbf":
+		return w.Nbf.UnmarshalJSON(v)
+	case "exp":
+		return w.Exp.UnmarshalJSON(v)
+	case "auth_time":
+		return w.AuthTime.UnmarshalJSON(v)
+	default:
+		return nil
+	}
+	if errors.Is(err, errWrongType) {
+		return fmt.Errorf("claim %q has the wrong JSON type", name)
+	}
+	return err
+}
+
+var errWrongType = errors.New("wrong JSON type")
+
+// setString reads a JSON string; null leaves the field alone.
+func setString(dst *string, v []byte) error {
+	switch v[0] {
+	case '"':
+		s, err := jsonString(v)
+		*dst = s
+		return err
+	case 'n':
+		return nil
+	}
+	return errWrongType
+}
+
+// setStrings reads an array of strings (a null element is ""); null is
+// no array.
+func setStrings(dst *[]string, v []byte) error {
+	switch v[0] {
+	case 'n':
+		*dst = nil
+		return nil
+	case '[':
+	default:
+		return errWrongType
+	}
+	out := []string{}
+	i := skipSpace(v, 1)
+	for v[i] != ']' {
+		end := skipValue(v, i)
+		var s string
+		if err := setString(&s, v[i:end]); err != nil {
+			return err
+		}
+		out = append(out, s)
+		i = skipSpace(v, end)
+		if v[i] == ',' {
+			i = skipSpace(v, i+1)
+		}
+	}
+	*dst = out
+	return nil
+}
+
+// setInt reads an integer that fits an int; null is no value.
+func setInt(dst **int, v []byte) error {
+	if string(v) == "null" {
+		*dst = nil
+		return nil
+	}
+	n, err := strconv.ParseInt(string(v), 10, strconv.IntSize)
+	if err != nil {
+		return errWrongType
+	}
+	i := int(n)
+	*dst = &i
+	return nil
+}
+
+// setClaimNames notes whether _claim_names names a source for groups (the
+// group overage of v1 tokens). It must be an object of strings.
+func setClaimNames(w *wireClaims, v []byte) error {
+	switch v[0] {
+	case 'n':
+		w.ClaimNames = nil
+		return nil
+	case '{':
+	default:
+		return errWrongType
+	}
+	names := map[string]string{}
+	i := skipSpace(v, 1)
+	for v[i] != '}' {
+		end := skipValue(v, i)
+		key, err := jsonString(v[i:end])
+		if err != nil {
+			return err
+		}
+		i = skipSpace(v, skipSpace(v, end)+1)
+		end = skipValue(v, i)
+		var s string
+		if err := setString(&s, v[i:end]); err != nil {
+			return err
+		}
+		names[key] = s
+		i = skipSpace(v, end)
+		if v[i] == ',' {
+			i = skipSpace(v, i+1)
+		}
+	}
+	w.ClaimNames = names
+	return nil
+}
+
+// memberName returns a member name's text: the literal's own bytes when it
+// holds no escape and is valid UTF-8 (no copy), else encoding/json's
+// decoding of it, so that "\u0061ud" names aud, as for any JSON parser.
+func memberName(lit []byte) ([]byte, error) {
+	inner := lit[1 : len(lit)-1]
+	plain := true
+	for _, c := range inner {
+		if c == '\\' || c >= 0x80 {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return inner, nil
+	}
+	s, err := jsonString(lit)
+	return []byte(s), err
+}
+
+// jsonString decodes a JSON string literal as encoding/json does: plain
+// ones directly, the others (escapes, invalid UTF-8) by encoding/json.
+func jsonString(lit []byte) (string, error) {
+	if s, ok := plainString(lit); ok {
+		return s, nil
+	}
+	var s string
+	if err := json.Unmarshal(lit, &s); err != nil {
+		return "", errWrongType
+	}
+	return s, nil
+}
+
+// nameSet remembers the member names seen, without allocating for the
+// usual token.
+type nameSet struct {
+	small [48][]byte
+	n     int
+	more  map[string]bool
+}
+
+func (s *nameSet) add(name []byte) bool {
+	for _, seen := range s.small[:s.n] {
+		if string(seen) == string(name) {
+			return false
+		}
+	}
+	if s.more[string(name)] {
+		return false
+	}
+	if s.n < len(s.small) {
+		s.small[s.n] = name
+		s.n++
+		return true
+	}
+	if s.more == nil {
+		s.more = map[string]bool{}
+	}
+	s.more[string(name)] = true
+	return true
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipValue returns the index just past the JSON value starting at b[i].
+// b must be valid JSON.
+func skipValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		for j := i + 1; j < len(b); j++ {
+			switch b[j] {
+			case '\\':
+				j++
+			case '"':
+				return j + 1
+			}
+		}
+		return len(b)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				j = skipValue(b, j) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return len(b)
+	}
+	j := i
+	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\t' && b[j] != '\n' && b[j] != '\r' {
+		j++
+	}
+	return j
+}
