@@ -23,6 +23,11 @@ import (
 // be an access token (no scp). An ID token never passes RequireAuth or
 // Validate, and an access token never passes VerifyIDToken.
 //
+// Verify the ID token of a sign-in, once, when the app receives it: the
+// ID tokens Entra returns later, with refreshed tokens, carry no nonce and
+// are refused. OpenID Connect requires iat and sub; a token without them
+// is refused too.
+//
 // Config.Audiences, Scopes and Roles do not apply to ID tokens;
 // DenyGuestUsers does. Every error is an *Error; the reasons specific to ID
 // tokens are ErrInvalidNonce and ErrNotIDToken.
@@ -69,8 +74,13 @@ func (a *Authenticator) checkIDClaims(c *claims.Claims, nonce string) *Error {
 	if e := a.checkTimes(c, a.s.now()); e != nil {
 		return e
 	}
-	if len(c.Scopes) > 0 {
+	switch {
+	case len(c.Scopes) > 0:
 		return newError(ErrNotIDToken, "the token carries scp: it is an access token, not an ID token", nil)
+	case c.IssuedAt.IsZero():
+		return newError(ErrMalformedToken, "the ID token has no iat claim, which OpenID Connect requires", nil)
+	case c.Subject == "":
+		return newError(ErrNotIDToken, "the token has no sub claim, which every ID token carries", nil)
 	}
 	forApp := false
 	for _, aud := range c.Audience {

@@ -64,6 +64,8 @@ func TestVerifyIDToken(t *testing.T) {
 		{"alg HS256", id(entratest.Header("alg", "HS256")), nonce, middleware.ErrUnsupportedAlgorithm},
 		{"Graph nonce header", id(entratest.Header("nonce", "x")), nonce, middleware.ErrGraphToken},
 		{"not a JWT", "a.b", nonce, middleware.ErrMalformedToken},
+		{"no iat", id(entratest.WithoutClaim("iat")), nonce, middleware.ErrMalformedToken},
+		{"no sub", id(entratest.WithoutClaim("sub")), nonce, middleware.ErrNotIDToken},
 	}
 	for _, tc := range refused {
 		if _, err := a.VerifyIDToken(t.Context(), tc.token, tc.nonce); !errors.Is(err, tc.reason) {

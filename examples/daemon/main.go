@@ -92,7 +92,7 @@ func configure(ctx context.Context) (config, *offline.Stack, error) {
 		client: &http.Client{Timeout: 30 * time.Second}, instanceDiscovery: true,
 	}
 	if cfg.tenantID == "" && cfg.clientID == "" {
-		off, err := offline.Start(ctx, "")
+		off, err := offline.Start(ctx)
 		if err != nil {
 			return cfg, nil, err
 		}

@@ -161,7 +161,7 @@ func configure(ctx context.Context, base string) (Config, *offline.Stack, error)
 // them.
 func offlineConfig(ctx context.Context, cfg Config, base string) (Config, *offline.Stack, error) {
 	cfg.RedirectURI = base + "/get_token"
-	off, err := offline.Start(ctx, cfg.RedirectURI)
+	off, err := offline.Start(ctx, cfg.RedirectURI, cfg.HomeURL)
 	if err != nil {
 		return cfg, nil, err
 	}

@@ -110,7 +110,10 @@ func (a *App) Handler() http.Handler {
 	// The sign-out form redirects to Entra's logout page: browsers apply
 	// form-action to where a form's answer redirects, too.
 	entra, _ := url.Parse(a.cfg.BrowserURL(a.cfg.AuthorityHost))
-	return securityHeaders(mux, entra.Scheme+"://"+entra.Host)
+	// Cross-site POSTs (a page elsewhere signing the user out) are refused:
+	// SameSite=Lax keeps the cookie from them, but not the answer's
+	// cookie-clearing and redirect.
+	return securityHeaders(http.NewCrossOriginProtection().Handler(mux), entra.Scheme+"://"+entra.Host)
 }
 
 // securityHeaders keeps pages out of caches and frames, and lets forms
@@ -130,6 +133,14 @@ func securityHeaders(next http.Handler, entra string) http.Handler {
 
 func (a *App) home(w http.ResponseWriter, r *http.Request) {
 	s := a.sessions.load(r)
+	if s.signedIn() {
+		// The tokens live in this process's MSAL cache: after a restart
+		// the session's account is gone, and so is the sign-in.
+		if acct, err := a.msal.Account(r.Context(), s.AccountID); err != nil || acct.HomeAccountID == "" {
+			a.sessions.clear(w)
+			s = &session{}
+		}
+	}
 	render(w, http.StatusOK, homePage, pageData{Session: s})
 }
 
@@ -307,7 +318,8 @@ func (a *App) logout(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a.sessions.clear(w)
-	logout := a.cfg.AuthorityHost + "/" + a.cfg.TenantID + "/oauth2/v2.0/logout?post_logout_redirect_uri=" + url.QueryEscape(a.cfg.HomeURL)
+	logout := a.cfg.AuthorityHost + "/" + a.cfg.TenantID + "/oauth2/v2.0/logout?" +
+		url.Values{"post_logout_redirect_uri": {a.cfg.HomeURL}, "client_id": {a.cfg.ClientID}}.Encode()
 	http.Redirect(w, r, a.cfg.BrowserURL(logout), http.StatusSeeOther)
 }
 

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
@@ -247,11 +250,104 @@ func TestSessionCookie(t *testing.T) {
 	if strings.Contains(c.Value, "eyJ") || strings.Contains(c.Value, "state") {
 		t.Errorf("cookie is not sealed: %s", c.Value)
 	}
-	// A tampered cookie is an empty session.
-	m, _ := newSessions(make([]byte, 32))
+	// The app's own key opens it; a tampered one is an empty session.
+	open := func(value string) *session {
+		req, _ := http.NewRequest(http.MethodGet, "/", nil)
+		req.AddCookie(&http.Cookie{Name: cookieName, Value: value})
+		return s.app.sessions.load(req)
+	}
+	if got := open(c.Value); got.State == "" || got.Nonce == "" || got.Verifier == "" {
+		t.Fatalf("the app cannot open its own cookie: %+v", got)
+	}
+	sealed, _ := base64.RawURLEncoding.DecodeString(c.Value)
+	for i := range []int{0, len(sealed) / 2, len(sealed) - 1} {
+		tampered := append([]byte(nil), sealed...)
+		tampered[[]int{0, len(sealed) / 2, len(sealed) - 1}[i]] ^= 1
+		if got := open(base64.RawURLEncoding.EncodeToString(tampered)); got.State != "" {
+			t.Errorf("a cookie with byte %d flipped opened: %+v", i, got)
+		}
+	}
+}
+
+// The sign-in request carries state, nonce and a PKCE S256 challenge, and
+// the secrets behind them stay in the sealed cookie.
+func TestSignInRequestBindsStateNonceAndPKCE(t *testing.T) {
+	s := startOffline(t)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Get(s.URL + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	u, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
 	req, _ := http.NewRequest(http.MethodGet, "/", nil)
-	req.AddCookie(&http.Cookie{Name: cookieName, Value: c.Value[:len(c.Value)-2] + "AA"})
-	if got := m.load(req); got.signedIn() || got.State != "" {
-		t.Errorf("tampered cookie opened: %+v", got)
+	for _, c := range resp.Cookies() {
+		req.AddCookie(c)
+	}
+	sess := s.app.sessions.load(req)
+	sum := sha256.Sum256([]byte(sess.Verifier))
+	switch {
+	case q.Get("state") == "" || q.Get("state") != sess.State:
+		t.Errorf("state %q, session %q", q.Get("state"), sess.State)
+	case q.Get("nonce") == "" || q.Get("nonce") != sess.Nonce:
+		t.Errorf("nonce %q, session %q", q.Get("nonce"), sess.Nonce)
+	case q.Get("code_challenge_method") != "S256" || q.Get("code_challenge") != base64.RawURLEncoding.EncodeToString(sum[:]):
+		t.Errorf("PKCE: %s %s", q.Get("code_challenge_method"), q.Get("code_challenge"))
+	case strings.Contains(u.String(), sess.Verifier):
+		t.Error("the PKCE verifier is in the URL")
+	}
+	if !strings.HasPrefix(u.String(), s.offline.Tenant.Server().PlainURL()) {
+		t.Errorf("the browser is sent to %s, want the fake tenant's plain-http port", u)
+	}
+}
+
+// After the app restarts (same session key), the cookie opens but the
+// tokens are gone: the app says the user is signed out, not signed in.
+func TestRestartSignsUsersOut(t *testing.T) {
+	s := startOffline(t)
+	u := newUser(t, s)
+	if status, body := u.signIn(s, 0, func(string) bool { return true }); status != 200 || !strings.Contains(body, "Hello, Ada") {
+		t.Fatalf("sign-in: %d", status)
+	}
+	// A new MSAL client: what a restart leaves.
+	fresh, err := New(context.Background(), s.app.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	fresh.sessions = s.app.sessions
+	h := fresh.Handler()
+	for _, path := range []string{"/", "/profile", "/call-api"} {
+		req, _ := http.NewRequest(http.MethodGet, s.URL+path, nil)
+		base, _ := url.Parse(s.URL)
+		for _, c := range u.client.Jar.Cookies(base) {
+			req.AddCookie(c)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if strings.Contains(rec.Body.String(), "Signed in as") || (path != "/" && rec.Code != http.StatusFound) {
+			t.Errorf("%s after a restart: %d\n%s", path, rec.Code, rec.Body.String())
+		}
+	}
+}
+
+// A page on another site cannot sign the user out.
+func TestCrossSiteSignOutIsRefused(t *testing.T) {
+	s := startOffline(t)
+	u := newUser(t, s)
+	u.signIn(s, 0, func(string) bool { return true })
+	req, _ := http.NewRequest(http.MethodPost, s.URL+"/logout", nil)
+	req.Header.Set("Origin", "http://evil.example")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	status, _ := u.do(req)
+	if status != http.StatusForbidden {
+		t.Errorf("cross-site sign-out: %d, want 403", status)
+	}
+	if _, body := u.get(s.URL + "/"); !strings.Contains(body, "Signed in as") {
+		t.Error("the user was signed out by another site")
 	}
 }

@@ -54,7 +54,11 @@ func (s *Server) authorizeRequest(w http.ResponseWriter, r *http.Request, t *Ten
 	}
 	req := &authRequest{
 		id: opaque(24), tenant: t, app: app, redirectURI: redirect, state: q.Get("state"), nonce: q.Get("nonce"),
-		loginHint: q.Get("login_hint"), challenge: q.Get("code_challenge"), prompt: q.Get("prompt"), created: time.Now(),
+		loginHint: q.Get("login_hint"), challenge: q.Get("code_challenge"), method: q.Get("code_challenge_method"),
+		prompt: q.Get("prompt"), responseMode: q.Get("response_mode"), created: time.Now(),
+	}
+	if req.challenge != "" && req.method == "" {
+		req.method = "plain" // RFC 7636 §4.3
 	}
 	fail := func(code, description string) (*authRequest, bool) {
 		redirectError(w, r, req, code, description)
@@ -63,14 +67,19 @@ func (s *Server) authorizeRequest(w http.ResponseWriter, r *http.Request, t *Ten
 	switch {
 	case q.Get("response_type") != "code":
 		return fail("unsupported_response_type", "AADSTS700054: response_type '"+q.Get("response_type")+"' is not enabled for the application; use code.")
-	case q.Get("response_mode") != "" && q.Get("response_mode") != "query":
-		return fail("invalid_request", "AADSTS900144: This fake tenant supports response_mode=query only.")
+	case !slices.Contains([]string{"", "query", "fragment", "form_post"}, req.responseMode):
+		req.responseMode = ""
+		return fail("invalid_request", "AADSTS900144: Invalid response_mode '"+q.Get("response_mode")+"'.")
 	case !slices.Contains([]string{"", "login", "consent", "select_account", "none"}, req.prompt):
 		return fail("invalid_request", "AADSTS90023: Invalid prompt value '"+req.prompt+"'.")
-	case req.challenge != "" && q.Get("code_challenge_method") != "S256":
-		return fail("invalid_request", "AADSTS501491: Invalid code_challenge_method: only S256 is supported.")
-	case req.challenge == "" && q.Get("code_challenge_method") != "":
+	case req.challenge != "" && req.method != "S256" && req.method != "plain":
+		return fail("invalid_request", "AADSTS501491: Invalid code_challenge_method '"+req.method+"': use S256.")
+	case req.challenge == "" && req.method != "":
 		return fail("invalid_request", "AADSTS501481: The code_challenge is missing.")
+	case req.challenge != "" && !pkceSyntax(req.challenge):
+		return fail("invalid_request", "AADSTS501491: The code_challenge is malformed: 43 to 128 characters of A-Z a-z 0-9 - . _ ~.")
+	case req.challenge == "" && app.Public:
+		return fail("invalid_request", "AADSTS9002325: Proof Key for Code Exchange is required for public clients.")
 	case q.Get("scope") == "":
 		return fail("invalid_request", "AADSTS900144: The request body must contain the following parameter: 'scope'.")
 	}
@@ -78,7 +87,7 @@ func (s *Server) authorizeRequest(w http.ResponseWriter, r *http.Request, t *Ten
 	if problem != "" {
 		return fail("invalid_scope", problem)
 	}
-	req.scopes = scopes
+	req.scopes = t.expandDefault(app, scopes)
 	return req, true
 }
 
@@ -159,7 +168,7 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, req *authRequ
 	if req.state != "" {
 		q.Set("state", req.state)
 	}
-	http.Redirect(w, r, withQuery(req.redirectURI, q), http.StatusFound)
+	respond(w, r, req, q)
 }
 
 func describeScope(sc scope) string {
@@ -224,31 +233,23 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, t *Tenant) {
 		s.oauth.mu.Unlock()
 	}
 	http.SetCookie(w, &http.Cookie{Name: ssoCookie(t), Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
-	next := r.URL.Query().Get("post_logout_redirect_uri")
-	if next != "" && s.registeredRedirect(t, next) {
+	q := r.URL.Query()
+	next := q.Get("post_logout_redirect_uri")
+	if next != "" && s.registeredRedirect(t, q.Get("client_id"), next) {
 		http.Redirect(w, r, next, http.StatusFound)
 		return
 	}
 	page(w, http.StatusOK, signedOutPage, signInData{Tenant: t})
 }
 
-// registeredRedirect reports whether u is one of an app's redirect URIs,
-// or on the same origin as one.
-func (s *Server) registeredRedirect(t *Tenant, u string) bool {
-	target, err := url.Parse(u)
-	if err != nil {
-		return false
-	}
+// registeredRedirect reports whether u is exactly one of the redirect URIs
+// of the app named by clientID (of any of the tenant's apps without one).
+func (s *Server) registeredRedirect(t *Tenant, clientID, u string) bool {
 	s.oauth.mu.Lock()
 	defer s.oauth.mu.Unlock()
 	for key, app := range s.oauth.apps {
-		if !strings.HasPrefix(key, t.ID+"|") {
-			continue
-		}
-		for _, ru := range app.RedirectURIs {
-			if r, err := url.Parse(ru); err == nil && r.Scheme == target.Scheme && r.Host == target.Host {
-				return true
-			}
+		if strings.HasPrefix(key, t.ID+"|") && (clientID == "" || strings.EqualFold(clientID, app.ClientID)) && slices.Contains(app.RedirectURIs, u) {
+			return true
 		}
 	}
 	return false
@@ -326,6 +327,19 @@ var errorPage = template.Must(template.New("error").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Sign in error</title>` + pageStyle + `</head>
 <body><main><h1>Sorry, but we're having trouble signing you in.</h1>
 <p id="error" data-code="{{.Code}}">{{.Message}}</p></main></body></html>`))
+
+type formPostData struct {
+	Action string
+	Params url.Values
+}
+
+// formPostPage answers response_mode=form_post: a form the browser posts
+// to the redirect URI.
+var formPostPage = template.Must(template.New("formpost").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Working...</title></head>
+<body onload="document.forms[0].submit()"><form method="post" action="{{.Action}}">
+{{range $k, $vs := .Params}}{{range $vs}}<input type="hidden" name="{{$k}}" value="{{.}}">{{end}}{{end}}
+<noscript><button type="submit">Continue</button></noscript></form></body></html>`))
 
 var signedOutPage = template.Must(template.New("signedout").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Signed out</title>` + pageStyle + `</head>

@@ -60,9 +60,17 @@ type App struct {
 	// Secret is its client secret; the token endpoint refuses other
 	// secrets.
 	Secret string
-	// RedirectURIs are where authorization codes may be sent, compared
-	// exactly.
+	// RedirectURIs are where authorization codes may be sent, and where
+	// sign-out may return, compared exactly.
 	RedirectURIs []string
+	// Public marks a public client (a native app or SPA): it has no secret,
+	// and must use PKCE.
+	Public bool
+	// Permissions are the delegated permissions configured on the
+	// registration, as a client requests them ("User.Read",
+	// "api://{api}/SecureData.Read"): what a request for a resource's
+	// .default asks the user to consent to.
+	Permissions []string
 	// Roles are the application permissions (app roles of the tenant's
 	// API) an administrator granted it: the roles of its app-only tokens.
 	Roles []string
@@ -82,6 +90,7 @@ func (t *Tenant) RegisterApp(app App) *App {
 	}
 	app.ClientID = strings.ToLower(app.ClientID)
 	app.RedirectURIs = slices.Clone(app.RedirectURIs)
+	app.Permissions = slices.Clone(app.Permissions)
 	app.Roles = slices.Clone(app.Roles)
 	o := &t.server.oauth
 	o.mu.Lock()
@@ -212,14 +221,15 @@ func (s scope) full(t *Tenant) string {
 
 // authRequest is an authorization request waiting for the user.
 type authRequest struct {
-	id                 string
-	tenant             *Tenant
-	app                *App
-	redirectURI, state string
-	nonce, loginHint   string
-	challenge, prompt  string
-	scopes             []scope
-	created            time.Time
+	id                   string
+	tenant               *Tenant
+	app                  *App
+	redirectURI, state   string
+	nonce, loginHint     string
+	challenge, method    string // PKCE
+	prompt, responseMode string
+	scopes               []scope
+	created              time.Time
 }
 
 // grant is who signed in to which app, for a session or a refresh token.
@@ -237,6 +247,7 @@ type authCode struct {
 	req     *authRequest
 	expires time.Time
 	used    bool
+	issued  []string // refresh tokens issued from it, revoked if it is reused
 }
 
 type graphToken struct {
@@ -267,18 +278,46 @@ func (t *Tenant) parseScopes(raw string) ([]scope, string) {
 		default:
 			return nil, fmt.Sprintf("AADSTS500011: The resource principal named %s was not found in the tenant named %s.", strings.Split(s, "/")[0], t.ID)
 		}
-		switch {
-		case sc.resource == "api" && sc.name != ".default" && !slices.Contains(exposed, sc.name),
-			sc.resource == "graph" && sc.name != ".default" && !containsFold(graphScopes, sc.name):
-			return nil, "AADSTS70011: The provided value for the input parameter 'scope' is not valid. The scope " + s + " is not valid."
+		// Entra compares scope names case-insensitively; they are kept in
+		// the spelling the API (or Graph) gave them.
+		known := graphScopes
+		if sc.resource == "api" {
+			known = exposed
+		}
+		if sc.resource != "" && sc.name != ".default" {
+			i := slices.IndexFunc(known, func(k string) bool { return strings.EqualFold(k, sc.name) })
+			if i < 0 {
+				return nil, "AADSTS70011: The provided value for the input parameter 'scope' is not valid. The scope " + s + " is not valid."
+			}
+			sc.name = known[i]
+		}
+		if sc.name == ".DEFAULT" || strings.EqualFold(sc.name, ".default") {
+			sc.name = ".default"
 		}
 		out = append(out, sc)
 	}
 	return out, ""
 }
 
-func containsFold(list []string, v string) bool {
-	return slices.ContainsFunc(list, func(s string) bool { return strings.EqualFold(s, v) })
+// expandDefault replaces a resource's .default with the delegated
+// permissions the app's registration configures for that resource, which
+// is what the user is asked to consent to.
+func (t *Tenant) expandDefault(app *App, scopes []scope) []scope {
+	var out []scope
+	for _, sc := range scopes {
+		if sc.resource == "" || sc.name != ".default" {
+			out = append(out, sc)
+			continue
+		}
+		configured, _ := t.parseScopes(strings.Join(app.Permissions, " "))
+		for _, c := range configured {
+			if c.resource == sc.resource && !slices.ContainsFunc(out, func(o scope) bool { return o.key() == c.key() }) {
+				out = append(out, c)
+			}
+		}
+		out = append(out, sc)
+	}
+	return out
 }
 
 // resourceOf is the resource a token request is for: that of its first
@@ -387,7 +426,21 @@ func redirectError(w http.ResponseWriter, r *http.Request, req *authRequest, cod
 	if req.state != "" {
 		q.Set("state", req.state)
 	}
-	http.Redirect(w, r, withQuery(req.redirectURI, q), http.StatusFound)
+	respond(w, r, req, q)
+}
+
+// respond sends the authorization response to the redirect URI in the
+// response mode asked: query (the default for code), fragment, or
+// form_post (a page whose form posts the parameters).
+func respond(w http.ResponseWriter, r *http.Request, req *authRequest, q url.Values) {
+	switch req.responseMode {
+	case "form_post":
+		page(w, http.StatusOK, formPostPage, formPostData{Action: req.redirectURI, Params: q})
+	case "fragment":
+		http.Redirect(w, r, req.redirectURI+"#"+q.Encode(), http.StatusFound)
+	default:
+		http.Redirect(w, r, withQuery(req.redirectURI, q), http.StatusFound)
+	}
 }
 
 func withQuery(u string, q url.Values) string {
@@ -398,10 +451,29 @@ func withQuery(u string, q url.Values) string {
 	return u + sep + q.Encode()
 }
 
-// s256 is the PKCE S256 transform (RFC 7636 §4.2).
-func s256(verifier string) string {
+// pkceMatches applies a PKCE method (RFC 7636 §4.2) to the verifier and
+// compares with the challenge.
+func pkceMatches(method, challenge, verifier string) bool {
+	if method == "plain" {
+		return equalSecret(verifier, challenge)
+	}
 	sum := sha256.Sum256([]byte(verifier))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
+	return equalSecret(base64.RawURLEncoding.EncodeToString(sum[:]), challenge)
+}
+
+// pkceSyntax checks a code verifier or challenge: 43 to 128 unreserved
+// characters (RFC 7636 §4.1).
+func pkceSyntax(v string) bool {
+	if len(v) < 43 || len(v) > 128 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~') {
+			return false
+		}
+	}
+	return true
 }
 
 func equalSecret(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }

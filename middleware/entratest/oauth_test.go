@@ -175,7 +175,7 @@ func oauthTenant(t *testing.T) (*entratest.Tenant, *entratest.App, *entratest.Ap
 	tenant := srv.NewTenant()
 	tenant.ExposeScopes("SecureData.Read", "access_as_user")
 	tenant.AddUser(entratest.User{Name: "Grace Hopper", GivenName: "Grace", FamilyName: "Hopper"})
-	web := tenant.RegisterApp(entratest.App{Name: "Contoso web", Secret: "s3cret", RedirectURIs: []string{"http://localhost:8000/get_token"}})
+	web := tenant.RegisterApp(entratest.App{Name: "Contoso web", Secret: "s3cret", RedirectURIs: []string{"http://localhost:8000/get_token", "http://localhost:8000/"}})
 	daemon := tenant.RegisterApp(entratest.App{Name: "Contoso daemon", Secret: "d43mon", Roles: []string{"SecureData.Read.All"}})
 	return tenant, web, daemon
 }
@@ -198,15 +198,15 @@ func TestAuthorizationCodeFlowWithPKCE(t *testing.T) {
 	api := apiAuth(t, tenant, tenant.ClientID)
 	webAuth := apiAuth(t, tenant, web.ClientID)
 	apiScope := "api://" + tenant.ClientID + "/SecureData.Read"
-	scopes := "openid profile offline_access User.Read " + apiScope + " api://" + tenant.ClientID + "/access_as_user"
+	scopes := "openid profile email offline_access User.Read " + apiScope + " api://" + tenant.ClientID + "/access_as_user"
 
-	back := c.signIn(c.authorizeURL(c.params(scopes, "st4te", "n0nce", "verifier-0123456789-0123456789-0123456789")), 0, func(string) bool { return true })
+	back := c.signIn(c.authorizeURL(c.params(scopes, "st4te", "n0nce", "verifier-0123456789-0123456789-0123456789-pkce")), 0, func(string) bool { return true })
 	q := back.Query()
 	if q.Get("state") != "st4te" || q.Get("code") == "" || q.Get("error") != "" {
 		t.Fatalf("redirect %s: want the code and the state", back)
 	}
 
-	tr := c.redeem(q.Get("code"), "verifier-0123456789-0123456789-0123456789", apiScope+" openid profile offline_access")
+	tr := c.redeem(q.Get("code"), "verifier-0123456789-0123456789-0123456789-pkce", apiScope+" openid profile email offline_access")
 	if tr.status != 200 || tr.TokenType != "Bearer" || tr.ExpiresIn <= 0 || tr.RefreshToken == "" || tr.ClientInfo == "" {
 		t.Fatalf("token response %+v", tr)
 	}
@@ -227,12 +227,6 @@ func TestAuthorizationCodeFlowWithPKCE(t *testing.T) {
 		t.Errorf("client_info %s", b)
 	}
 
-	// The code is single-use.
-	again := c.redeem(q.Get("code"), "verifier-0123456789-0123456789-0123456789", apiScope)
-	if again.status != 400 || again.Error != "invalid_grant" || !strings.HasPrefix(again.Description, "AADSTS54005") {
-		t.Errorf("reused code: %+v, want invalid_grant AADSTS54005", again)
-	}
-
 	// The refresh token gets a Graph token, which Graph's /me accepts and
 	// the API refuses as a Graph token.
 	graph := c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}, "client_id": {web.ClientID},
@@ -251,14 +245,26 @@ func TestAuthorizationCodeFlowWithPKCE(t *testing.T) {
 		t.Errorf("/v1.0/me with the API's token: %d, want 401", st)
 	}
 
+	// The code is single-use, and using it again revokes the refresh
+	// token it gave (RFC 6749 §4.1.2).
+	again := c.redeem(q.Get("code"), "verifier-0123456789-0123456789-0123456789-pkce", apiScope)
+	if again.status != 400 || again.Error != "invalid_grant" || !strings.HasPrefix(again.Description, "AADSTS54005") {
+		t.Errorf("reused code: %+v, want invalid_grant AADSTS54005", again)
+	}
+	revoked := c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}, "client_id": {web.ClientID},
+		"client_secret": {web.Secret}, "scope": {"User.Read"}})
+	if revoked.Error != "invalid_grant" {
+		t.Errorf("refresh token of a reused code: %+v, want invalid_grant", revoked)
+	}
+
 	// SSO: the browser is signed in and consented, so a new request goes
 	// straight back with a code, unless prompt says otherwise.
-	status, _, loc := c.get(c.authorizeURL(c.params(scopes, "s2", "n2", "v2-0123456789-0123456789-0123456789-012345")))
+	status, _, loc := c.get(c.authorizeURL(c.params(scopes, "s2", "n2", "v2-0123456789-0123456789-0123456789-012345-pkce")))
 	if status != http.StatusFound || !strings.Contains(loc, "code=") {
 		t.Errorf("second sign-in: %d %s, want a code at once", status, loc)
 	}
 	for _, prompt := range []string{"login", "select_account", "consent"} {
-		p := c.params(scopes, "s3", "n3", "v3-0123456789-0123456789-0123456789-012345")
+		p := c.params(scopes, "s3", "n3", "v3-0123456789-0123456789-0123456789-012345-pkce")
 		p.Set("prompt", prompt)
 		status, body, _ := c.get(c.authorizeURL(p))
 		want := "Sign in"
@@ -273,12 +279,17 @@ func TestAuthorizationCodeFlowWithPKCE(t *testing.T) {
 		}
 	}
 
+	// Sign-out returns only to a registered address.
+	status, body, loc := c.get(tenant.Server().URL + "/" + tenant.ID + "/oauth2/v2.0/logout?post_logout_redirect_uri=" + url.QueryEscape("http://localhost:8000/phish"))
+	if status != http.StatusOK || loc != "" || !strings.Contains(body, "signed-out") {
+		t.Errorf("logout to an unregistered address: %d %q, want the signed-out page", status, loc)
+	}
 	// Signing out ends the session: the sign-in page is back.
 	status, _, loc = c.get(tenant.Server().URL + "/" + tenant.ID + "/oauth2/v2.0/logout?post_logout_redirect_uri=" + url.QueryEscape("http://localhost:8000/"))
 	if status != http.StatusFound || loc != "http://localhost:8000/" {
 		t.Errorf("logout: %d %q", status, loc)
 	}
-	status, body, _ := c.get(c.authorizeURL(c.params(scopes, "s4", "n4", "v4-0123456789-0123456789-0123456789-012345")))
+	status, body, _ = c.get(c.authorizeURL(c.params(scopes, "s4", "n4", "v4-0123456789-0123456789-0123456789-012345-pkce")))
 	if status != 200 || !strings.Contains(body, `name="user"`) {
 		t.Errorf("after logout: %d, want the sign-in page", status)
 	}
@@ -315,18 +326,18 @@ func TestConsentIsPerPermission(t *testing.T) {
 	api := apiAuth(t, tenant, tenant.ClientID)
 	read := "api://" + tenant.ClientID + "/SecureData.Read"
 	basic := "api://" + tenant.ClientID + "/access_as_user"
-	back := c.signIn(c.authorizeURL(c.params("openid offline_access "+basic+" "+read, "s", "n", "verifier-0123456789-0123456789-0123456789")), 1,
+	back := c.signIn(c.authorizeURL(c.params("openid offline_access "+basic+" "+read, "s", "n", "verifier-0123456789-0123456789-0123456789-pkce")), 1,
 		func(scope string) bool { return !strings.HasSuffix(scope, "SecureData.Read") })
 	// Asking for a permission the user refused: consent is required, as
 	// Entra answers; it never issues fewer permissions than asked.
-	both := c.redeem(back.Query().Get("code"), "verifier-0123456789-0123456789-0123456789", basic+" "+read+" openid offline_access")
+	both := c.redeem(back.Query().Get("code"), "verifier-0123456789-0123456789-0123456789-pkce", basic+" "+read+" openid offline_access")
 	if both.Error != "invalid_grant" || !strings.HasPrefix(both.Description, "AADSTS65001") {
 		t.Fatalf("refused permission asked: %+v, want AADSTS65001", both)
 	}
 	// Asking for the granted permission alone: signed in at once (the
 	// session and the consent stand), and the token lacks SecureData.Read.
-	back = c.signIn(c.authorizeURL(c.params("openid offline_access "+basic, "s", "n", "verifier-0123456789-0123456789-0123456789")), 1, nil)
-	tr := c.redeem(back.Query().Get("code"), "verifier-0123456789-0123456789-0123456789", basic+" openid offline_access")
+	back = c.signIn(c.authorizeURL(c.params("openid offline_access "+basic, "s", "n", "verifier-0123456789-0123456789-0123456789-pkce")), 1, nil)
+	tr := c.redeem(back.Query().Get("code"), "verifier-0123456789-0123456789-0123456789-pkce", basic+" openid offline_access")
 	if tr.status != 200 {
 		t.Fatalf("%+v", tr)
 	}
@@ -345,7 +356,7 @@ func TestConsentIsPerPermission(t *testing.T) {
 func TestAuthorizeErrors(t *testing.T) {
 	tenant, web, _ := oauthTenant(t)
 	c := newOAuthClient(t, tenant, web)
-	good := c.params("openid User.Read", "st", "n", "verifier-0123456789-0123456789-0123456789")
+	good := c.params("openid User.Read", "st", "n", "verifier-0123456789-0123456789-0123456789-pkce")
 	with := func(k, v string) url.Values {
 		p := url.Values{}
 		for key, vs := range good {
@@ -375,12 +386,13 @@ func TestAuthorizeErrors(t *testing.T) {
 		code string
 	}{
 		"token response type":    {with("response_type", "token"), "unsupported_response_type"},
-		"plain PKCE":             {with("code_challenge_method", "plain"), "invalid_request"},
 		"unknown API scope":      {with("scope", "openid api://"+tenant.ClientID+"/Admin"), "invalid_scope"},
 		"unknown resource":       {with("scope", "openid https://storage.azure.com/.default"), "invalid_scope"},
 		"unknown prompt":         {with("prompt", "always"), "invalid_request"},
 		"silent with no session": {with("prompt", "none"), "login_required"},
-		"form_post":              {with("response_mode", "form_post"), "invalid_request"},
+		"unknown response mode":  {with("response_mode", "smoke_signals"), "invalid_request"},
+		"unknown PKCE method":    {with("code_challenge_method", "S512"), "invalid_request"},
+		"short PKCE challenge":   {with("code_challenge", "abc"), "invalid_request"},
 	} {
 		status, _, loc := c.get(c.authorizeURL(tc.p))
 		u, _ := url.Parse(loc)
@@ -402,7 +414,7 @@ func TestTokenEndpointErrors(t *testing.T) {
 	now.Store(time.Now().UnixNano())
 	tenant.Server().SetClock(func() time.Time { return time.Unix(0, now.Load()) })
 	code := func() string {
-		p := c.params("openid User.Read", "s", "n", "verifier-0123456789-0123456789-0123456789")
+		p := c.params("openid User.Read", "s", "n", "verifier-0123456789-0123456789-0123456789-pkce")
 		p.Set("prompt", "login")
 		return c.signIn(c.authorizeURL(p), 0, func(string) bool { return true }).Query().Get("code")
 	}
@@ -414,11 +426,11 @@ func TestTokenEndpointErrors(t *testing.T) {
 		aadsts string
 	}{
 		{"wrong secret", url.Values{"grant_type": {"authorization_code"}, "code": {code()}, "client_id": {web.ClientID}, "client_secret": {"guess"}, "redirect_uri": {c.redirect}}, 401, "invalid_client", "AADSTS7000215"},
-		{"unknown client", url.Values{"grant_type": {"client_credentials"}, "client_id": {entratest.NewGUID()}, "client_secret": {"x"}, "scope": {"api://" + tenant.ClientID + "/.default"}}, 401, "unauthorized_client", "AADSTS700016"},
-		{"PKCE mismatch", url.Values{"grant_type": {"authorization_code"}, "code": {code()}, "client_id": {web.ClientID}, "client_secret": {web.Secret}, "redirect_uri": {c.redirect}, "code_verifier": {"another-verifier-0123456789-0123456789-012"}}, 400, "invalid_grant", "AADSTS501481"},
+		{"unknown client", url.Values{"grant_type": {"client_credentials"}, "client_id": {entratest.NewGUID()}, "client_secret": {"x"}, "scope": {"api://" + tenant.ClientID + "/.default"}}, 400, "unauthorized_client", "AADSTS700016"},
+		{"PKCE mismatch", url.Values{"grant_type": {"authorization_code"}, "code": {code()}, "client_id": {web.ClientID}, "client_secret": {web.Secret}, "redirect_uri": {c.redirect}, "code_verifier": {"another-verifier-0123456789-0123456789-012-pkce"}}, 400, "invalid_grant", "AADSTS501481"},
 		{"PKCE verifier missing", url.Values{"grant_type": {"authorization_code"}, "code": {code()}, "client_id": {web.ClientID}, "client_secret": {web.Secret}, "redirect_uri": {c.redirect}}, 400, "invalid_grant", "AADSTS501481"},
-		{"other redirect URI", url.Values{"grant_type": {"authorization_code"}, "code": {code()}, "client_id": {web.ClientID}, "client_secret": {web.Secret}, "redirect_uri": {"http://localhost:8000/other"}, "code_verifier": {"verifier-0123456789-0123456789-0123456789"}}, 400, "invalid_grant", "AADSTS500117"},
-		{"code of another client", url.Values{"grant_type": {"authorization_code"}, "code": {code()}, "client_id": {daemon.ClientID}, "client_secret": {daemon.Secret}, "redirect_uri": {c.redirect}, "code_verifier": {"verifier-0123456789-0123456789-0123456789"}}, 400, "invalid_grant", "AADSTS70000"},
+		{"other redirect URI", url.Values{"grant_type": {"authorization_code"}, "code": {code()}, "client_id": {web.ClientID}, "client_secret": {web.Secret}, "redirect_uri": {"http://localhost:8000/other"}, "code_verifier": {"verifier-0123456789-0123456789-0123456789-pkce"}}, 400, "invalid_grant", "AADSTS500117"},
+		{"code of another client", url.Values{"grant_type": {"authorization_code"}, "code": {code()}, "client_id": {daemon.ClientID}, "client_secret": {daemon.Secret}, "redirect_uri": {c.redirect}, "code_verifier": {"verifier-0123456789-0123456789-0123456789-pkce"}}, 400, "invalid_grant", "AADSTS70000"},
 		{"made-up code", url.Values{"grant_type": {"authorization_code"}, "code": {"1.abc"}, "client_id": {web.ClientID}, "client_secret": {web.Secret}, "redirect_uri": {c.redirect}}, 400, "invalid_grant", "AADSTS9002313"},
 		{"client credentials without .default", url.Values{"grant_type": {"client_credentials"}, "client_id": {daemon.ClientID}, "client_secret": {daemon.Secret}, "scope": {"api://" + tenant.ClientID + "/SecureData.Read"}}, 400, "invalid_scope", "AADSTS1002012"},
 		{"unsupported grant", url.Values{"grant_type": {"password"}, "client_id": {web.ClientID}, "client_secret": {web.Secret}}, 400, "unsupported_grant_type", "AADSTS70003"},
@@ -433,7 +445,7 @@ func TestTokenEndpointErrors(t *testing.T) {
 	// Codes expire after ten minutes.
 	old := code()
 	now.Add(int64(11 * time.Minute))
-	tr := c.redeem(old, "verifier-0123456789-0123456789-0123456789", "openid User.Read")
+	tr := c.redeem(old, "verifier-0123456789-0123456789-0123456789-pkce", "openid User.Read")
 	if tr.Error != "invalid_grant" || !strings.HasPrefix(tr.Description, "AADSTS70008") {
 		t.Errorf("expired code: %+v, want AADSTS70008", tr)
 	}
@@ -484,5 +496,184 @@ func TestTLSServerAnswersBothSchemes(t *testing.T) {
 	}
 	if _, err := http.Get(srv.URL); err == nil {
 		t.Error("a client that does not trust the certificate connected")
+	}
+}
+
+// PKCE cannot be downgraded or guessed at: a verifier without a challenge,
+// a malformed verifier, and a wrong one are refused, and a failed attempt
+// spends the code.
+func TestPKCEIsEnforced(t *testing.T) {
+	tenant, web, _ := oauthTenant(t)
+	c := newOAuthClient(t, tenant, web)
+	const verifier = "verifier-0123456789-0123456789-0123456789-pkce"
+	code := func(withChallenge bool) string {
+		p := c.params("openid User.Read", "s", "n", verifier)
+		if !withChallenge {
+			p.Del("code_challenge")
+			p.Del("code_challenge_method")
+		}
+		p.Set("prompt", "login")
+		return c.signIn(c.authorizeURL(p), 0, func(string) bool { return true }).Query().Get("code")
+	}
+	tests := []struct {
+		name          string
+		challenge     bool
+		verifier, say string
+	}{
+		{"verifier without a challenge (downgrade)", false, verifier, "had no code_challenge"},
+		{"one-character verifier", true, "x", "malformed"},
+		{"verifier with a forbidden character", true, verifier + "!", "malformed"},
+		{"wrong verifier", true, "another-verifier-0123456789-0123456789-0123456789", "does not match"},
+	}
+	for _, tc := range tests {
+		cd := code(tc.challenge)
+		tr := c.redeem(cd, tc.verifier, "openid User.Read")
+		if tr.Error != "invalid_grant" || !strings.Contains(tr.Description, tc.say) {
+			t.Errorf("%s: %+v, want invalid_grant saying %q", tc.name, tr, tc.say)
+		}
+		if tc.challenge {
+			if again := c.redeem(cd, verifier, "openid User.Read"); again.Error != "invalid_grant" {
+				t.Errorf("%s: the code still worked with the right verifier after a failed attempt: %+v", tc.name, again)
+			}
+		}
+	}
+	// Without PKCE at all (a confidential client may), the code works.
+	if tr := c.redeem(code(false), "", "openid User.Read"); tr.status != 200 {
+		t.Errorf("code without PKCE: %+v", tr)
+	}
+	// plain is accepted, as RFC 7636 allows.
+	p := c.params("openid User.Read", "s", "n", verifier)
+	p.Set("code_challenge", verifier)
+	p.Set("code_challenge_method", "plain")
+	p.Set("prompt", "login")
+	if tr := c.redeem(c.signIn(c.authorizeURL(p), 0, func(string) bool { return true }).Query().Get("code"), verifier, "openid User.Read"); tr.status != 200 {
+		t.Errorf("plain PKCE: %+v", tr)
+	}
+}
+
+// The authorization response comes in the response mode asked.
+func TestResponseModes(t *testing.T) {
+	tenant, web, _ := oauthTenant(t)
+	c := newOAuthClient(t, tenant, web)
+	c.signIn(c.authorizeURL(c.params("openid User.Read", "s", "n", "verifier-0123456789-0123456789-0123456789-pkce")), 0, func(string) bool { return true })
+	p := c.params("openid User.Read", "st", "n", "verifier-0123456789-0123456789-0123456789-pkce")
+	p.Set("response_mode", "fragment")
+	if status, _, loc := c.get(c.authorizeURL(p)); status != http.StatusFound || !strings.Contains(loc, "#") || !strings.Contains(loc, "state=st") || strings.Contains(loc, "?code=") {
+		t.Errorf("fragment: %d %s", status, loc)
+	}
+	p.Set("response_mode", "form_post")
+	status, body, _ := c.get(c.authorizeURL(p))
+	if status != http.StatusOK || !strings.Contains(body, `method="post" action="http://localhost:8000/get_token"`) || !strings.Contains(body, `name="code"`) || !strings.Contains(body, `name="state" value="st"`) {
+		t.Errorf("form_post: %d\n%s", status, body)
+	}
+}
+
+// A public client has no secret and must use PKCE.
+func TestPublicClients(t *testing.T) {
+	tenant, _, _ := oauthTenant(t)
+	native := tenant.RegisterApp(entratest.App{Name: "Native", Public: true, RedirectURIs: []string{"http://localhost:8000/get_token"}})
+	c := newOAuthClient(t, tenant, native)
+	const verifier = "verifier-0123456789-0123456789-0123456789-pkce"
+	p := c.params("openid User.Read", "s", "n", verifier)
+	p.Del("code_challenge")
+	p.Del("code_challenge_method")
+	status, _, loc := c.get(c.authorizeURL(p))
+	if u, _ := url.Parse(loc); status != http.StatusFound || !strings.HasPrefix(u.Query().Get("error_description"), "AADSTS9002325") {
+		t.Errorf("public client without PKCE: %d %s", status, loc)
+	}
+	back := c.signIn(c.authorizeURL(c.params("openid User.Read", "s", "n", verifier)), 0, func(string) bool { return true })
+	tr := c.token(url.Values{"grant_type": {"authorization_code"}, "code": {back.Query().Get("code")}, "redirect_uri": {c.redirect},
+		"client_id": {native.ClientID}, "code_verifier": {verifier}, "scope": {"openid User.Read"}})
+	if tr.status != 200 || tr.AccessToken == "" {
+		t.Errorf("public client without a secret: %+v", tr)
+	}
+	with := c.token(url.Values{"grant_type": {"client_credentials"}, "client_id": {native.ClientID}, "scope": {"https://graph.microsoft.com/.default"}})
+	if with.Error != "unauthorized_client" {
+		t.Errorf("public client with client credentials: %+v", with)
+	}
+}
+
+// .default asks for the permissions the registration configures, and
+// gets a token with those the user granted; scope names compare without
+// regard to case, as Entra's do.
+func TestDefaultScopeAndCase(t *testing.T) {
+	tenant, _, _ := oauthTenant(t)
+	app := tenant.RegisterApp(entratest.App{Name: "Configured", Secret: "s", RedirectURIs: []string{"http://localhost:8000/get_token"},
+		Permissions: []string{"User.Read", "api://" + tenant.ClientID + "/SecureData.Read"}})
+	c := newOAuthClient(t, tenant, app)
+	api := apiAuth(t, tenant, tenant.ClientID)
+	const verifier = "verifier-0123456789-0123456789-0123456789-pkce"
+	page := c.authorizeURL(c.params("openid offline_access api://"+tenant.ClientID+"/.default", "s", "n", verifier))
+	status, body, _ := c.get(page)
+	if status != 200 {
+		t.Fatalf("authorize with .default: %d", status)
+	}
+	_, consent, _ := c.post(page, url.Values{"request": {hiddenRequest.FindStringSubmatch(body)[1]}, "user": {userButton.FindAllStringSubmatch(body, -1)[0][1]}})
+	if !strings.Contains(consent, "SecureData.Read") {
+		t.Fatalf("consent page for .default does not list the configured permission:\n%s", consent)
+	}
+	form := url.Values{"request": {hiddenRequest.FindStringSubmatch(consent)[1]}, "consent": {"accept"}}
+	for _, m := range scopeBox.FindAllStringSubmatch(consent, -1) {
+		form.Add("scope", m[1])
+	}
+	_, _, loc := c.post(page, form)
+	back := c.parse(loc)
+	tr := c.redeem(back.Query().Get("code"), verifier, "api://"+tenant.ClientID+"/.default openid offline_access")
+	if ac, err := api.Validate(t.Context(), tr.AccessToken); err != nil || !ac.HasScope("SecureData.Read") {
+		t.Fatalf(".default token: %v %+v", err, tr)
+	}
+	lower := c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}, "client_id": {app.ClientID},
+		"client_secret": {app.Secret}, "scope": {"API://" + tenant.ClientID + "/securedata.read"}})
+	if ac, err := api.Validate(t.Context(), lower.AccessToken); err != nil || !ac.HasScope("SecureData.Read") {
+		t.Errorf("scope in another case: %v %+v", err, lower)
+	}
+}
+
+// Client credentials in HTTP Basic are form-urlencoded (RFC 6749 §2.3.1);
+// an expired refresh token gets Entra's code for it.
+func TestBasicAuthAndExpiredRefreshTokens(t *testing.T) {
+	tenant, _, _ := oauthTenant(t)
+	app := tenant.RegisterApp(entratest.App{Secret: "p+ss/w=rd&x", Roles: []string{"SecureData.Read.All"}})
+	req, _ := http.NewRequest(http.MethodPost, tenant.Server().URL+"/"+tenant.ID+"/oauth2/v2.0/token",
+		strings.NewReader(url.Values{"grant_type": {"client_credentials"}, "scope": {"api://" + tenant.ClientID + "/.default"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(app.ClientID), url.QueryEscape(app.Secret))
+	resp, err := tenant.Server().Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("Basic with a form-urlencoded secret: %d", resp.StatusCode)
+	}
+
+	web := tenant.RegisterApp(entratest.App{Secret: "w", RedirectURIs: []string{"http://localhost:9000/cb"}})
+	c := newOAuthClient(t, tenant, web)
+	var now atomic.Int64
+	now.Store(time.Now().UnixNano())
+	tenant.Server().SetClock(func() time.Time { return time.Unix(0, now.Load()) })
+	back := c.signIn(c.authorizeURL(c.params("openid offline_access User.Read", "s", "n", "verifier-0123456789-0123456789-0123456789-pkce")), 0, func(string) bool { return true })
+	tr := c.redeem(back.Query().Get("code"), "verifier-0123456789-0123456789-0123456789-pkce", "openid offline_access User.Read")
+	now.Add(int64(91 * 24 * time.Hour))
+	old := c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}, "client_id": {web.ClientID},
+		"client_secret": {web.Secret}, "scope": {"User.Read"}})
+	if !strings.HasPrefix(old.Description, "AADSTS700082") {
+		t.Errorf("expired refresh token: %+v, want AADSTS700082", old)
+	}
+}
+
+// The token endpoint answers JSON, even for a tenant it does not know.
+func TestTokenEndpointErrorsAreJSON(t *testing.T) {
+	tenant, web, _ := oauthTenant(t)
+	resp, err := tenant.Server().Client().PostForm(tenant.Server().URL+"/"+entratest.NewGUID()+"/oauth2/v2.0/token",
+		url.Values{"grant_type": {"client_credentials"}, "client_id": {web.ClientID}, "client_secret": {web.Secret}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var e map[string]any
+	if resp.StatusCode != 400 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") || json.NewDecoder(resp.Body).Decode(&e) != nil ||
+		!strings.HasPrefix(e["error_description"].(string), "AADSTS90002") {
+		t.Errorf("unknown tenant: %d %s %v", resp.StatusCode, resp.Header.Get("Content-Type"), e)
 	}
 }

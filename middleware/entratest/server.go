@@ -426,8 +426,12 @@ func (s *Server) serveOAuth(w http.ResponseWriter, r *http.Request, req request)
 	}
 	t := req.tenant
 	if t == nil || t.Kind == B2CTenant {
-		page(w, http.StatusBadRequest, errorPage, errorData{Code: "invalid_tenant",
-			Message: "AADSTS90002: Tenant '" + req.segment + "' not found. This fake tenant signs users in through a tenant's own ID or domain."})
+		msg := "AADSTS90002: Tenant '" + req.segment + "' not found. This fake tenant signs users in through a workforce tenant's own ID or domain."
+		if req.endpoint == Token {
+			writeJSON(w, http.StatusBadRequest, aadError("invalid_request", msg))
+			return
+		}
+		page(w, http.StatusBadRequest, errorPage, errorData{Code: "invalid_tenant", Message: msg})
 		return
 	}
 	if s.misbehave(w, r, req.endpoint) {

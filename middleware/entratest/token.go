@@ -2,6 +2,7 @@ package entratest
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -19,7 +20,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, t *Tenant) {
 	}
 	app, problem := s.authenticateClient(r, t)
 	if problem != nil {
-		writeJSON(w, http.StatusUnauthorized, problem)
+		status := http.StatusUnauthorized
+		if problem["error"] != "invalid_client" {
+			status = http.StatusBadRequest
+		}
+		writeJSON(w, status, problem)
 		return
 	}
 	f := r.PostForm
@@ -38,17 +43,29 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, t *Tenant) {
 		if len(scopes) == 0 {
 			scopes = g.req.scopes
 		}
-		s.userTokens(w, r, g.grant, scopes, g.req.nonce)
+		if rt := s.userTokens(w, r, g.grant, scopes, g.req.nonce); rt != "" {
+			s.oauth.mu.Lock()
+			g.issued = append(g.issued, rt)
+			s.oauth.mu.Unlock()
+		}
 	case "refresh_token":
 		s.oauth.mu.Lock()
 		g, ok := s.oauth.refresh[f.Get("refresh_token")]
 		s.oauth.mu.Unlock()
-		if !ok || g.app != app || g.tenant != t || s.oauth.clock().After(g.expires) {
-			writeJSON(w, http.StatusBadRequest, aadError("invalid_grant", "AADSTS9002313: Invalid request. The refresh token is malformed, expired or was not issued to this client."))
+		switch {
+		case !ok || g.app != app || g.tenant != t:
+			writeJSON(w, http.StatusBadRequest, aadError("invalid_grant", "AADSTS9002313: Invalid request. The refresh token is malformed or was not issued to this client."))
+			return
+		case s.oauth.clock().After(g.expires):
+			writeJSON(w, http.StatusBadRequest, aadError("invalid_grant", "AADSTS700082: The refresh token has expired due to inactivity."))
 			return
 		}
 		s.userTokens(w, r, *g, scopes, "")
 	case "client_credentials":
+		if app.Public {
+			writeJSON(w, http.StatusBadRequest, aadError("unauthorized_client", "AADSTS7000218: A public client cannot use the client credentials flow."))
+			return
+		}
 		s.appToken(w, t, app, scopes, f.Get("scope"))
 	case "":
 		writeJSON(w, http.StatusBadRequest, aadError("invalid_request", "AADSTS900144: The request body must contain the following parameter: 'grant_type'."))
@@ -58,10 +75,18 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, t *Tenant) {
 }
 
 // authenticateClient checks client_id and client_secret (in the form, or
-// HTTP Basic).
+// HTTP Basic, form-urlencoded as RFC 6749 §2.3.1 has it). Public clients
+// send no secret.
 func (s *Server) authenticateClient(r *http.Request, t *Tenant) (*App, map[string]any) {
 	id, secret, basic := r.BasicAuth()
-	if !basic {
+	if basic {
+		var err1, err2 error
+		id, err1 = url.QueryUnescape(id)
+		secret, err2 = url.QueryUnescape(secret)
+		if err1 != nil || err2 != nil {
+			return nil, aadError("invalid_client", "AADSTS7000215: The client credentials in the Authorization header are malformed.")
+		}
+	} else {
 		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
 	}
 	app := s.oauth.app(t, id)
@@ -70,6 +95,10 @@ func (s *Server) authenticateClient(r *http.Request, t *Tenant) (*App, map[strin
 		return nil, aadError("invalid_request", "AADSTS900144: The request body must contain the following parameter: 'client_id'.")
 	case app == nil:
 		return nil, aadError("unauthorized_client", "AADSTS700016: Application with identifier '"+id+"' was not found in the directory '"+t.Domain+"'.")
+	case app.Public && secret == "":
+		return app, nil
+	case app.Public:
+		return nil, aadError("invalid_client", "AADSTS700025: Client is public so neither 'client_assertion' nor 'client_secret' should be presented.")
 	case secret == "":
 		return nil, aadError("invalid_client", "AADSTS7000218: The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
 	case app.Secret == "" || !equalSecret(secret, app.Secret):
@@ -90,6 +119,11 @@ func (s *Server) redeemCode(t *Tenant, app *App, code, redirectURI, verifier str
 	case !ok || c.tenant != t:
 		return nil, aadError("invalid_grant", "AADSTS9002313: Invalid request. The authorization code is malformed or invalid.")
 	case c.used:
+		// A code used twice may have been stolen: what it gave is revoked
+		// (RFC 6749 §4.1.2).
+		for _, rt := range c.issued {
+			delete(s.oauth.refresh, rt)
+		}
 		return nil, aadError("invalid_grant", "AADSTS54005: OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing refresh token.")
 	case now.After(c.expires):
 		return nil, aadError("invalid_grant", "AADSTS70008: The provided authorization code or refresh token has expired due to inactivity. Send a new interactive authorization request for this user and resource.")
@@ -97,19 +131,29 @@ func (s *Server) redeemCode(t *Tenant, app *App, code, redirectURI, verifier str
 		return nil, aadError("invalid_grant", "AADSTS70000: The provided value for the 'code' parameter is not valid: it was issued to another application.")
 	case c.req.redirectURI != redirectURI:
 		return nil, aadError("invalid_grant", "AADSTS500117: The reply uri specified in the request isn't matching the reply uri used to obtain the authorization code.")
+	}
+	// From here the code is spent, whatever the outcome: a failed PKCE
+	// attempt must not leave it for a second guess.
+	c.used = true
+	switch {
+	case c.req.challenge == "" && verifier != "":
+		// A verifier without a challenge is a PKCE downgrade (RFC 9700 §2.1.1).
+		return nil, aadError("invalid_grant", "AADSTS501481: A code_verifier was sent, but the authorization request had no code_challenge.")
 	case c.req.challenge != "" && verifier == "":
 		return nil, aadError("invalid_grant", "AADSTS501481: The Code_Verifier is missing.")
-	case c.req.challenge != "" && !equalSecret(s256(verifier), c.req.challenge):
+	case c.req.challenge != "" && !pkceSyntax(verifier):
+		return nil, aadError("invalid_grant", "AADSTS501481: The Code_Verifier is malformed: 43 to 128 characters of A-Z a-z 0-9 - . _ ~.")
+	case c.req.challenge != "" && !pkceMatches(c.req.method, c.req.challenge, verifier):
 		return nil, aadError("invalid_grant", "AADSTS501481: The Code_Verifier does not match the code_challenge supplied in the authorization request.")
 	}
-	c.used = true
 	return c, nil
 }
 
 // userTokens answers a user's token request: an access token for the
 // resource of the scopes asked (only the permissions the user granted),
-// an ID token when openid is asked, a refresh token for offline_access.
-func (s *Server) userTokens(w http.ResponseWriter, r *http.Request, g grant, scopes []scope, nonce string) {
+// an ID token when openid is asked, a refresh token for offline_access,
+// which it returns.
+func (s *Server) userTokens(w http.ResponseWriter, r *http.Request, g grant, scopes []scope, nonce string) (refreshToken string) {
 	t := g.tenant
 	resource := resourceOf(scopes)
 	granted := s.oauth.grantedFor(g, resource, scopes)
@@ -118,7 +162,7 @@ func (s *Server) userTokens(w http.ResponseWriter, r *http.Request, g grant, sco
 		// Entra issues no token with fewer permissions than asked: every
 		// permission named must have been granted (.default takes what was).
 		writeJSON(w, http.StatusBadRequest, aadError("invalid_grant", "AADSTS65001: The user or administrator has not consented to use the application with ID '"+g.app.ClientID+"'. Send an interactive authorization request for this user and resource."))
-		return
+		return ""
 	}
 	var names []string
 	for _, sc := range granted {
@@ -144,7 +188,10 @@ func (s *Server) userTokens(w http.ResponseWriter, r *http.Request, g grant, sco
 	}
 	if hasScope(scopes, "openid") {
 		idOpts := []TokenOption{ForUser(g.user), Audience(g.app.ClientID), Claim("sid", g.sid), Claim("auth_time", g.authAt.Unix()),
-			Claim("email", g.user.Username), Claim("login_hint", "O."+opaque(24))}
+			Claim("login_hint", "O."+opaque(24))}
+		if hasScope(scopes, "email") {
+			idOpts = append(idOpts, Claim("email", g.user.Username))
+		}
 		if nonce != "" {
 			idOpts = append(idOpts, Nonce(nonce))
 		} else {
@@ -160,12 +207,14 @@ func (s *Server) userTokens(w http.ResponseWriter, r *http.Request, g grant, sco
 		s.oauth.refresh[rt] = &ng
 		s.oauth.mu.Unlock()
 		body["refresh_token"] = rt
+		refreshToken = rt
 	}
 	if r.PostForm.Get("client_info") == "1" {
 		body["client_info"] = clientInfo(g)
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, body)
+	return refreshToken
 }
 
 // appToken answers client credentials: an app-only token for the

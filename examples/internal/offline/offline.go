@@ -38,8 +38,9 @@ type Stack struct {
 }
 
 // Start starts the fake tenant and the API, and registers a web app whose
-// redirect URI is redirectURI ("" for none: only the daemon).
-func Start(ctx context.Context, redirectURI string) (*Stack, error) {
+// redirect URIs are redirectURIs (none: only the daemon): where sign-in
+// answers and sign-out returns.
+func Start(ctx context.Context, redirectURIs ...string) (*Stack, error) {
 	srv, err := entratest.Start("127.0.0.1:0", entratest.TLS(), entratest.FreshKeys())
 	if err != nil {
 		return nil, fmt.Errorf("starting the fake tenant: %w", err)
@@ -56,8 +57,8 @@ func Start(ctx context.Context, redirectURI string) (*Stack, error) {
 		AppScope:   "api://" + tenant.ClientID + "/.default",
 		Daemon:     tenant.RegisterApp(entratest.App{Name: "Contoso reporting daemon", Secret: secret(), Roles: []string{"SecureData.Read.All"}}),
 	}
-	if redirectURI != "" {
-		s.WebApp = tenant.RegisterApp(entratest.App{Name: "Contoso web app", Secret: secret(), RedirectURIs: []string{redirectURI}})
+	if len(redirectURIs) > 0 {
+		s.WebApp = tenant.RegisterApp(entratest.App{Name: "Contoso web app", Secret: secret(), RedirectURIs: redirectURIs})
 	}
 	if err := s.startAPI(ctx); err != nil {
 		srv.Close()
