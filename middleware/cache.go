@@ -3,6 +3,7 @@ package middleware
 import (
 	"context"
 	"crypto/rsa"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -222,7 +223,7 @@ func (a *Authenticator) fromCache(ctx context.Context, raw string) (c *claims.Cl
 		// through full validation again.
 		k, ok := cur.keys[ent.kid]
 		if !ok || !k.pub.Equal(ent.pub) || !ent.src.keyMaySign(cur, ent.kid, ent.claims.Issuer, tenantOf(cur, ent.claims)) ||
-			!routesTo(a.router.index.Load().lookup(ent.claims.Issuer, ent.claims.TenantID), ent.src) {
+			!slices.Contains(a.router.index.Load().lookup(ent.claims.Issuer, ent.claims.TenantID), ent.src) {
 			a.cache.remove(ent)
 			return nil, nil, false
 		}
@@ -250,15 +251,6 @@ func (a *Authenticator) fromCache(ctx context.Context, raw string) (c *claims.Cl
 		ent.admittedUntil.Store(unixNano(next))
 	}
 	return c, a.authorize(ent.src, c), true
-}
-
-func routesTo(sources []*source, src *source) bool {
-	for _, s := range sources {
-		if s == src {
-			return true
-		}
-	}
-	return false
 }
 
 func unixNano(t time.Time) int64 {

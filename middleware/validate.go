@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rsa"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -180,7 +181,7 @@ func (a *Authenticator) Stats() Stats {
 		st.Fetches += ss.Fetches
 		st.Failures += ss.Failures
 		for _, kid := range ss.KeyIDs {
-			if !containsString(st.KeyIDs, kid) {
+			if !slices.Contains(st.KeyIDs, kid) {
 				st.KeyIDs = append(st.KeyIDs, kid)
 			}
 		}
@@ -192,15 +193,6 @@ func (a *Authenticator) Stats() Stats {
 		st.Cache = a.cache.stats()
 	}
 	return st
-}
-
-func containsString(list []string, v string) bool {
-	for _, s := range list {
-		if s == v {
-			return true
-		}
-	}
-	return false
 }
 
 // Validate checks a raw access token (without the "Bearer " prefix), as

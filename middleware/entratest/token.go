@@ -3,6 +3,7 @@ package entratest
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -157,7 +158,7 @@ func (s *Server) userTokens(w http.ResponseWriter, r *http.Request, g grant, sco
 	t := g.tenant
 	resource := resourceOf(scopes)
 	granted := s.oauth.grantedFor(g, resource, scopes)
-	onlyOIDC := len(scopeResources(scopes)) == 0 // a Graph token for the OpenID scopes
+	onlyOIDC := !slices.ContainsFunc(scopes, func(s scope) bool { return s.resource != "" }) // a Graph token for the OpenID scopes
 	if (len(granted) == 0 && !onlyOIDC) || !s.oauth.allGranted(g, resource, scopes) {
 		// Entra issues no token with fewer permissions than asked: every
 		// permission named must have been granted (.default takes what was).
@@ -184,7 +185,7 @@ func (s *Server) userTokens(w http.ResponseWriter, r *http.Request, g grant, sco
 	}
 	body := map[string]any{
 		"token_type": "Bearer", "expires_in": int(DefaultLifetime / time.Second), "ext_expires_in": int(DefaultLifetime / time.Second),
-		"access_token": access, "scope": fullScopes(t, granted, scopes, resource),
+		"access_token": access, "scope": fullScopes(t, granted, scopes),
 	}
 	if hasScope(scopes, "openid") {
 		idOpts := []TokenOption{ForUser(g.user), Audience(g.app.ClientID), Claim("sid", g.sid), Claim("auth_time", g.authAt.Unix()),
@@ -246,16 +247,6 @@ func (s *Server) appToken(w http.ResponseWriter, t *Tenant, app *App, asked []sc
 	})
 }
 
-func scopeResources(scopes []scope) []string {
-	var out []string
-	for _, s := range scopes {
-		if s.resource != "" {
-			out = append(out, s.resource)
-		}
-	}
-	return out
-}
-
 func oidcNames(scopes []scope) []string {
 	var out []string
 	for _, s := range scopes {
@@ -268,7 +259,7 @@ func oidcNames(scopes []scope) []string {
 
 // fullScopes is the scope member of a token response: the granted
 // permissions by their full names, and the OpenID scopes asked.
-func fullScopes(t *Tenant, granted, asked []scope, resource string) string {
+func fullScopes(t *Tenant, granted, asked []scope) string {
 	var out []string
 	for _, sc := range granted {
 		out = append(out, sc.full(t))
