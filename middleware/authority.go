@@ -260,6 +260,14 @@ type sourceSpec struct {
 	version string // "1.0" or "2.0": the issuer form the document announces
 	policy  string // B2C only
 	url     string
+	// routes is false for a document read only for the issuers its key
+	// set names (Entra's v2.0 document of an API that takes v1.0 tokens
+	// only): its issuer routes no token.
+	routes bool
+	// namesKeyIssuers marks Entra's v2.0 documents: Entra states which
+	// issuer each key may sign for only in its v2.0 key sets, and that
+	// restriction binds the authority's v1.0 tokens too.
+	namesKeyIssuers bool
 }
 
 // sources lists the metadata documents of a. appID, when set, asks for the
@@ -271,24 +279,37 @@ func (a Authority) sources(versions TokenVersions, appID string) []sourceSpec {
 		query = "?appid=" + url.QueryEscape(appID)
 	}
 	base := a.host + "/" + url.PathEscape(a.tenant)
+	v2 := sourceSpec{version: "2.0", url: base + "/v2.0/.well-known/openid-configuration" + query, routes: versions&TokenV2 != 0, namesKeyIssuers: true}
 	var out []sourceSpec
 	switch a.kind {
 	case kindEntraTenant, kindEntraMultiTenant:
-		if versions&TokenV2 != 0 {
-			out = append(out, sourceSpec{version: "2.0", url: base + "/v2.0/.well-known/openid-configuration" + query})
-		}
+		// The v2.0 document is read whatever versions says: without its
+		// key set, a v1.0 token signed with a key Entra restricts to
+		// another tenant could not be told from a genuine one.
+		out = append(out, v2)
 		if versions&TokenV1 != 0 {
-			out = append(out, sourceSpec{version: "1.0", url: base + "/.well-known/openid-configuration" + query})
+			out = append(out, sourceSpec{version: "1.0", url: base + "/.well-known/openid-configuration" + query, routes: true})
 		}
 	case kindExternalID:
 		// External ID issues v2.0 tokens only.
 		if versions&TokenV2 != 0 {
-			out = append(out, sourceSpec{version: "2.0", url: base + "/v2.0/.well-known/openid-configuration" + query})
+			out = append(out, v2)
 		}
 	case kindB2C:
 		for _, p := range a.policies {
-			out = append(out, sourceSpec{version: "2.0", policy: p, url: base + "/" + url.PathEscape(p) + "/v2.0/.well-known/openid-configuration"})
+			out = append(out, sourceSpec{version: "2.0", policy: p, url: base + "/" + url.PathEscape(p) + "/v2.0/.well-known/openid-configuration", routes: true})
 		}
 	}
 	return out
+}
+
+// routedVersions counts the documents of specs whose issuers route tokens.
+func routedVersions(specs []sourceSpec) int {
+	n := 0
+	for _, s := range specs {
+		if s.routes {
+			n++
+		}
+	}
+	return n
 }

@@ -404,6 +404,20 @@ func TestTemplatesNamingTheTenantTwiceAreFilledCompletely(t *testing.T) {
 	if _, err := a.Validate(t.Context(), mixed); !errors.Is(err, middleware.ErrInvalidIssuer) {
 		t.Errorf("issuer naming two tenants: %v, want ErrInvalidIssuer", err)
 	}
+	// A literal {tenantid} where the template has one, the tenant ID where
+	// it has the other: putting the placeholder back gives the template,
+	// but the template filled with tid is not this issuer.
+	for _, iss := range []string{
+		"https://{tenantid}.ciamlogin.com/" + tenant.ID + "/v2.0",
+		"https://" + tenant.ID + ".ciamlogin.com/{tenantid}/v2.0",
+		"https://{tenantid}.ciamlogin.com/{tenantid}/v2.0",
+	} {
+		_, err := a.Validate(t.Context(), tenant.AccessToken(entratest.Issuer(iss)))
+		var e *middleware.Error
+		if !errors.As(err, &e) || !errors.Is(err, middleware.ErrInvalidIssuer) || e.Description != "the token's issuer is a template, not an issuer" {
+			t.Errorf("issuer %s: %v, want ErrInvalidIssuer: the token's issuer is a template", iss, err)
+		}
+	}
 }
 
 func TestB2CTenant(t *testing.T) {
@@ -554,6 +568,38 @@ func TestAuthorityDownFromTheStartSparesTheOthers(t *testing.T) {
 		}
 		if _, err := a.Validate(t.Context(), a2.AccessToken()); !errors.Is(err, middleware.ErrKeysUnavailable) {
 			t.Errorf("token of the failing authority: %v, want ErrKeysUnavailable", err)
+		}
+	}
+}
+
+// A B2C tenant on a custom domain may name itself by domain in its issuer
+// (Microsoft.IdentityModel's Validate_FromCustomB2CAuthority:
+// https://login.contoso.com/contoso.onmicrosoft.com/v2.0/).
+func TestB2CTenantNamedByDomain(t *testing.T) {
+	srv := entratest.NewServer()
+	t.Cleanup(srv.Close)
+	tenant := srv.NewTenant(entratest.B2C("contosob2c", "B2C_1_signupsignin"), entratest.IssuerByDomain())
+	a := newAuth(t, tenant)
+	if !a.Ready() {
+		t.Fatalf("metadata whose issuer names the tenant by domain was not loaded: %+v", a.Stats().Sources)
+	}
+	for name, tok := range map[string]string{
+		"no tid":           tenant.AccessToken(),
+		"the tenant's tid": tenant.AccessToken(entratest.Claim("tid", tenant.ID)),
+		"daemon":           tenant.AppToken(entratest.Roles("R")),
+	} {
+		if _, err := a.Validate(t.Context(), tok); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	refused := map[string]string{
+		"tid that is no tenant ID":     tenant.AccessToken(entratest.Claim("tid", "contosob2c.onmicrosoft.com")),
+		"issuer naming another domain": tenant.AccessToken(entratest.Issuer(srv.URL + "/fabrikamb2c.onmicrosoft.com/v2.0/")),
+		"issuer naming the tenant ID":  tenant.AccessToken(entratest.Issuer(srv.URL + "/" + tenant.ID + "/v2.0/")),
+	}
+	for name, tok := range refused {
+		if _, err := a.Validate(t.Context(), tok); !errors.Is(err, middleware.ErrInvalidIssuer) {
+			t.Errorf("%s: %v, want ErrInvalidIssuer", name, err)
 		}
 	}
 }

@@ -66,7 +66,10 @@ type cacheEntry struct {
 	src                   *source
 	kid                   string
 	pub                   *rsa.PublicKey
-	state                 atomic.Pointer[sourceState] // the key set the key was last seen in
+	// generation is the Authenticator's load generation the entry was
+	// last checked against: any document loading since makes the next
+	// hit check the entry again.
+	generation atomic.Uint64
 	// admittedUntil is when the tenant's admission must be asked again
 	// (UnixNano; 0: never, the configuration alone admits it).
 	admittedUntil atomic.Int64
@@ -216,18 +219,20 @@ func (a *Authenticator) fromCache(ctx context.Context, raw string) (c *claims.Cl
 	if ent == nil {
 		return nil, nil, false
 	}
-	if cur := ent.src.state.Load(); cur != ent.state.Load() {
-		// The source reloaded since: the key must still be published, with
-		// the same material, still be allowed to sign for the issuer, and
-		// the issuer still route to this source. Otherwise the token goes
-		// through full validation again.
+	if g := a.generation.Load(); g != ent.generation.Load() {
+		// A document loaded since: the key must still be published, with
+		// the same material, by the source that issued the token, still be
+		// allowed to sign for its issuer (whichever of the authority's
+		// documents states that), and the issuer still route to this
+		// source. Otherwise the token goes through full validation again.
+		cur := ent.src.state.Load()
 		k, ok := cur.keys[ent.kid]
-		if !ok || !k.pub.Equal(ent.pub) || !ent.src.keyMaySign(cur, ent.kid, ent.claims.Issuer, tenantOf(cur, ent.claims)) ||
+		if !ok || !k.pub.Equal(ent.pub) || ent.src.keyMaySign(nil, cur, ent.kid, ent.claims.Issuer, tenantOf(cur, ent.claims)) != nil ||
 			!slices.Contains(a.router.index.Load().lookup(ent.claims.Issuer, ent.claims.TenantID), ent.src) {
 			a.cache.remove(ent)
 			return nil, nil, false
 		}
-		ent.state.Store(cur)
+		ent.generation.Store(g)
 	}
 	c = ent.claims
 	now := a.s.now()
@@ -241,7 +246,7 @@ func (a *Authenticator) fromCache(ctx context.Context, raw string) (c *claims.Cl
 		}
 	}
 	if until := ent.admittedUntil.Load(); until != 0 && nanos >= until {
-		next, e := ent.src.auth.admitTenant(ctx, tenantOf(ent.state.Load(), c))
+		next, e := ent.src.auth.admitTenant(ctx, tenantOf(ent.src.state.Load(), c))
 		if e != nil {
 			if e.Reason == ErrTenantNotAllowed {
 				a.cache.remove(ent)

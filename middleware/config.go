@@ -355,7 +355,7 @@ func (s *settings) checkAuthorities() error {
 		if err := a.check(); err != nil {
 			return configError("%v", err)
 		}
-		if len(a.sources(s.TokenVersions, "")) == 0 {
+		if routedVersions(a.sources(s.TokenVersions, "")) == 0 {
 			return configError("authority %s issues no token version that TokenVersions accepts", a)
 		}
 		if seen[a.String()] {

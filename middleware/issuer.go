@@ -38,6 +38,9 @@ func newRouter(authorities []*authority) *router {
 	for _, a := range authorities {
 		for _, src := range a.sources {
 			r.sources = append(r.sources, src)
+			if !src.spec.routes {
+				continue
+			}
 			if a.kind == kindB2C {
 				// B2C issues v1.0 access tokens under its v2.0 issuer.
 				r.byVersion[claims.Version1] = append(r.byVersion[claims.Version1], src)
@@ -58,7 +61,7 @@ func (r *router) rebuild() {
 	idx := &issuerIndex{literal: map[string][]*source{}, templates: map[string][]*source{}}
 	for _, src := range r.sources {
 		st := src.state.Load()
-		if st == nil {
+		if st == nil || !src.spec.routes {
 			continue
 		}
 		for _, iss := range st.issuers {
@@ -88,18 +91,23 @@ func (idx *issuerIndex) lookup(iss, tid string) []*source {
 	if len(idx.templates) == 0 || !isGUID(tid) || !strings.Contains(iss, tid) {
 		return nil
 	}
-	// Put the placeholder back where the token names its tenant; the
-	// caller has refused an iss that holds the placeholder itself.
-	return idx.templates[strings.ReplaceAll(iss, tid, tenantPlaceholder)]
+	// Put the placeholder back where the token names its tenant, then
+	// check that filling the template gives iss exactly: an iss that
+	// holds a literal {tenantid} beside its tenant ID (External ID's
+	// issuers name the tenant twice) maps to a template too, and must not
+	// match it.
+	template := strings.ReplaceAll(iss, tid, tenantPlaceholder)
+	found := idx.templates[template]
+	if found == nil || fillTenant(template, tid) != iss {
+		return nil
+	}
+	return found
 }
 
 // route finds the source that issued c. Sources that have not loaded yet
 // are waited for (briefly) only when no loaded source announces the issuer:
 // one authority's or version's outage never holds tokens of another.
 func (r *router) route(ctx context.Context, c *claims.Claims, version string) (*source, *sourceState, *Error) {
-	if strings.Contains(c.Issuer, "{") {
-		return nil, nil, newError(ErrInvalidIssuer, "the token's issuer is a template, not an issuer", nil)
-	}
 	idx := r.index.Load()
 	candidates := idx.lookup(c.Issuer, c.TenantID)
 	if candidates == nil && len(idx.templates) > 0 && !isGUID(c.TenantID) {
@@ -114,7 +122,7 @@ func (r *router) route(ctx context.Context, c *claims.Claims, version string) (*
 			}
 		}
 		if len(pending) == 0 {
-			return nil, nil, newError(ErrInvalidIssuer, "the token's issuer is not accepted by this API", nil)
+			return nil, nil, issuerNotAccepted(c.Issuer)
 		}
 		var firstErr *Error
 		for _, src := range pending {
@@ -128,7 +136,7 @@ func (r *router) route(ctx context.Context, c *claims.Claims, version string) (*
 				// The issuer may be one of those we could not load.
 				return nil, nil, firstErr
 			}
-			return nil, nil, newError(ErrInvalidIssuer, "the token's issuer is not accepted by this API", nil)
+			return nil, nil, issuerNotAccepted(c.Issuer)
 		}
 	}
 	for _, other := range candidates[1:] {
@@ -151,6 +159,15 @@ func (r *router) route(ctx context.Context, c *claims.Claims, version string) (*
 		return nil, nil, e
 	}
 	return src, st, nil
+}
+
+// issuerNotAccepted refuses an issuer no document announces; the index
+// never matches a literal {tenantid}, and the description says why.
+func issuerNotAccepted(iss string) *Error {
+	if strings.Contains(iss, tenantPlaceholder) {
+		return newError(ErrInvalidIssuer, "the token's issuer is a template, not an issuer", nil)
+	}
+	return newError(ErrInvalidIssuer, "the token's issuer is not accepted by this API", nil)
 }
 
 // pick chooses among the sources announcing one issuer: the one of the
@@ -185,7 +202,15 @@ func (a *authority) checkTenant(st *sourceState, c *claims.Claims) *Error {
 		// The issuer matched the template filled with tid, a tenant ID.
 		return a.admit.personalAccountRule(strings.ToLower(tid))
 	case kindB2C:
-		if tid == "" {
+		switch {
+		case tid == "":
+			return nil
+		case !isGUID(st.tenantID):
+			// The issuer names the tenant by domain: it pins the tenant,
+			// and tid, a GUID, cannot be compared with it.
+			if !isGUID(tid) {
+				return newError(ErrInvalidIssuer, "the token's tid is not a tenant ID", nil)
+			}
 			return nil
 		}
 	default:

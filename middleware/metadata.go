@@ -173,7 +173,11 @@ func fetchKeySet(ctx context.Context, client *http.Client, u string) (keys []sig
 			skipped = append(skipped, fmt.Sprintf("key %q: not an RSA public key of at least %d bits", e.Kid, minRSABits))
 			continue
 		}
-		keys = append(keys, signingKey{jwk: jwk, issuer: e.Issuer})
+		issuer := e.Issuer
+		if strings.TrimSpace(issuer) == "" {
+			issuer = "" // blank counts as absent, as in Microsoft.IdentityModel
+		}
+		keys = append(keys, signingKey{jwk: jwk, issuer: issuer})
 	}
 	if len(keys) == 0 {
 		return nil, skipped, errors.New("key set " + u + " has no usable RS256 signing key")

@@ -396,31 +396,58 @@ func (src *source) verificationKey(ctx context.Context, st *sourceState, kid, is
 	if !ok {
 		return nil, nil, newError(ErrUnknownSigningKey, "", fmt.Errorf("key %q is %T, not RSA", kid, key))
 	}
-	if !src.keyMaySign(st, kid, iss, tid) {
-		return nil, nil, newError(ErrInvalidIssuer, "the token's signing key is not valid for its issuer", nil)
+	if e := src.keyMaySign(ctx, st, kid, iss, tid); e != nil {
+		return nil, nil, e
 	}
 	return pub, st, nil
 }
 
-// keyMaySign applies Entra's per-key issuer rule to key kid of state st.
-// A key set that names no issuer for the key (Entra's v1 key sets name
-// none) defers to another metadata document of the same authority that
-// does: a key Entra restricts to one tenant in its v2 key set must not
-// sign another tenant's v1 tokens.
-func (src *source) keyMaySign(st *sourceState, kid, iss, tid string) bool {
-	if keyIss := st.keys[kid].issuer; keyIss != "" {
-		return keyIssuerAllows(keyIss, iss, tid, st.metadataIssuer)
+// errIssuersUnknown is an internal signal: the document that says which
+// issuer a key may sign for has not loaded.
+var errIssuersUnknown = errors.New("the issuers of the signing keys are not known yet")
+
+// keyMaySign applies Entra's per-key issuer rule to key kid of state st for
+// a token of issuer iss and tenant tid. With ctx set, it waits for (or
+// answers 503 while it cannot load) the document that names the key's
+// issuer; without, a document not loaded yet is errIssuersUnknown.
+func (src *source) keyMaySign(ctx context.Context, st *sourceState, kid, iss, tid string) *Error {
+	keyIss, e := src.statedIssuer(ctx, st, kid)
+	if e != nil {
+		return e
+	}
+	if keyIss != "" && !keyIssuerAllows(keyIss, iss, tid) {
+		return newError(ErrInvalidIssuer, "the token's signing key is not valid for its issuer", nil)
+	}
+	return nil
+}
+
+// statedIssuer is the issuer Entra names for key kid: in st's own key set,
+// or else in the authority's v2.0 key set, which is where Entra states it
+// (its v1.0 key sets name none). "" means no issuer is stated: any issuer
+// of the authority may use the key.
+func (src *source) statedIssuer(ctx context.Context, st *sourceState, kid string) (string, *Error) {
+	if iss := st.keys[kid].issuer; iss != "" {
+		return iss, nil
 	}
 	for _, sibling := range src.auth.sources {
-		other := sibling.state.Load()
-		if sibling == src || other == nil {
+		if sibling == src || !sibling.spec.namesKeyIssuers {
 			continue
 		}
-		if keyIss := other.keys[kid].issuer; keyIss != "" {
-			return keyIssuerAllows(keyIss, iss, tid, other.metadataIssuer)
+		other := sibling.state.Load()
+		if other == nil {
+			if ctx == nil {
+				return "", newError(ErrKeysUnavailable, "", errIssuersUnknown)
+			}
+			var err error
+			if other, err = sibling.current(ctx); err != nil {
+				// Until it loads, a key that may be restricted to another
+				// tenant cannot be told from one that is not.
+				return "", sibling.unavailable(err)
+			}
 		}
+		return other.keys[kid].issuer, nil
 	}
-	return true
+	return "", nil
 }
 
 // lookupToken is what keyfunc reads to find a key: the header's kid and alg.
@@ -430,18 +457,37 @@ func lookupToken(kid string) *jwt.Token {
 
 // keyIssuerAllows applies Microsoft's signing-key issuer validation
 // (Microsoft.IdentityModel's EnableAadSigningKeyIssuerValidation): a key
-// that names an issuer may sign only for that issuer, with {tenantid}
-// filled from tid. A token whose issuer form differs from the key's (a v1
-// sts.windows.net token checked with a v2 key) passes when the key's issuer
-// is this document's issuer for the same tenant.
-func keyIssuerAllows(keyIssuer, iss, tid, metadataIssuer string) bool {
+// that names an issuer may sign only for that issuer's tenant, with
+// {tenantid} filled from tid. Tenants are compared, not issuer forms: a
+// key stated for https://login.microsoftonline.com/{tid}/v2.0 signs that
+// tenant's v1.0 tokens (https://sts.windows.net/{tid}/) too, whichever key
+// set states it.
+func keyIssuerAllows(keyIssuer, iss, tid string) bool {
 	if strings.Contains(keyIssuer, tenantPlaceholder) {
 		if tid == "" {
 			return false
 		}
 		keyIssuer = fillTenant(keyIssuer, tid)
 	}
-	return keyIssuer == iss || keyIssuer == fillTenant(metadataIssuer, tid)
+	if keyIssuer == iss {
+		return true
+	}
+	t := issuerTenant(keyIssuer)
+	return isGUID(t) && strings.EqualFold(t, tid)
+}
+
+// issuerTenant is the tenant segment an Entra issuer URL names: the first
+// path segment (after tfp/ in B2C's policy form), or "".
+func issuerTenant(issuer string) string {
+	u, err := url.Parse(issuer)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	segs := strings.Split(strings.Trim(u.Path, "/"), "/")
+	if len(segs) > 1 && segs[0] == "tfp" { // B2C's https://{host}/tfp/{tid}/{policy}/v2.0/
+		segs = segs[1:]
+	}
+	return segs[0]
 }
 
 const tenantPlaceholder = "{tenantid}"
@@ -452,8 +498,8 @@ func fillTenant(template, tid string) string {
 	return strings.ReplaceAll(template, tenantPlaceholder, tid)
 }
 
-// tenantOfIssuer reads the tenant ID a literal issuer URL names, and checks
-// it against what the authority expects. Templates name no tenant.
+// tenantOfIssuer reads the tenant a literal issuer URL names, and checks it
+// against what the authority expects. Templates name no tenant.
 func (a *authority) tenantOfIssuer(issuer string) (string, error) {
 	u, err := url.Parse(issuer)
 	if err != nil || u.Host == "" {
@@ -469,18 +515,21 @@ func (a *authority) tenantOfIssuer(issuer string) (string, error) {
 	if templated {
 		return "", fmt.Errorf("the issuer %q is a template, but %s is a single tenant", issuer, a)
 	}
-	segs := strings.Split(strings.Trim(u.Path, "/"), "/")
-	if len(segs) > 1 && segs[0] == "tfp" { // B2C's https://{host}/tfp/{tid}/{policy}/v2.0/
-		segs = segs[1:]
-	}
-	tid := strings.ToLower(segs[0])
-	if !isGUID(tid) {
+	tenant := strings.ToLower(issuerTenant(issuer))
+	switch {
+	case isGUID(tenant):
+	case a.kind == kindB2C && tenant == a.tenant:
+		// A B2C tenant on a custom domain may name itself by domain
+		// (https://login.contoso.com/contoso.onmicrosoft.com/v2.0/): the
+		// issuer, matched literally, pins the tenant.
+		return tenant, nil
+	default:
 		return "", fmt.Errorf("the issuer %q names no tenant ID", issuer)
 	}
-	if a.tenantID != "" && tid != a.tenantID {
-		return "", fmt.Errorf("the issuer %q names tenant %s, not %s", issuer, tid, a.tenantID)
+	if a.tenantID != "" && tenant != a.tenantID {
+		return "", fmt.Errorf("the issuer %q names tenant %s, not %s", issuer, tenant, a.tenantID)
 	}
-	return tid, nil
+	return tenant, nil
 }
 
 // SourceStats describes one metadata document and its key set.
@@ -490,6 +539,10 @@ type SourceStats struct {
 	Authority, Version, Policy string
 	// MetadataURL is the document's URL; Issuer what it announced.
 	MetadataURL, Issuer string
+	// KeyIssuersOnly is true for a v2.0 document read only because its key
+	// set says which tenant each key may sign for, which binds v1.0 tokens
+	// too: the API accepts no v2.0 token.
+	KeyIssuersOnly bool
 	// Ready is true once keys were loaded; they are then kept through
 	// outages.
 	Ready bool
@@ -509,6 +562,7 @@ func (src *source) stats() SourceStats {
 	st := SourceStats{
 		Authority: src.auth.String(), Version: src.spec.version, Policy: src.spec.policy,
 		MetadataURL: src.spec.url, Fetches: src.fetches.Load(), Failures: src.failures.Load(),
+		KeyIssuersOnly: !src.spec.routes,
 	}
 	src.mu.Lock()
 	st.LastError, st.LastErrorAt = src.lastErr, src.lastErrAt

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -26,6 +27,9 @@ type Authenticator struct {
 	cache       *tokenCache
 	state       *requestState
 	closeOnce   sync.Once
+	// generation counts successful document loads; cache entries checked
+	// against an older generation are checked again.
+	generation atomic.Uint64
 }
 
 // New checks cfg, starts loading the metadata and signing keys of every
@@ -122,6 +126,7 @@ func issuerVersion(iss string) string {
 // cached tokens signed by keys that are no longer published stop counting.
 func (a *Authenticator) keysChanged() {
 	a.router.rebuild()
+	a.generation.Add(1)
 }
 
 // Close stops background key refreshes and waits for them to end. Requests
@@ -249,6 +254,9 @@ func (a *Authenticator) validate(ctx context.Context, raw string, fromHeader boo
 	if e := a.checkClaims(c, a.s.now()); e != nil {
 		return c, e
 	}
+	// Read before the documents are: a load finishing during this
+	// validation makes the entry's first hit check it again.
+	generation := a.generation.Load()
 	v, e := a.verifyIssuer(ctx, tok, c)
 	if e != nil {
 		return c, e
@@ -256,7 +264,7 @@ func (a *Authenticator) validate(ctx context.Context, raw string, fromHeader boo
 	if a.cache != nil {
 		ent := &cacheEntry{claims: c, src: v.src, kid: tok.kid, pub: v.pub}
 		ent.validFrom, ent.validUntil = a.validityWindow(c)
-		ent.state.Store(v.state)
+		ent.generation.Store(generation)
 		ent.admittedUntil.Store(unixNano(v.admittedUntil))
 		a.cache.add(raw, tok.signature, ent)
 	}

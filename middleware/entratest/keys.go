@@ -121,7 +121,7 @@ func (k *Key) jwk(issuer string) map[string]any {
 		"e":   base64.RawURLEncoding.EncodeToString(big.NewInt(int64(k.priv.E)).Bytes()),
 		"x5c": []string{base64.StdEncoding.EncodeToString(k.cert)},
 	}
-	if issuer != "" {
+	if issuer != "" { // SetKeyIssuer may name a blank one
 		m["issuer"] = issuer
 		m["cloud_instance_name"] = "microsoftonline.com"
 	}

@@ -105,6 +105,7 @@ type Server struct {
 	tenants    map[string]*Tenant // by ID and by domain
 	published  []*Key
 	restricted map[*Key]string   // key -> the only tenant it may sign for
+	keyIssuers map[*Key]string   // key -> the issuer every key set names for it (SetKeyIssuer)
 	appKeys    map[string][]*Key // application ID -> its own signing keys
 	signing    *Key
 	nextKey    int
@@ -179,6 +180,7 @@ func Start(addr string, opts ...ServerOption) (*Server, error) {
 		closing:    make(chan struct{}),
 		tenants:    map[string]*Tenant{},
 		restricted: map[*Key]string{},
+		keyIssuers: map[*Key]string{},
 		appKeys:    map[string][]*Key{},
 		faults:     map[Endpoint]Fault{},
 		delays:     map[Endpoint]time.Duration{},
@@ -274,6 +276,21 @@ func (s *Server) PublishKeyFor(k *Key, tenantID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.restricted[k] = strings.ToLower(tenantID)
+}
+
+// SetKeyIssuer makes every key set, v1.0 ones included, name issuer as the
+// issuer key k may sign for, whatever Entra would name: a shape Entra does
+// not publish today (its v1.0 key sets name no issuer), a blank issuer, or
+// a restriction added to a key already in use. The empty string restores
+// Entra's own.
+func (s *Server) SetKeyIssuer(k *Key, issuer string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if issuer == "" {
+		delete(s.keyIssuers, k)
+		return
+	}
+	s.keyIssuers[k] = issuer
 }
 
 // SetAppSigningKey gives application appID a signing key of its own, as
@@ -590,6 +607,7 @@ func (s *Server) keySet(req request) []map[string]any {
 		}
 	}
 	restricted := maps.Clone(s.restricted)
+	named := maps.Clone(s.keyIssuers)
 	s.mu.Unlock()
 
 	keys := []map[string]any{}
@@ -607,6 +625,9 @@ func (s *Server) keySet(req request) []map[string]any {
 		}
 		if req.tenant != nil && req.tenant.Kind == B2CTenant {
 			issuer = "" // B2C key sets name no issuers
+		}
+		if v, ok := named[k]; ok {
+			issuer = v
 		}
 		keys = append(keys, k.jwk(issuer))
 	}

@@ -37,8 +37,9 @@ type Tenant struct {
 	// the Policy option says otherwise.
 	Policies []string
 
-	server     *Server
-	policyKeys map[string]*Key // B2C policies with a key of their own
+	server         *Server
+	policyKeys     map[string]*Key // B2C policies with a key of their own
+	issuerByDomain bool
 }
 
 // TenantKind says which Microsoft identity product a tenant belongs to.
@@ -111,6 +112,11 @@ func B2C(name string, policies ...string) TenantOption {
 	}
 }
 
+// IssuerByDomain makes a B2C tenant's issuer name the tenant by its domain
+// instead of its tenant ID, as a B2C tenant on a custom domain may:
+// {server URL}/{name}.onmicrosoft.com/v2.0/.
+func IssuerByDomain() TenantOption { return func(t *Tenant) { t.issuerByDomain = true } }
+
 // NewTenant starts a Server on loopback with one tenant, and closes it when
 // the test ends.
 func NewTenant(tb testing.TB, opts ...TenantOption) *Tenant {
@@ -174,6 +180,9 @@ func (t *Tenant) issuer() string {
 	case ExternalIDTenant:
 		return "https://" + t.ID + ".ciamlogin.com/" + t.ID + "/v2.0"
 	case B2CTenant:
+		if t.issuerByDomain {
+			return t.server.URL + "/" + t.Domain + "/v2.0/"
+		}
 		return t.server.URL + "/" + t.ID + "/v2.0/"
 	}
 	return t.server.issuerV2(t.ID)
