@@ -43,6 +43,15 @@ func TestV1TokensFollowTheV2KeyRestrictions(t *testing.T) {
 			if _, err := a.Validate(t.Context(), tenant.AccessToken(entratest.V1())); err != nil {
 				t.Errorf("v1 token signed with a key for every tenant: %v", err)
 			}
+			v2 := sourceOf(t, a.Stats(), "2.0")
+			if want := cfg.versions&middleware.TokenV2 == 0; v2.KeyIssuersOnly != want || !v2.Ready {
+				t.Errorf("v2.0 document stats %+v: want ready, KeyIssuersOnly %v", v2, want)
+			}
+			if cfg.versions&middleware.TokenV2 == 0 {
+				if _, err := a.Validate(t.Context(), tenant.AccessToken()); !errors.Is(err, middleware.ErrInvalidVersion) {
+					t.Errorf("v2 token to a v1-only API: %v, want ErrInvalidVersion", err)
+				}
+			}
 		})
 	}
 }
