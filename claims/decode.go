@@ -1,10 +1,14 @@
 package claims
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // decodeWire reads a token payload into w in one pass over its members,
@@ -36,7 +40,7 @@ func decodeWire(b []byte, w *wireClaims) error {
 			return err
 		}
 		if !names.add(name) {
-			return fmt.Errorf("claim %q appears twice", name)
+			return fmt.Errorf("claim %q appears twice (claim names must differ in more than case)", name)
 		}
 		i = skipSpace(b, skipSpace(b, end)+1) // past the colon
 		end = skipValue(b, i)
@@ -274,32 +278,72 @@ func jsonString(lit []byte) (string, error) {
 }
 
 // nameSet remembers the member names seen, without allocating for the
-// usual token.
+// usual token, and refuses a name that repeats one seen, exactly or under
+// case folding: encoding/json matches names case-insensitively (as
+// bytes.EqualFold does), so a handler decoding Claims.Raw() into its own
+// struct would read either of "tid" and "TID", and Microsoft.IdentityModel
+// refuses a token with two tenant IDs (IDX40011).
 type nameSet struct {
 	small [48][]byte
 	n     int
-	more  map[string]bool
+	more  map[string]bool // folded names beyond small
 }
 
 func (s *nameSet) add(name []byte) bool {
 	for _, seen := range s.small[:s.n] {
-		if string(seen) == string(name) {
+		if sameFolded(seen, name) {
 			return false
 		}
-	}
-	if s.more[string(name)] {
-		return false
 	}
 	if s.n < len(s.small) {
 		s.small[s.n] = name
 		s.n++
 		return true
 	}
+	folded := foldName(name)
+	if s.more[folded] {
+		return false
+	}
 	if s.more == nil {
 		s.more = map[string]bool{}
 	}
-	s.more[string(name)] = true
+	s.more[folded] = true
 	return true
+}
+
+// sameFolded reports whether a and b are equal under Unicode simple case
+// folding, as bytes.EqualFold compares them; ASCII names of different
+// lengths, the usual case, are told apart without folding.
+func sameFolded(a, b []byte) bool {
+	if len(a) != len(b) && isASCII(a) && isASCII(b) {
+		return false
+	}
+	return bytes.EqualFold(a, b)
+}
+
+func isASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// foldName maps a name to one representative of its case-folding class:
+// each rune becomes the smallest rune of its simple-folding orbit, so two
+// names fold to the same string exactly when bytes.EqualFold says they
+// are equal.
+func foldName(name []byte) string {
+	var b strings.Builder
+	for _, r := range string(name) {
+		smallest := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			smallest = min(smallest, f)
+		}
+		b.WriteRune(smallest)
+	}
+	return b.String()
 }
 
 func skipSpace(b []byte, i int) int {

@@ -33,24 +33,27 @@ func referenceDecode(raw []byte) (wireClaims, error) {
 }
 
 // hasDuplicateNames reports whether the top-level object repeats a member
-// name (after unescaping), which decodeWire refuses and encoding/json does
-// not.
+// name (after unescaping), exactly or under case folding as
+// bytes.EqualFold compares names, which decodeWire refuses and
+// encoding/json does not.
 func hasDuplicateNames(raw []byte) bool {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return false
 	}
-	seen := map[string]bool{}
+	var seen []string
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
 			return false
 		}
 		name, _ := tok.(string)
-		if seen[name] {
-			return true
+		for _, other := range seen {
+			if strings.EqualFold(other, name) {
+				return true
+			}
 		}
-		seen[name] = true
+		seen = append(seen, name)
 		var skip json.RawMessage
 		if dec.Decode(&skip) != nil {
 			return false
@@ -65,6 +68,7 @@ func FuzzDecodeAgreesWithEncodingJSON(f *testing.F) {
 	for _, seed := range []string{
 		`{"aud":"a","exp":1,"scp":"a b","roles":["x",null],"acct":1,"hasgroups":true,"_claim_names":{"groups":"s"}}`,
 		`{"AUD":"x","aud":["a","b"],"Scp":"Admin","scp":null,"nonce":null}`,
+		`{"tid":"a","TID":"b"}`, `{"sub":"a","ſub":"b"}`, `{"kid":"a","Kid":"b"}`, `{"Custom":1,"cUSTOM":2}`,
 		`{"\u0061ud":"a","tid":"\u00e9","oid":"\ud800","x":{"aud":[1,{"a":"}"}]}}`,
 		`{"acct":1.5}`, `{"acct":"1"}`, `{"roles":"a"}`, `{"groups":[1]}`, `{"hasgroups":1}`, `{"_claim_names":{"groups":1}}`,
 		`{"exp":"1"}`, `{"aud":null}`, `{"scp":"a","scp":"b"}`, `[]`, `{"a":1}x`, ` {} `, `{"name":"` + "\xff\xfe" + `"}`,

@@ -186,6 +186,8 @@ func TestHostileTokens(t *testing.T) {
 		{"crit header", rs256(t, priv, header(with(map[string]any{"crit": []string{"b64"}, "b64": false})), vp), ""},
 		{"duplicate alg in the header, correctly signed", rs256(t, priv, b64.EncodeToString([]byte(`{"alg":"none","alg":"RS256","kid":"`+kid+`"}`)), vp), ""},
 		{"duplicate kid in the header, correctly signed", rs256(t, priv, b64.EncodeToString([]byte(`{"alg":"RS256","kid":"x","kid":"`+kid+`"}`)), vp), ""},
+		{"kid and KID in the header, correctly signed", rs256(t, priv, b64.EncodeToString([]byte(`{"alg":"RS256","KID":"x","kid":"`+kid+`"}`)), vp), ""},
+		{"alg and ALG in the header, correctly signed", rs256(t, priv, b64.EncodeToString([]byte(`{"ALG":"none","alg":"RS256","kid":"`+kid+`"}`)), vp), ""},
 		// Structure.
 		{"one segment", vh, ""},
 		{"two segments", vh + "." + vp, ""},
@@ -224,6 +226,8 @@ func TestHostileTokens(t *testing.T) {
 		{"aud of another API, AUD of this one", rs256(t, priv, stdHeader, payloadWith(t, valid, func(m map[string]any) { m["aud"] = "other"; m["AUD"] = tenant.ClientID })), ""},
 		{"scp missing, SCP present", rs256(t, priv, stdHeader, payloadWith(t, valid, func(m map[string]any) { delete(m, "scp"); m["SCP"] = "SecureData.Read" })), ""},
 		{"tid of another tenant", tenant.AccessToken(entratest.Claim("tid", entratest.NewGUID())), ""},
+		{"tid and TID, correctly signed", tenant.AccessToken(entratest.Claim("TID", entratest.NewGUID())), ""},
+		{"roles and Roles, correctly signed", tenant.AppToken(entratest.Roles("R"), entratest.Claim("Roles", []string{"Admin"})), ""},
 		// Size.
 		{"huge token", rs256(t, priv, stdHeader, payloadWith(t, valid, func(m map[string]any) { m["pad"] = strings.Repeat("A", 64<<10) })), ""},
 		{"ID token", tenant.IDToken(), ""},

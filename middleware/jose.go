@@ -95,7 +95,9 @@ type joseHeader struct {
 var errDuplicateMember = errors.New("duplicate member name")
 
 // decodeHeader reads the header object member by member, refusing duplicate
-// names (RFC 7515 §4: a JWS with duplicate header names may be rejected) and
+// names, exactly or under case folding (RFC 7515 §4: a JWS with duplicate
+// header names may be rejected; "kid" and "KID" are one name to
+// encoding/json), and
 // non-string alg or kid. It scans the JSON once; values other than alg and
 // kid are skipped, not decoded.
 func decodeHeader(b []byte) (joseHeader, error) {
@@ -118,7 +120,8 @@ func decodeHeader(b []byte) (joseHeader, error) {
 			return h, err
 		}
 		for _, seen := range names[:count] {
-			if seen == name {
+			// Under case folding too, as encoding/json matches names.
+			if strings.EqualFold(seen, name) {
 				return h, errDuplicateMember
 			}
 		}
