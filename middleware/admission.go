@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,21 +16,27 @@ import (
 const (
 	maxAdmissionEntries = 10000
 	admissionErrorTTL   = time.Second
-	// admissionCallTimeout bounds one call of TenantAdmission.Check made on
-	// behalf of requests that share it.
-	admissionCallTimeout = 10 * time.Second
+	// maxRunningChecks bounds the calls of TenantAdmission.Check running
+	// at once, and so those still running past their deadline (a Check
+	// that ignores its context), each of which holds a goroutine nothing
+	// can stop. Beyond it, tenants not already answered get 503 at once,
+	// until calls return.
+	maxRunningChecks = 64
 )
 
 // errAdmissionUnavailable wraps a failing TenantAdmission.Check.
 var errAdmissionUnavailable = errors.New("the tenant admission check failed")
 
+// errTooManyRunningChecks: maxRunningChecks calls are running.
+var errTooManyRunningChecks = errors.New("too many TenantAdmission.Check calls are running, some perhaps past their deadline")
+
 // admitter applies a multi-tenant authority's TenantAdmission.
 type admitter struct {
-	kind     authorityKind
 	tenant   string // Organizations or Common
 	allowed  map[string]struct{}
 	check    func(context.Context, string) (bool, error)
 	ttl      time.Duration
+	timeout  time.Duration
 	any      bool
 	personal bool
 	now      func() time.Time
@@ -37,6 +44,7 @@ type admitter struct {
 
 	mu      sync.Mutex
 	answers map[string]*admission
+	running atomic.Int32 // calls of check not returned, deadline or not
 }
 
 // admission is one answer of Check, or the call producing it.
@@ -50,13 +58,16 @@ type admission struct {
 func newAdmitter(ctx context.Context, a Authority, now func() time.Time) *admitter {
 	t := a.admission
 	ad := &admitter{
-		kind: a.kind, tenant: a.tenant, check: t.Check, ttl: t.CheckCacheTTL,
+		tenant: a.tenant, check: t.Check, ttl: t.CheckCacheTTL, timeout: t.CheckTimeout,
 		any: t.AllowAnyTenant, personal: t.AllowPersonalAccounts, now: now, closing: ctx,
 		allowed: make(map[string]struct{}, len(t.AllowedTenantIDs)),
 		answers: map[string]*admission{},
 	}
 	if ad.ttl == 0 {
 		ad.ttl = DefaultTenantCheckCacheTTL
+	}
+	if ad.timeout == 0 {
+		ad.timeout = DefaultTenantCheckTimeout
 	}
 	for _, id := range t.AllowedTenantIDs {
 		ad.allowed[strings.ToLower(id)] = struct{}{}
@@ -90,7 +101,8 @@ func (ad *admitter) admit(ctx context.Context, tid string) (until time.Time, e *
 	if ad.check == nil {
 		return time.Time{}, notAdmitted()
 	}
-	ans := ad.answer(tid)
+	ans := ad.answer(ctx, tid)
+	// The call answers by its deadline even if Check does not return.
 	select {
 	case <-ans.done:
 	case <-ctx.Done():
@@ -107,7 +119,7 @@ func (ad *admitter) admit(ctx context.Context, tid string) (until time.Time, e *
 
 // answer returns the cached or running call for tid, starting one if
 // needed. Concurrent requests for one tenant share one call.
-func (ad *admitter) answer(tid string) *admission {
+func (ad *admitter) answer(ctx context.Context, tid string) *admission {
 	now := ad.now()
 	ad.mu.Lock()
 	defer ad.mu.Unlock()
@@ -126,24 +138,50 @@ func (ad *admitter) answer(tid string) *admission {
 	}
 	ans := &admission{done: make(chan struct{})}
 	ad.answers[tid] = ans
-	go ad.call(tid, ans)
+	go ad.call(ctx, tid, ans)
 	return ans
 }
 
-func (ad *admitter) call(tid string, ans *admission) {
+// call asks Check about tid and answers by the deadline, whether or not
+// Check returns: a Check that ignores its context holds no request past
+// it. The call serves every request waiting for it, so it keeps the values
+// of the request that started it (a trace, a logger) but not its
+// cancellation.
+func (ad *admitter) call(parent context.Context, tid string, ans *admission) {
 	defer close(ans.done)
-	// The call serves every request waiting for it, so it runs on its own
-	// deadline, not on the context of the request that happened to start it.
-	ctx, cancel := context.WithTimeout(ad.closing, admissionCallTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), ad.timeout)
 	defer cancel()
-	func() {
-		defer func() {
-			if r := recover(); r != nil {
-				ans.err = fmt.Errorf("TenantAdmission.Check panicked: %v", r)
-			}
+	stop := context.AfterFunc(ad.closing, cancel)
+	defer stop()
+
+	type result struct {
+		ok  bool
+		err error
+	}
+	if ad.running.Add(1) > maxRunningChecks {
+		ad.running.Add(-1)
+		ans.err = errTooManyRunningChecks
+	} else {
+		results := make(chan result, 1)
+		go func() {
+			var r result
+			defer func() {
+				if p := recover(); p != nil {
+					r = result{err: fmt.Errorf("TenantAdmission.Check panicked: %v", p)}
+				}
+				ad.running.Add(-1)
+				results <- r
+			}()
+			r.ok, r.err = ad.check(ctx, tid)
 		}()
-		ans.ok, ans.err = ad.check(ctx, tid)
-	}()
+		select {
+		case r := <-results:
+			ans.ok, ans.err = r.ok, r.err
+		case <-ctx.Done():
+			// The call goes on, counted in running, until Check returns.
+			ans.err = fmt.Errorf("TenantAdmission.Check did not answer within %v: %w", ad.timeout, ctx.Err())
+		}
+	}
 	ttl := ad.ttl
 	if ans.err != nil {
 		ttl = admissionErrorTTL

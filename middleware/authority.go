@@ -42,6 +42,10 @@ const (
 // TenantAdmission.Check is reused.
 const DefaultTenantCheckCacheTTL = 5 * time.Minute
 
+// DefaultTenantCheckTimeout is how long a call of TenantAdmission.Check
+// may take before the requests waiting for it are answered 503.
+const DefaultTenantCheckTimeout = 5 * time.Second
+
 // An Authority is an issuer of the tokens an API accepts: where its OpenID
 // metadata documents live, which issuer they announce (a literal URL, or a
 // template with {tenantid} for multi-tenant authorities), which keys sign
@@ -157,11 +161,24 @@ type TenantAdmission struct {
 	// whose signature is valid; its answers are reused for CheckCacheTTL,
 	// and concurrent checks of one tenant share one call. An error answers
 	// the request 503 with Retry-After: the token may well be good.
+	//
+	// tenantID is the token's tid in lower case: a GUID, never a domain.
+	// ctx carries the values of the request that started the call (its
+	// trace, for instance) but not its cancellation, since the call
+	// answers every request waiting for it; it is cancelled after
+	// CheckTimeout, or when the Authenticator closes. A Check that ignores
+	// ctx holds no request beyond CheckTimeout: those waiting get 503. At
+	// most 64 calls run at once, overdue ones included; beyond that,
+	// tenants not already answered get 503 at once until some return.
 	Check func(ctx context.Context, tenantID string) (bool, error)
 
 	// CheckCacheTTL is how long Check's answers are kept. Default
 	// DefaultTenantCheckCacheTTL; at least 1 s. Errors are kept 1 s.
 	CheckCacheTTL time.Duration
+
+	// CheckTimeout bounds each call of Check. Default
+	// DefaultTenantCheckTimeout; at least 100 ms.
+	CheckTimeout time.Duration
 
 	// AllowAnyTenant admits every tenant in the world: any organisation can
 	// then call the API. Use it only when the API authorizes callers some
@@ -250,6 +267,10 @@ func (t TenantAdmission) check(tenant string) error {
 		return fmt.Errorf("TenantAdmission.AllowPersonalAccounts: personal Microsoft accounts sign in only through %q, not %q", Common, tenant)
 	case t.CheckCacheTTL != 0 && t.CheckCacheTTL < time.Second:
 		return fmt.Errorf("TenantAdmission.CheckCacheTTL %v is below the 1s minimum", t.CheckCacheTTL)
+	case t.CheckTimeout != 0 && t.CheckTimeout < minFetchTimeout:
+		return fmt.Errorf("TenantAdmission.CheckTimeout %v is below the %v minimum", t.CheckTimeout, minFetchTimeout)
+	case t.Check == nil && t.CheckTimeout != 0:
+		return fmt.Errorf("TenantAdmission.CheckTimeout is set but Check is not")
 	}
 	return nil
 }

@@ -32,8 +32,10 @@ import (
 
 // RequireAnyScope lets a request through when its token has at least one of
 // the delegated scopes (scp). App-only tokens have no scopes and are refused.
+// Scopes are bare names (Orders.Read), as scp carries them, not the URIs
+// clients request (api://<app-id>/Orders.Read): a URI panics.
 func RequireAnyScope(scopes ...string) func(http.Handler) http.Handler {
-	mustNames("RequireAnyScope", scopes)
+	mustScopes("RequireAnyScope", scopes)
 	scopes = slices.Clone(scopes)
 	return guard(func(c *claims.Claims) *Error { return authorizeAny(c, scopes, nil) })
 }
@@ -41,7 +43,7 @@ func RequireAnyScope(scopes ...string) func(http.Handler) http.Handler {
 // RequireAllScopes lets a request through when its token has every one of
 // the delegated scopes.
 func RequireAllScopes(scopes ...string) func(http.Handler) http.Handler {
-	mustNames("RequireAllScopes", scopes)
+	mustScopes("RequireAllScopes", scopes)
 	scopes = slices.Clone(scopes)
 	return guard(func(c *claims.Claims) *Error {
 		var missing []string
@@ -74,6 +76,7 @@ func RequireAnyRole(roles ...string) func(http.Handler) http.Handler {
 // RequiredScopeOrAppPermission.
 func RequireScopeOrRole(scopes, roles []string) func(http.Handler) http.Handler {
 	mustNames("RequireScopeOrRole", append(slices.Clone(scopes), roles...))
+	mustBareScopes("RequireScopeOrRole", scopes)
 	scopes, roles = slices.Clone(scopes), slices.Clone(roles)
 	return guard(func(c *claims.Claims) *Error { return authorizeAny(c, scopes, roles) })
 }
@@ -125,6 +128,20 @@ func guard(check func(*claims.Claims) *Error) func(http.Handler) http.Handler {
 			}
 			next.ServeHTTP(w, r)
 		})
+	}
+}
+
+// mustScopes is mustNames for scopes, which must also be bare names.
+func mustScopes(fn string, scopes []string) {
+	mustNames(fn, scopes)
+	mustBareScopes(fn, scopes)
+}
+
+func mustBareScopes(fn string, scopes []string) {
+	for _, s := range scopes {
+		if msg := scopeURIMistake(s); msg != "" {
+			panic("entragate: " + fn + ": " + msg)
+		}
 	}
 }
 

@@ -142,22 +142,33 @@ func TestACLModeAcceptsTokensWithoutScopesOrRoles(t *testing.T) {
 }
 
 func TestGuardsPanicWithoutNames(t *testing.T) {
-	for name, build := range map[string]func(){
-		"RequireAnyScope":    func() { middleware.RequireAnyScope() },
-		"RequireAllScopes":   func() { middleware.RequireAllScopes() },
-		"RequireAnyRole":     func() { middleware.RequireAnyRole() },
-		"RequireScopeOrRole": func() { middleware.RequireScopeOrRole(nil, nil) },
-		"name with a space":  func() { middleware.RequireAnyScope("a b") },
-	} {
-		t.Run(name, func(t *testing.T) {
+	tests := []struct {
+		name    string
+		build   func()
+		mention string
+	}{
+		{"RequireAnyScope", func() { middleware.RequireAnyScope() }, "at least one"},
+		{"RequireAllScopes", func() { middleware.RequireAllScopes() }, "at least one"},
+		{"RequireAnyRole", func() { middleware.RequireAnyRole() }, "at least one"},
+		{"RequireScopeOrRole", func() { middleware.RequireScopeOrRole(nil, nil) }, "at least one"},
+		{"name with a space", func() { middleware.RequireAnyScope("a b") }, "invalid scope or role name"},
+		{"full scope URI", func() { middleware.RequireAnyScope("api://6e74172b-be56-4843-9ff4-e66a39bb12e3/Orders.Read") }, `require "Orders.Read"`},
+		{"full scope URI, all of", func() { middleware.RequireAllScopes("Orders.Read", "api://orders/Orders.Write") }, `require "Orders.Write"`},
+		{"Graph scope URI, scope or role", func() { middleware.RequireScopeOrRole([]string{"https://graph.microsoft.com/User.Read"}, []string{"R"}) }, `require "User.Read"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
 			defer func() {
-				if recover() == nil {
-					t.Error("no panic for a guard that would let nobody or everybody through")
+				p := recover()
+				if msg, _ := p.(string); !strings.Contains(msg, tc.mention) {
+					t.Errorf("panic %v, want one mentioning %q", p, tc.mention)
 				}
 			}()
-			build()
+			tc.build()
 		})
 	}
+	// Roles alone are a valid scope-or-role rule.
+	middleware.RequireScopeOrRole(nil, []string{"Data.Read.All"})
 }
 
 // serve runs h for a request with the bearer token and returns the recorder.

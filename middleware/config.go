@@ -40,7 +40,9 @@ const (
 const (
 	minFetchTimeout     = 100 * time.Millisecond
 	minRefreshInterval  = time.Second // Microsoft.IdentityModel's MinimumRefreshInterval
+	minLeeway           = time.Second // a positive Leeway below it is a typo: Leeway: 300 is 300 ns
 	maxLeeway           = time.Hour
+	minMaxTokenSize     = 1 << 10 // an RS256 signature alone is 342 bytes; no Entra token is smaller
 	tokenCacheEntryCost = 4 << 10 // bytes of budget per TokenCacheSize entry
 )
 
@@ -119,7 +121,8 @@ type Config struct {
 	AppSpecificSigningKeys bool
 
 	// Leeway is the allowed clock skew for exp, nbf and iat. Zero means
-	// DefaultLeeway; a negative value means none; at most 1 h.
+	// DefaultLeeway; a negative value means none (tokens are checked
+	// against the clock exactly); otherwise between 1 s and 1 h.
 	Leeway time.Duration
 
 	// Scopes and Roles are required for every request. A token passes when it
@@ -178,7 +181,8 @@ type Config struct {
 	// DefaultKeyMissRefreshInterval; at least 1 s.
 	KeyMissRefreshInterval time.Duration
 
-	// MaxTokenSize caps the token length in bytes. Default DefaultMaxTokenSize.
+	// MaxTokenSize caps the token length in bytes. Default
+	// DefaultMaxTokenSize; at least 1 KiB, which no Entra token is below.
 	MaxTokenSize int
 
 	// TokenCacheSize is how many verified tokens are remembered, so that a
@@ -274,12 +278,19 @@ func newSettings(cfg Config) (*settings, error) {
 			}
 		}
 	}
+	for _, v := range s.Scopes {
+		if msg := scopeURIMistake(v); msg != "" {
+			return nil, configError("Scopes: %s", msg)
+		}
+	}
 
 	switch {
 	case cfg.Leeway == 0:
 		s.leeway = DefaultLeeway
 	case cfg.Leeway > maxLeeway:
 		return nil, configError("Leeway %v is above the %v maximum: tokens that long expired are not valid", cfg.Leeway, maxLeeway)
+	case cfg.Leeway > 0 && cfg.Leeway < minLeeway:
+		return nil, configError("Leeway %v (%d ns) is below the %v minimum; a negative Leeway means none", cfg.Leeway, int64(cfg.Leeway), minLeeway)
 	case cfg.Leeway > 0:
 		s.leeway = cfg.Leeway
 	}
@@ -300,8 +311,11 @@ func newSettings(cfg Config) (*settings, error) {
 			return nil, configError("%s %v (%d ns) is below the %v minimum", d.name, *d.value, int64(*d.value), d.floor)
 		}
 	}
-	if s.MaxTokenSize <= 0 {
+	switch {
+	case s.MaxTokenSize == 0:
 		s.MaxTokenSize = DefaultMaxTokenSize
+	case s.MaxTokenSize < minMaxTokenSize:
+		return nil, configError("MaxTokenSize %d is below the %d-byte minimum: no Entra token is that small", s.MaxTokenSize, minMaxTokenSize)
 	}
 	switch {
 	case s.TokenCacheSize == 0:
@@ -331,8 +345,10 @@ func newSettings(cfg Config) (*settings, error) {
 func (s *settings) checkAuthorities() error {
 	if len(s.Authorities) > 0 {
 		switch {
-		case s.TenantID != "" || s.AuthorityHost != "":
-			return configError("set either TenantID (with AuthorityHost) or Authorities, not both")
+		case s.TenantID != "":
+			return configError("set either TenantID or Authorities, not both")
+		case s.AuthorityHost != "":
+			return configError("AuthorityHost is the host of TenantID; with Authorities, give each authority its host with WithHost")
 		case len(s.Issuers) > 0:
 			return configError("Issuers replaces the issuers of TenantID's metadata; it cannot be combined with Authorities")
 		}
@@ -376,6 +392,18 @@ func (s *settings) checkAuthorities() error {
 }
 
 func validName(v string) bool { return v != "" && !strings.ContainsAny(v, " \t\"\\") }
+
+// scopeURIMistake explains why a full scope URI (api://<app-id>/Orders.Read,
+// https://graph.microsoft.com/User.Read) cannot be required: a client
+// requests the URI, but scp carries the bare name, so every real token
+// would be refused. "" when v is a bare name.
+func scopeURIMistake(v string) string {
+	if !strings.Contains(v, "://") && !strings.HasPrefix(v, "api:") {
+		return ""
+	}
+	bare := v[strings.LastIndexByte(v, '/')+1:]
+	return fmt.Sprintf("%q is a full scope URI, but tokens carry the bare scope name in scp: require %q", v, bare)
+}
 
 // parseFetchURL accepts https URLs, and http URLs only for loopback hosts:
 // keys fetched over plain http from elsewhere could be replaced in transit.
