@@ -154,7 +154,9 @@ func TestGuardsPanicWithoutNames(t *testing.T) {
 		{"name with a space", func() { middleware.RequireAnyScope("a b") }, "invalid scope or role name"},
 		{"full scope URI", func() { middleware.RequireAnyScope("api://6e74172b-be56-4843-9ff4-e66a39bb12e3/Orders.Read") }, `require "Orders.Read"`},
 		{"full scope URI, all of", func() { middleware.RequireAllScopes("Orders.Read", "api://orders/Orders.Write") }, `require "Orders.Write"`},
-		{"Graph scope URI, scope or role", func() { middleware.RequireScopeOrRole([]string{"https://graph.microsoft.com/User.Read"}, []string{"R"}) }, `require "User.Read"`},
+		{"Graph scope URI, scope or role", func() {
+			middleware.RequireScopeOrRole([]string{"https://graph.microsoft.com/User.Read"}, []string{"R"})
+		}, `require "User.Read"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
