@@ -43,6 +43,12 @@ const (
 //
 // Fields are empty when the token did not carry the claim. Entra documents
 // that an API must not depend on optional claims being present.
+//
+// A *Claims the middleware hands out (from Validate, or FromContext in a
+// handler) is the caller's own: the middleware keeps its own copy of a
+// verified token's claims, so changing one changes no other request and no
+// decision of the middleware. Copying a Claims value copies the struct
+// but shares its lists; Clone copies them too.
 type Claims struct {
 	// Version is the ver claim: Version1 or Version2.
 	Version string `json:"ver"`
@@ -237,15 +243,15 @@ func (c *Claims) Username() string {
 	return c.UniqueName
 }
 
-// Get returns the raw JSON value of any claim in the token, or false if the
-// token does not carry it.
+// Get returns a copy of the raw JSON value of any claim in the token, or
+// false if the token does not carry it.
 func (c *Claims) Get(name string) (json.RawMessage, bool) {
 	m, err := c.claimMap()
 	if err != nil {
 		return nil, false
 	}
 	v, ok := m[name]
-	return v, ok
+	return slices.Clone(v), ok
 }
 
 // Decode unmarshals the named claim into v. It returns ErrClaimNotFound when
@@ -268,6 +274,50 @@ func (c *Claims) Raw() []byte {
 		return nil
 	}
 	return slices.Clone(c.payload.raw)
+}
+
+// Clone returns a copy of c that shares nothing changeable with it: its
+// lists and AccountStatus are its own. The token's payload, which Get,
+// Decode and Raw read, is immutable and shared.
+func (c *Claims) Clone() *Claims {
+	if c == nil {
+		return nil
+	}
+	n := &struct {
+		c       Claims
+		strings [inlineStrings]string
+		acct    int
+	}{}
+	c.copyTo(&n.c, n.strings[:0], &n.acct)
+	return &n.c
+}
+
+// inlineStrings is how many list elements a copy holds without another
+// allocation: an Entra token's aud, scp, roles, wids and xms_cc together
+// rarely exceed it.
+const inlineStrings = 16
+
+// copyTo copies c into dst, its lists into buf while it has room (each
+// with no spare capacity, so that appending to one never writes over
+// another), and AccountStatus into acct.
+func (c *Claims) copyTo(dst *Claims, buf []string, acct *int) {
+	*dst = *c
+	for _, list := range []*[]string{&dst.Audience, &dst.Scopes, &dst.Roles, &dst.Groups, &dst.DirectoryRoles, &dst.ClientCapabilities} {
+		if *list == nil {
+			continue
+		}
+		if len(buf)+len(*list) > cap(buf) {
+			*list = slices.Clone(*list)
+			continue
+		}
+		start := len(buf)
+		buf = append(buf, *list...)
+		*list = buf[start:len(buf):len(buf)]
+	}
+	if c.AccountStatus != nil {
+		*acct = *c.AccountStatus
+		dst.AccountStatus = acct
+	}
 }
 
 func (c *Claims) claimMap() (map[string]json.RawMessage, error) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -208,16 +209,20 @@ func TestContextRoundTrip(t *testing.T) {
 		t.Error("empty context has claims")
 	}
 	c := &claims.Claims{ObjectID: "x"}
-	got, ok := claims.FromContext(claims.NewContext(context.Background(), c))
-	if !ok || got != c {
-		t.Errorf("FromContext = %v, %v", got, ok)
+	ctx := claims.NewContext(context.Background(), c)
+	got, ok := claims.FromContext(ctx)
+	if !ok || got == c || got.ObjectID != "x" {
+		t.Errorf("FromContext = %p %v, %v; want a copy of %p", got, got, ok, c)
+	}
+	if again, _ := claims.FromContext(ctx); again != got {
+		t.Error("one context gave two different copies")
 	}
 	if _, ok := claims.FromContext(claims.NewContext(context.Background(), nil)); ok {
 		t.Error("a nil *Claims must not count as claims")
 	}
 	// Another package's string key of the same name cannot collide.
 	type key string
-	ctx := context.WithValue(context.Background(), key("claims"), c)
+	ctx = context.WithValue(context.Background(), key("claims"), c)
 	if _, ok := claims.FromContext(ctx); ok {
 		t.Error("FromContext read a foreign context key")
 	}
@@ -264,5 +269,53 @@ func BenchmarkParse(b *testing.B) {
 		if _, err := claims.Parse(payload); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Clone, and the copy NewContext stores, share nothing changeable with the
+// original: every list, every pointer is its own, and appending to one
+// list never writes over another.
+func TestCloneSharesNothingChangeable(t *testing.T) {
+	c, err := claims.Parse([]byte(`{"aud":"a","scp":"s1 s2","roles":["r"],"groups":["g"],"wids":["w"],"xms_cc":["cp1"],"acct":0,"x":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromContext := func(c *claims.Claims) *claims.Claims {
+		got, _ := claims.FromContext(claims.NewContext(context.Background(), c))
+		return got
+	}
+	for name, copyOf := range map[string]func(*claims.Claims) *claims.Claims{"Clone": (*claims.Claims).Clone, "NewContext": fromContext} {
+		t.Run(name, func(t *testing.T) {
+			orig := reflect.ValueOf(c).Elem()
+			cp := copyOf(c)
+			dup := reflect.ValueOf(cp).Elem()
+			for i := range orig.NumField() {
+				f := orig.Type().Field(i)
+				if !f.IsExported() {
+					continue
+				}
+				a, b := orig.Field(i), dup.Field(i)
+				switch f.Type.Kind() {
+				case reflect.Slice:
+					if a.Len() == 0 {
+						t.Errorf("the test payload leaves %s empty: it proves nothing about it", f.Name)
+						continue
+					}
+					if a.Pointer() == b.Pointer() {
+						t.Errorf("%s shares its array with the original", f.Name)
+					}
+					if b.Cap() != b.Len() {
+						t.Errorf("%s has spare capacity %d: appending to it could write over another list", f.Name, b.Cap()-b.Len())
+					}
+				case reflect.Pointer, reflect.Map:
+					if !a.IsNil() && a.Pointer() == b.Pointer() {
+						t.Errorf("%s points where the original does", f.Name)
+					}
+				}
+			}
+			if !reflect.DeepEqual(c, cp) {
+				t.Errorf("the copy differs from the original:\n%+v\n%+v", cp, c)
+			}
+		})
 	}
 }

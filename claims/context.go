@@ -10,21 +10,46 @@ func (k *contextKey) String() string { return "entragate/claims context value " 
 
 var claimsKey = &contextKey{"claims"}
 
-// NewContext returns a copy of ctx that carries c.
+// contextNode is the context NewContext returns: it holds its own copy of
+// the claims, and room for the copy's lists, in one allocation.
+type contextNode struct {
+	context.Context
+	claims  Claims
+	strings [inlineStrings]string
+	acct    int
+}
+
+func (n *contextNode) Value(key any) any {
+	if key == claimsKey {
+		return &n.claims
+	}
+	return n.Context.Value(key)
+}
+
+func (n *contextNode) String() string { return "entragate/claims context" }
+
+// NewContext returns a copy of ctx that carries a copy of c: changing c
+// afterwards changes nothing in the context, and the claims FromContext
+// returns are the context's own. A nil c stores no claims.
 func NewContext(ctx context.Context, c *Claims) context.Context {
-	return context.WithValue(ctx, claimsKey, c)
+	if c == nil {
+		return context.WithValue(ctx, claimsKey, (*Claims)(nil))
+	}
+	n := &contextNode{Context: ctx}
+	c.copyTo(&n.claims, n.strings[:0], &n.acct)
+	return n
 }
 
 // FromContext returns the claims stored by NewContext, as the middleware does
 // for every request it lets through. The boolean is false when ctx carries
 // none, for example on a route the middleware does not protect.
+//
+// The claims belong to the context (to the request, for a request's
+// context), not to a cache or to other requests carrying the same token:
+// a handler that changes them changes what later readers of the same
+// context see, never what another request sees or what the middleware's
+// own checks decide. Treat them as read-only all the same.
 func FromContext(ctx context.Context) (*Claims, bool) {
 	c, ok := ctx.Value(claimsKey).(*Claims)
 	return c, ok && c != nil
 }
-
-// ContextKey returns the key NewContext stores claims under, for code that
-// builds its own context node carrying claims among other values (as the
-// entragate middleware does, to add one node per request instead of two).
-// Storing a value under it gives no more power than NewContext does.
-func ContextKey() any { return claimsKey }

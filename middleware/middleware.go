@@ -26,36 +26,27 @@ func (a *Authenticator) RequireAuth(next http.Handler) http.Handler {
 		if e == nil {
 			c, e = a.validate(ctx, raw, true)
 		}
-		r = r.WithContext(ctx)
 		if e != nil {
+			r = r.WithContext(ctx)
 			logRefusal(a.s.logger, r, e, c)
 			a.s.ErrorHandler(w, r, e)
 			return
 		}
-		ctx.claims = c
-		next.ServeHTTP(w, r)
+		// The request's own copy of the claims: what a handler does with
+		// them never reaches the cache or another request.
+		next.ServeHTTP(w, r.WithContext(claims.NewContext(ctx, c)))
 	})
 }
 
-// authContext is the one context node RequireAuth adds to a request: the
-// claims, which claims.FromContext finds, and what the route guards need to
-// answer a refusal. One node, one allocation, instead of two.
+// authContext is what RequireAuth adds to a request's context for the
+// route guards after it: how to answer a refusal.
 type authContext struct {
 	context.Context
-	claims *claims.Claims // set once validation succeeds
-	state  *requestState
+	state *requestState
 }
 
-var claimsKey = claims.ContextKey()
-
 func (c *authContext) Value(key any) any {
-	switch key {
-	case claimsKey:
-		if c.claims == nil {
-			return nil // refused requests carry no claims
-		}
-		return c.claims
-	case stateKey{}:
+	if key == (stateKey{}) {
 		return c.state
 	}
 	return c.Context.Value(key)

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/entragate/entragate/claims"
 	"github.com/entragate/entragate/middleware"
 	"github.com/entragate/entragate/middleware/entratest"
 )
@@ -311,5 +314,78 @@ func TestWriteErrorCompletesHandMadeErrors(t *testing.T) {
 				t.Error("503 without Retry-After")
 			}
 		})
+	}
+}
+
+// What a handler or a Validate caller writes into the claims it gets never
+// reaches the cache, another request, or a decision of the middleware.
+func TestClaimsAreTheCallersOwn(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	a := newAuth(t, tenant)
+	tok := tenant.AccessToken(entratest.Scopes("Data.Read"), entratest.Roles("Reader"), entratest.Claim("acct", 0), entratest.Claim("x_team", "blue"))
+	tamper := func(c *claims.Claims) {
+		c.Roles = append(c.Roles, "Admin")
+		c.Roles[0] = "Admin"
+		c.Scopes[0] = "Data.Write"
+		c.Audience[0] = "someone-else"
+		*c.AccountStatus = claims.AccountGuest
+		c.TenantID = "tampered"
+		if v, ok := c.Get("x_team"); ok {
+			copy(v, `"red!"`)
+		}
+	}
+	check := func(who string, c *claims.Claims) {
+		t.Helper()
+		var team string
+		if err := c.Decode("x_team", &team); err != nil || team != "blue" ||
+			!slices.Equal(c.Roles, []string{"Reader"}) || !slices.Equal(c.Scopes, []string{"Data.Read"}) ||
+			c.Audience[0] != tenant.ClientID || *c.AccountStatus != claims.AccountMember || c.TenantID != tenant.ID {
+			t.Errorf("%s sees claims changed by an earlier caller: roles %v, scopes %v, aud %v, acct %d, tid %s, x_team %q",
+				who, c.Roles, c.Scopes, c.Audience, *c.AccountStatus, c.TenantID, team)
+		}
+	}
+
+	// Validate's callers.
+	for i := range 3 {
+		c, err := a.Validate(t.Context(), tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(fmt.Sprintf("Validate call %d", i), c)
+		tamper(c)
+	}
+
+	// Handlers, and the guards after them.
+	r := chi.NewRouter()
+	r.Use(a.RequireAuth)
+	r.Get("/tamper", func(w http.ResponseWriter, r *http.Request) {
+		c, _ := claims.FromContext(r.Context())
+		check("a handler", c)
+		tamper(c)
+	})
+	r.With(middleware.RequireAnyRole("Admin")).Get("/admin", func(w http.ResponseWriter, r *http.Request) {
+		t.Error("the admin route let a Reader through")
+	})
+	r.With(middleware.RequireAnyScope("Data.Write")).Get("/write", func(w http.ResponseWriter, r *http.Request) {
+		t.Error("the write route let a reader through")
+	})
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+	for range 3 {
+		for path, want := range map[string]int{"/tamper": http.StatusOK, "/admin": http.StatusForbidden, "/write": http.StatusForbidden} {
+			req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Errorf("GET %s after a handler changed its claims: %d, want %d", path, resp.StatusCode, want)
+			}
+		}
+	}
+	if a.Stats().Cache.Hits == 0 {
+		t.Error("the token was never answered from the cache: the test proves nothing about it")
 	}
 }

@@ -202,7 +202,8 @@ func (a *Authenticator) Stats() Stats {
 
 // Validate checks a raw access token (without the "Bearer " prefix), as
 // RequireAuth does for HTTP requests, and returns its claims. Use it from a
-// gRPC interceptor, a websocket upgrade or a message consumer.
+// gRPC interceptor, a websocket upgrade or a message consumer. The claims
+// are the caller's own copy: changing them changes nothing else.
 //
 // Config.Scopes and Config.Roles apply. Every error is an *Error wrapping one
 // of the Err* reasons; its Description (and Status, Code) may be sent to
@@ -217,7 +218,7 @@ func (a *Authenticator) Validate(ctx context.Context, rawToken string) (*claims.
 		// *Error must not become a non-nil error interface.
 		return nil, err
 	}
-	return c, nil
+	return c.Clone(), nil
 }
 
 // validate runs every check on a raw token. The order is deliberate: a
