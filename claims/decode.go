@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"unicode"
@@ -19,32 +18,46 @@ import (
 // matched exactly: "AUD" or "Scp" are other claims, as for every other JWT
 // parser.
 //
-// A payload that names a claim twice is refused: RFC 7519 §4 requires
-// claim names to be unique, and two parsers that keep different
-// duplicates would read one token two ways.
+// A payload that names a claim twice, or two claims whose names differ
+// only in case, is refused: RFC 7519 §4 requires claim names to be unique,
+// and two parsers that keep different duplicates would read one token two
+// ways.
 func decodeWire(b []byte, w *wireClaims) error {
-	if !json.Valid(b) {
-		return errors.New("payload is not valid JSON")
-	}
-	// b is valid JSON from here on, so the scanner can be simple.
+	var names nameSet
+	return walkObject(b, false, func(name, value []byte) error {
+		if !names.add(name) {
+			return &ParseError{Name: string(name), Problem: "appears twice (claim names must differ in more than case)"}
+		}
+		return w.set(name, value)
+	})
+}
+
+// walkObject calls member for each member of the JSON object b, in order,
+// with the member's name (escapes decoded) and its value's JSON text. It
+// is the one scanner of token JSON: b is checked with json.Valid first, so
+// the scan itself can be simple. header says which part of a token b is,
+// for errors.
+func walkObject(b []byte, header bool, member func(name, value []byte) error) error {
 	i := skipSpace(b, 0)
-	if b[i] != '{' {
-		return errors.New("payload is not a JSON object")
+	if i == len(b) || b[i] != '{' {
+		return &ParseError{Header: header, Problem: "not a JSON object"}
+	}
+	if !json.Valid(b) {
+		return &ParseError{Header: header, Problem: "not valid JSON"}
 	}
 	i = skipSpace(b, i+1)
-	var names nameSet
 	for b[i] != '}' {
 		end := skipValue(b, i)
 		name, err := memberName(b[i:end])
 		if err != nil {
-			return err
-		}
-		if !names.add(name) {
-			return fmt.Errorf("claim %q appears twice (claim names must differ in more than case)", name)
+			return &ParseError{Header: header, Problem: "a member name is not a valid string"}
 		}
 		i = skipSpace(b, skipSpace(b, end)+1) // past the colon
 		end = skipValue(b, i)
-		if err := w.set(name, b[i:end]); err != nil {
+		if err := member(name, b[i:end]); err != nil {
+			if pe, ok := err.(*ParseError); ok {
+				pe.Header = header
+			}
 			return err
 		}
 		i = skipSpace(b, end)
@@ -59,75 +72,107 @@ func decodeWire(b []byte, w *wireClaims) error {
 // for it.
 func (w *wireClaims) set(name, v []byte) error {
 	var err error
+	if field := w.stringClaim(name); field != nil {
+		err = setString(field, v)
+	} else if field := w.listClaim(name); field != nil {
+		err = setStrings(field, v)
+	} else {
+		var handled bool
+		if handled, err = w.setOther(name, v); !handled {
+			return nil
+		}
+	}
+	var pe *ParseError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &pe):
+		return pe
+	case errors.Is(err, errWrongType):
+		return &ParseError{Name: string(name), Problem: "has the wrong JSON type"}
+	}
+	return &ParseError{Name: string(name), Problem: err.Error()}
+}
+
+// stringClaim is w's field for a claim whose value is a string.
+func (w *wireClaims) stringClaim(name []byte) *string {
 	switch string(name) {
 	case "ver":
-		err = setString(&w.Ver, v)
+		return &w.Ver
 	case "iss":
-		err = setString(&w.Iss, v)
-	case "aud":
-		if err = w.Aud.UnmarshalJSON(v); err != nil && !errors.Is(err, errWrongType) {
-			return fmt.Errorf("claim \"aud\": %w", err)
-		}
+		return &w.Iss
 	case "tid":
-		err = setString(&w.Tid, v)
+		return &w.Tid
 	case "oid":
-		err = setString(&w.Oid, v)
+		return &w.Oid
 	case "sub":
-		err = setString(&w.Sub, v)
+		return &w.Sub
 	case "name":
-		err = setString(&w.Name, v)
+		return &w.Name
 	case "preferred_username":
-		err = setString(&w.PreferredUsername, v)
+		return &w.PreferredUsername
 	case "upn":
-		err = setString(&w.Upn, v)
+		return &w.Upn
 	case "unique_name":
-		err = setString(&w.UniqueName, v)
+		return &w.UniqueName
 	case "azp":
-		err = setString(&w.Azp, v)
+		return &w.Azp
 	case "azpacr":
-		err = setString(&w.Azpacr, v)
+		return &w.Azpacr
 	case "appid":
-		err = setString(&w.Appid, v)
+		return &w.Appid
 	case "appidacr":
-		err = setString(&w.Appidacr, v)
+		return &w.Appidacr
 	case "scp":
-		err = setString(&w.Scp, v)
+		return &w.Scp
 	case "idtyp":
-		err = setString(&w.Idtyp, v)
+		return &w.Idtyp
 	case "idp":
-		err = setString(&w.Idp, v)
+		return &w.Idp
 	case "uti":
-		err = setString(&w.Uti, v)
+		return &w.Uti
 	case "tfp":
-		err = setString(&w.Tfp, v)
+		return &w.Tfp
 	case "acr":
-		err = setString(&w.Acr, v)
+		return &w.Acr
 	case "email":
-		err = setString(&w.Email, v)
+		return &w.Email
 	case "sid":
-		err = setString(&w.Sid, v)
+		return &w.Sid
 	case "login_hint":
-		err = setString(&w.LoginHint, v)
+		return &w.LoginHint
+	}
+	return nil
+}
+
+// listClaim is w's field for a claim whose value is an array of strings.
+func (w *wireClaims) listClaim(name []byte) *[]string {
+	switch string(name) {
 	case "roles":
-		err = setStrings(&w.Roles, v)
+		return &w.Roles
 	case "groups":
-		err = setStrings(&w.Groups, v)
+		return &w.Groups
 	case "wids":
-		err = setStrings(&w.Wids, v)
+		return &w.Wids
 	case "xms_cc":
-		err = setStrings(&w.XmsCc, v)
+		return &w.XmsCc
+	}
+	return nil
+}
+
+// setOther reads the claims of other shapes; handled is false for a claim
+// w has no field for.
+func (w *wireClaims) setOther(name, v []byte) (handled bool, err error) {
+	switch string(name) {
+	case "aud":
+		return true, w.Aud.UnmarshalJSON(v)
 	case "hasgroups":
-		switch string(v) {
-		case "true", "false":
-			w.HasGroups = string(v) == "true"
-		case "null":
-		default:
-			err = errWrongType
-		}
+		return true, setBool(&w.HasGroups, v)
 	case "acct":
-		err = setInt(&w.Acct, v)
+		return true, setInt(&w.Acct, v)
 	case "_claim_names":
-		err = setClaimNames(w, v)
+		return true, setClaimNames(w, v)
+	// The presence of these marks an ID token, whatever their value.
 	case "nonce":
 		w.Nonce = v
 	case "at_hash":
@@ -135,20 +180,29 @@ func (w *wireClaims) set(name, v []byte) error {
 	case "c_hash":
 		w.CHash = v
 	case "iat":
-		return w.Iat.UnmarshalJSON(v)
+		return true, w.Iat.UnmarshalJSON(v)
 	case "nbf":
-		return w.Nbf.UnmarshalJSON(v)
+		return true, w.Nbf.UnmarshalJSON(v)
 	case "exp":
-		return w.Exp.UnmarshalJSON(v)
+		return true, w.Exp.UnmarshalJSON(v)
 	case "auth_time":
-		return w.AuthTime.UnmarshalJSON(v)
+		return true, w.AuthTime.UnmarshalJSON(v)
 	default:
-		return nil
+		return false, nil
 	}
-	if errors.Is(err, errWrongType) {
-		return fmt.Errorf("claim %q has the wrong JSON type", name)
+	return true, nil
+}
+
+// setBool reads true or false; null leaves the field alone.
+func setBool(dst *bool, v []byte) error {
+	switch string(v) {
+	case "true", "false":
+		*dst = string(v) == "true"
+	case "null":
+	default:
+		return errWrongType
 	}
-	return err
+	return nil
 }
 
 var errWrongType = errors.New("wrong JSON type")
@@ -222,24 +276,16 @@ func setClaimNames(w *wireClaims, v []byte) error {
 		return errWrongType
 	}
 	names := map[string]string{}
-	i := skipSpace(v, 1)
-	for v[i] != '}' {
-		end := skipValue(v, i)
-		key, err := jsonString(v[i:end])
-		if err != nil {
-			return err
-		}
-		i = skipSpace(v, skipSpace(v, end)+1)
-		end = skipValue(v, i)
+	err := walkObject(v, false, func(key, value []byte) error {
 		var s string
-		if err := setString(&s, v[i:end]); err != nil {
+		if err := setString(&s, value); err != nil {
 			return err
 		}
-		names[key] = s
-		i = skipSpace(v, end)
-		if v[i] == ',' {
-			i = skipSpace(v, i+1)
-		}
+		names[string(key)] = s
+		return nil
+	})
+	if err != nil {
+		return errWrongType
 	}
 	w.ClaimNames = names
 	return nil

@@ -14,8 +14,37 @@ import (
 // not carry.
 var ErrClaimNotFound = errors.New("claims: claim not found")
 
-// ErrMalformed is wrapped by every error Parse returns.
-var ErrMalformed = errors.New("claims: malformed token payload")
+// ErrMalformed is wrapped by every error Parse and ParseHeader return, all
+// of them *ParseError.
+var ErrMalformed = errors.New("claims: malformed token")
+
+// ParseError is a token payload or header that Parse or ParseHeader
+// refused. It names what is wrong without quoting the token's values, so
+// its Error() text may be sent to the caller; errors.Is(err, ErrMalformed)
+// holds.
+type ParseError struct {
+	// Header is true for the JOSE header, false for the claims payload.
+	Header bool
+	// Name is the claim or header member at fault, "" when the document
+	// as a whole is (not JSON, not an object).
+	Name string
+	// Problem says what is wrong, e.g. "has the wrong JSON type".
+	Problem string
+}
+
+func (e *ParseError) Error() string {
+	part, what := "payload", "claim"
+	if e.Header {
+		part, what = "header", "member"
+	}
+	if e.Name == "" {
+		return "claims: malformed token " + part + ": " + e.Problem
+	}
+	return fmt.Sprintf("claims: malformed token %s: %s %q %s", part, what, e.Name, e.Problem)
+}
+
+// Unwrap makes errors.Is(err, ErrMalformed) hold.
+func (e *ParseError) Unwrap() error { return ErrMalformed }
 
 // maxNumericDate is 9999-12-31T23:59:59Z. Larger values are not dates an
 // identity provider issues; accepting them would let a token never expire.
@@ -36,51 +65,32 @@ const maxNumericDate = 253402300799
 // Parse checks types only. Whether the token is valid is the middleware's
 // decision, which also verifies its signature.
 func Parse(raw []byte) (*Claims, error) {
-	if trimmed := bytes.TrimSpace(raw); len(trimmed) == 0 || trimmed[0] != '{' {
-		return nil, fmt.Errorf("%w: payload is not a JSON object", ErrMalformed)
-	}
 	var w wireClaims
 	if err := decodeWire(raw, &w); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, err
 	}
 	// One allocation for the claims and the payload they keep.
 	alloc := &struct {
 		c Claims
 		p payload
 	}{p: payload{raw: bytes.Clone(raw)}}
-	c := &alloc.c
+	w.fill(&alloc.c)
+	alloc.c.payload = &alloc.p
+	return &alloc.c, nil
+}
+
+// fill sets c from the wire claims, v1 and v2 forms normalised.
+func (w *wireClaims) fill(c *Claims) {
 	*c = Claims{
-		Version:            w.Ver,
-		Issuer:             w.Iss,
-		Audience:           []string(w.Aud),
-		TenantID:           w.Tid,
-		ObjectID:           w.Oid,
-		Subject:            w.Sub,
-		Name:               w.Name,
-		PreferredUsername:  w.PreferredUsername,
-		UPN:                w.Upn,
-		UniqueName:         w.UniqueName,
-		ClientAppID:        w.Azp,
-		ClientAuth:         ClientAuth(w.Azpacr),
-		Roles:              w.Roles,
-		Groups:             w.Groups,
-		DirectoryRoles:     w.Wids,
-		TokenType:          w.Idtyp,
-		IdentityProvider:   w.Idp,
-		TokenID:            w.Uti,
-		ClientCapabilities: w.XmsCc,
-		AccountStatus:      w.Acct,
-		Policy:             w.Tfp,
-		ACR:                w.Acr,
-		Email:              w.Email,
-		SessionID:          w.Sid,
-		LoginHint:          w.LoginHint,
-		IssuedAt:           w.Iat.t,
-		NotBefore:          w.Nbf.t,
-		ExpiresAt:          w.Exp.t,
-		AuthTime:           w.AuthTime.t,
-		idTokenMarkers:     w.Nonce != nil || w.AtHash != nil || w.CHash != nil,
-		payload:            &alloc.p,
+		Version: w.Ver, Issuer: w.Iss, Audience: []string(w.Aud),
+		TenantID: w.Tid, ObjectID: w.Oid, Subject: w.Sub,
+		Name: w.Name, PreferredUsername: w.PreferredUsername, UPN: w.Upn, UniqueName: w.UniqueName,
+		ClientAppID: w.Azp, ClientAuth: ClientAuth(w.Azpacr),
+		Roles: w.Roles, Groups: w.Groups, DirectoryRoles: w.Wids, TokenType: w.Idtyp,
+		IdentityProvider: w.Idp, TokenID: w.Uti, ClientCapabilities: w.XmsCc, AccountStatus: w.Acct,
+		Policy: w.Tfp, ACR: w.Acr, Email: w.Email, SessionID: w.Sid, LoginHint: w.LoginHint,
+		IssuedAt: w.Iat.t, NotBefore: w.Nbf.t, ExpiresAt: w.Exp.t, AuthTime: w.AuthTime.t,
+		idTokenMarkers: w.Nonce != nil || w.AtHash != nil || w.CHash != nil,
 	}
 	if w.Nonce != nil {
 		// A nonce that is not a string is kept out of the typed field; the
@@ -96,12 +106,11 @@ func Parse(raw []byte) (*Claims, error) {
 	if w.Scp != "" {
 		c.Scopes = splitScopes(w.Scp)
 	}
-	// Group overage: v1 tokens name an external source for groups, tokens from
-	// the implicit flow say hasgroups instead of listing them.
+	// Group overage: v1 tokens name an external source for groups, tokens
+	// from the implicit flow say hasgroups instead of listing them.
 	if _, ok := w.ClaimNames["groups"]; ok || w.HasGroups {
 		c.GroupOverage = true
 	}
-	return c, nil
 }
 
 // splitScopes splits scp on the space character only: RFC 6749 §3.3
@@ -169,7 +178,7 @@ func (d *numericDate[N]) UnmarshalJSON(b []byte) error {
 	t, err := parseNumericDate(b)
 	if err != nil {
 		var n N
-		return fmt.Errorf("claim %q: %v", n.claimName(), err)
+		return &ParseError{Name: n.claimName(), Problem: err.Error()}
 	}
 	d.t = t
 	return nil
@@ -211,7 +220,7 @@ func (a *audience) UnmarshalJSON(b []byte) error {
 		*a = list
 		return nil
 	}
-	return errors.New("aud must be a string or an array of strings")
+	return errors.New("must be a string or an array of strings")
 }
 
 // plainString decodes a JSON string literal without escapes, the usual
@@ -245,17 +254,17 @@ func plainString(b []byte) (string, bool) {
 // differently.
 func parseNumericDate(b []byte) (time.Time, error) {
 	if len(b) == 0 || len(b) > 12 {
-		return time.Time{}, errors.New("NumericDate must be an integer between 0 and year 9999")
+		return time.Time{}, errors.New("must be a NumericDate between 0 and year 9999")
 	}
 	var v int64
 	for _, c := range b {
 		if c < '0' || c > '9' {
-			return time.Time{}, errors.New("NumericDate must be a JSON integer")
+			return time.Time{}, errors.New("must be a JSON integer (a NumericDate)")
 		}
 		v = v*10 + int64(c-'0')
 	}
 	if v > maxNumericDate {
-		return time.Time{}, errors.New("NumericDate must be an integer between 0 and year 9999")
+		return time.Time{}, errors.New("must be a NumericDate between 0 and year 9999")
 	}
 	return time.Unix(v, 0).UTC(), nil
 }

@@ -32,6 +32,7 @@ var errTooManyRunningChecks = errors.New("too many TenantAdmission.Check calls a
 
 // admitter applies a multi-tenant authority's TenantAdmission.
 type admitter struct {
+	name     string // the authority's
 	tenant   string // Organizations or Common
 	allowed  map[string]struct{}
 	check    func(context.Context, string) (bool, error)
@@ -41,6 +42,7 @@ type admitter struct {
 	personal bool
 	now      func() time.Time
 	closing  context.Context
+	observe  func(context.Context, AdmissionEvent)
 
 	mu      sync.Mutex
 	answers map[string]*admission
@@ -55,11 +57,11 @@ type admission struct {
 	expires time.Time
 }
 
-func newAdmitter(ctx context.Context, a Authority, now func() time.Time) *admitter {
+func newAdmitter(ctx context.Context, a *authority, s *providerSettings) *admitter {
 	t := a.admission
 	ad := &admitter{
-		tenant: a.tenant, check: t.Check, ttl: t.CheckCacheTTL, timeout: t.CheckTimeout,
-		any: t.AllowAnyTenant, personal: t.AllowPersonalAccounts, now: now, closing: ctx,
+		name: a.name, tenant: a.tenant, check: t.Check, ttl: t.CheckCacheTTL, timeout: t.CheckTimeout,
+		any: t.AllowAnyTenant, personal: t.AllowPersonalAccounts, now: s.now, closing: ctx, observe: s.observer.Admission,
 		allowed: make(map[string]struct{}, len(t.AllowedTenantIDs)),
 		answers: map[string]*admission{},
 	}
@@ -174,12 +176,16 @@ func (ad *admitter) call(parent context.Context, tid string, ans *admission) {
 			}()
 			r.ok, r.err = ad.check(ctx, tid)
 		}()
+		start := time.Now()
 		select {
 		case r := <-results:
 			ans.ok, ans.err = r.ok, r.err
 		case <-ctx.Done():
 			// The call goes on, counted in running, until Check returns.
 			ans.err = fmt.Errorf("TenantAdmission.Check did not answer within %v: %w", ad.timeout, ctx.Err())
+		}
+		if ad.observe != nil {
+			ad.observe(parent, AdmissionEvent{Authority: ad.name, TenantID: tid, Admitted: ans.ok && ans.err == nil, Err: ans.err, Start: start, Duration: time.Since(start)})
 		}
 	}
 	ttl := ad.ttl

@@ -46,40 +46,47 @@ const DefaultTenantCheckCacheTTL = 5 * time.Minute
 // may take before the requests waiting for it are answered 503.
 const DefaultTenantCheckTimeout = 5 * time.Second
 
+// TokenVersions selects which Entra access token versions an authority's
+// tokens may have. The version a client receives is set by the API
+// registration's requestedAccessTokenVersion, not by the endpoint the
+// client used.
+type TokenVersions uint8
+
+// Token version flags. The zero value accepts both.
+const (
+	TokenV1 TokenVersions = 1 << iota
+	TokenV2
+	AllTokenVersions = TokenV1 | TokenV2
+)
+
 // An Authority is an issuer of the tokens an API accepts: where its OpenID
 // metadata documents live, which issuer they announce (a literal URL, or a
 // template with {tenantid} for multi-tenant authorities), which keys sign
 // for which issuer, and which tenants are admitted. Build one with
-// EntraTenant, EntraMultiTenant, ExternalIDTenant or B2CTenant, and pass it
-// in Config.Authorities; WithHost moves it to another cloud or host.
+// EntraTenant, EntraMultiTenant, ExternalIDTenant or B2CTenant; the With
+// methods return a changed copy.
 //
-// An Authority is a description; an Authenticator loads each one's metadata
-// and keys once and keeps them fresh.
+// An Authority is a description; a Provider loads each one's metadata and
+// keys once and keeps them fresh.
 type Authority struct {
-	kind      authorityKind
+	shape     shape // what differs between kinds of authority: shape.go
 	host      string
-	tenant    string // the tenant path segment of the metadata URL
+	tenant    string // the tenant path segment of the metadata URLs
 	tenantID  string // known up front (a GUID tenant, External ID)
 	policies  []string
 	admission TenantAdmission
+	versions  TokenVersions
+	issuers   []string
+	appID     string
 }
-
-type authorityKind uint8
-
-const (
-	kindEntraTenant authorityKind = iota + 1
-	kindEntraMultiTenant
-	kindExternalID
-	kindB2C
-)
 
 // EntraTenant is a single Microsoft Entra ID workforce tenant, named by its
 // tenant ID (a GUID) or one of its verified domains (contoso.onmicrosoft.com,
 // contoso.com). Only its tokens are accepted: iss must be the issuer its
 // metadata announces and tid its tenant ID. Both v1.0 and v2.0 tokens are
-// read, as Config.TokenVersions allows.
+// read unless WithTokenVersions says otherwise.
 func EntraTenant(tenant string) Authority {
-	a := Authority{kind: kindEntraTenant, host: DefaultAuthorityHost, tenant: strings.ToLower(tenant)}
+	a := Authority{shape: entraTenant{}, host: DefaultAuthorityHost, tenant: strings.ToLower(tenant)}
 	if isGUID(a.tenant) {
 		// The metadata must name this tenant: a host (or proxy) that
 		// serves another tenant's metadata is refused, not trusted.
@@ -99,7 +106,7 @@ func EntraTenant(tenant string) Authority {
 // world must say so with AllowAnyTenant.
 func EntraMultiTenant(tenant string, admission TenantAdmission) Authority {
 	admission.AllowedTenantIDs = slices.Clone(admission.AllowedTenantIDs)
-	return Authority{kind: kindEntraMultiTenant, host: DefaultAuthorityHost, tenant: strings.ToLower(tenant), admission: admission}
+	return Authority{shape: entraMultiTenant{}, host: DefaultAuthorityHost, tenant: strings.ToLower(tenant), admission: admission}
 }
 
 // ExternalIDTenant is a Microsoft Entra External ID tenant (a customer, or
@@ -111,7 +118,7 @@ func EntraMultiTenant(tenant string, admission TenantAdmission) Authority {
 func ExternalIDTenant(subdomain, tenantID string) Authority {
 	subdomain = strings.ToLower(subdomain)
 	return Authority{
-		kind: kindExternalID, host: "https://" + subdomain + ".ciamlogin.com",
+		shape: externalID{}, host: "https://" + subdomain + ".ciamlogin.com",
 		tenant: strings.ToLower(tenantID), tenantID: strings.ToLower(tenantID),
 	}
 }
@@ -122,30 +129,60 @@ func ExternalIDTenant(subdomain, tenantID string) Authority {
 // https://{name}.b2clogin.com/{name}.onmicrosoft.com/{policy}/v2.0/.well-known/openid-configuration.
 // A token must name one of the policies in tfp (or acr; policy names
 // compare case-insensitively, as B2C treats them), and is checked against
-// that policy's issuer and keys. B2C tokens may lack tid; their
-// tenant is the one the issuer names. Use WithHost for a custom domain.
+// that policy's issuer and keys. B2C tokens may lack tid; their tenant is
+// the one the issuer names, by ID or, on a custom domain, by domain. Use
+// WithHost for a custom domain.
 func B2CTenant(name string, policies ...string) Authority {
 	name = strings.ToLower(name)
-	return Authority{kind: kindB2C, host: "https://" + name + ".b2clogin.com", tenant: name + ".onmicrosoft.com", policies: slices.Clone(policies)}
+	return Authority{shape: b2c{}, host: "https://" + name + ".b2clogin.com", tenant: name + ".onmicrosoft.com", policies: slices.Clone(policies)}
 }
 
 // WithHost returns a copy of a that reads its metadata from host (scheme and
-// host, e.g. AuthorityHostUSGovernment, a custom domain, or a loopback test
-// tenant) instead of its default host.
+// host only: AuthorityHostUSGovernment, AuthorityHostChina, a custom
+// domain, or a loopback test tenant, where plain http is accepted) instead
+// of its default host.
 func (a Authority) WithHost(host string) Authority {
 	a.host = strings.TrimRight(host, "/")
 	return a
 }
 
+// WithTokenVersions returns a copy of a Microsoft Entra ID authority
+// (EntraTenant, EntraMultiTenant) that accepts only the token versions
+// given. Whatever they are, the v2.0 metadata is read: its key set is
+// where Entra says which tenant each key may sign for, and that binds
+// v1.0 tokens too. External ID issues v2.0 tokens only; B2C tokens are
+// accepted whatever their ver.
+func (a Authority) WithTokenVersions(v TokenVersions) Authority {
+	a.versions = v
+	return a
+}
+
+// WithIssuers returns a copy of a single-tenant authority (EntraTenant,
+// ExternalIDTenant) whose accepted issuers are these instead of those its
+// metadata announces. A "{tenantid}" placeholder is filled from the
+// token's tid claim. Issuers ending in /v2.0 are v2.0 issuers, the others
+// v1.0. The metadata must still name the tenant.
+func (a Authority) WithIssuers(issuers ...string) Authority {
+	a.issuers = slices.Clone(issuers)
+	return a
+}
+
+// WithAppSigningKeys returns a copy of a Microsoft Entra ID or External ID
+// authority that reads the signing keys Entra keeps for application appID
+// alone (metadata with ?appid=appID), as it does for an app registration
+// with a custom signing key, e.g. for claims mapping. appID is usually the
+// API's own client ID.
+func (a Authority) WithAppSigningKeys(appID string) Authority {
+	a.appID = strings.ToLower(appID)
+	return a
+}
+
 // String names the authority, for logs and Stats.
 func (a Authority) String() string {
-	switch a.kind {
-	case kindB2C:
-		return a.host + "/" + a.tenant + " (B2C: " + strings.Join(a.policies, ", ") + ")"
-	case kindExternalID:
-		return a.host + "/" + a.tenant + " (External ID)"
+	if a.shape == nil {
+		return "(zero Authority)"
 	}
-	return a.host + "/" + a.tenant
+	return a.shape.describe(&a)
 }
 
 // TenantAdmission decides which tenants a multi-tenant authority admits.
@@ -166,10 +203,10 @@ type TenantAdmission struct {
 	// ctx carries the values of the request that started the call (its
 	// trace, for instance) but not its cancellation, since the call
 	// answers every request waiting for it; it is cancelled after
-	// CheckTimeout, or when the Authenticator closes. A Check that ignores
-	// ctx holds no request beyond CheckTimeout: those waiting get 503. At
-	// most 64 calls run at once, overdue ones included; beyond that,
-	// tenants not already answered get 503 at once until some return.
+	// CheckTimeout, or when the Provider closes. A Check that ignores ctx
+	// holds no request beyond CheckTimeout: those waiting get 503. At most
+	// 64 calls run at once, overdue ones included; beyond that, tenants
+	// not already answered get 503 at once until some return.
 	Check func(ctx context.Context, tenantID string) (bool, error)
 
 	// CheckCacheTTL is how long Check's answers are kept. Default
@@ -197,9 +234,10 @@ var (
 	policyPattern   = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
 )
 
-// check validates a before anything is fetched.
-func (a Authority) check() error {
-	if a.kind == 0 {
+// check validates a before anything is fetched: what every authority
+// needs, then what its shape does.
+func (a *Authority) check() error {
+	if a.shape == nil {
 		return fmt.Errorf("an Authority must be built with EntraTenant, EntraMultiTenant, ExternalIDTenant or B2CTenant")
 	}
 	if _, err := parseFetchURL(a.host); err != nil {
@@ -208,48 +246,47 @@ func (a Authority) check() error {
 	if u, _ := url.Parse(a.host); u.Path != "" || u.RawQuery != "" || u.Fragment != "" {
 		return fmt.Errorf("authority host %q must be a scheme and host only, like %s", a.host, DefaultAuthorityHost)
 	}
-	switch a.kind {
-	case kindEntraTenant:
-		switch {
-		case a.tenant == "":
-			return fmt.Errorf("EntraTenant: the tenant ID or domain is required")
-		case a.tenant == Organizations || a.tenant == Common:
-			return fmt.Errorf("EntraTenant(%q): %q is multi-tenant; use EntraMultiTenant with a TenantAdmission", a.tenant, a.tenant)
-		case a.tenant == "consumers":
-			return fmt.Errorf("EntraTenant(%q): personal accounts are accepted through EntraMultiTenant(Common, TenantAdmission{AllowPersonalAccounts: true})", a.tenant)
-		case !isGUID(a.tenant) && !dnsNamePattern.MatchString(a.tenant):
-			return fmt.Errorf("EntraTenant(%q): not a tenant ID (GUID) or a domain name", a.tenant)
+	if a.versions&^AllTokenVersions != 0 {
+		return fmt.Errorf("%s: WithTokenVersions has unknown bits %#x", a.shape.name(), uint8(a.versions))
+	}
+	for _, iss := range a.issuers {
+		// A template names the tenant in the host, too (External ID).
+		if u, err := url.Parse(fillTenant(iss, "00000000-0000-0000-0000-000000000000")); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+			return fmt.Errorf("%s: WithIssuers: %q is not an http(s) URL", a.shape.name(), iss)
 		}
-	case kindEntraMultiTenant:
-		if a.tenant != Organizations && a.tenant != Common {
-			return fmt.Errorf("EntraMultiTenant(%q): the tenant must be %q or %q", a.tenant, Organizations, Common)
-		}
-		return a.admission.check(a.tenant)
-	case kindExternalID:
-		sub := strings.TrimSuffix(strings.TrimPrefix(a.host, "https://"), ".ciamlogin.com")
-		switch {
-		case !isGUID(a.tenantID):
-			return fmt.Errorf("ExternalIDTenant: tenant ID %q is not a GUID", a.tenantID)
-		case strings.HasSuffix(a.host, ".ciamlogin.com") && !dnsLabelPattern.MatchString(sub):
-			return fmt.Errorf("ExternalIDTenant: subdomain %q is not a DNS label", sub)
-		}
-	case kindB2C:
-		name := strings.TrimSuffix(a.tenant, ".onmicrosoft.com")
-		switch {
-		case !dnsLabelPattern.MatchString(name):
-			return fmt.Errorf("B2CTenant: tenant name %q is not a DNS label (contoso for contoso.onmicrosoft.com)", name)
-		case len(a.policies) == 0:
-			return fmt.Errorf("B2CTenant(%q): at least one user flow or policy is required", name)
-		}
-		for _, p := range a.policies {
-			if !policyPattern.MatchString(p) {
-				return fmt.Errorf("B2CTenant(%q): invalid policy name %q", name, p)
-			}
-		}
-	default:
-		return fmt.Errorf("an Authority must be built with EntraTenant, EntraMultiTenant, ExternalIDTenant or B2CTenant")
+	}
+	if a.appID != "" && !isGUID(a.appID) {
+		return fmt.Errorf("%s: WithAppSigningKeys: %q is not an application ID (GUID)", a.shape.name(), a.appID)
+	}
+	if err := a.shape.check(a); err != nil {
+		return err
+	}
+	if routedDocuments(a.shape.documents(a)) == 0 {
+		return fmt.Errorf("authority %s issues no token version that WithTokenVersions accepts", a)
 	}
 	return nil
+}
+
+// acceptedVersions is what WithTokenVersions set, both by default.
+func (a *Authority) acceptedVersions() TokenVersions {
+	if a.versions == 0 {
+		return AllTokenVersions
+	}
+	return a.versions
+}
+
+// documentQuery is the query of the authority's metadata URLs.
+func (a *Authority) documentQuery() string {
+	if a.appID == "" {
+		return ""
+	}
+	return "?appid=" + url.QueryEscape(a.appID)
+}
+
+// configured reports whether t says anything: only EntraMultiTenant sets
+// one, and requires it.
+func (t TenantAdmission) configured() bool {
+	return len(t.AllowedTenantIDs) > 0 || t.Check != nil || t.AllowAnyTenant
 }
 
 func (t TenantAdmission) check(tenant string) error {
@@ -273,64 +310,4 @@ func (t TenantAdmission) check(tenant string) error {
 		return fmt.Errorf("TenantAdmission.CheckTimeout is set but Check is not")
 	}
 	return nil
-}
-
-// sourceSpec is one metadata document an authority is read from: one per
-// token version for Entra, one per policy for B2C.
-type sourceSpec struct {
-	version string // "1.0" or "2.0": the issuer form the document announces
-	policy  string // B2C only
-	url     string
-	// routes is false for a document read only for the issuers its key
-	// set names (Entra's v2.0 document of an API that takes v1.0 tokens
-	// only): its issuer routes no token.
-	routes bool
-	// namesKeyIssuers marks Entra's v2.0 documents: Entra states which
-	// issuer each key may sign for only in its v2.0 key sets, and that
-	// restriction binds the authority's v1.0 tokens too.
-	namesKeyIssuers bool
-}
-
-// sources lists the metadata documents of a. appID, when set, asks for the
-// application's own signing keys (?appid=), which Entra keeps for apps with
-// a custom signing key.
-func (a Authority) sources(versions TokenVersions, appID string) []sourceSpec {
-	query := ""
-	if appID != "" {
-		query = "?appid=" + url.QueryEscape(appID)
-	}
-	base := a.host + "/" + url.PathEscape(a.tenant)
-	v2 := sourceSpec{version: "2.0", url: base + "/v2.0/.well-known/openid-configuration" + query, routes: versions&TokenV2 != 0, namesKeyIssuers: true}
-	var out []sourceSpec
-	switch a.kind {
-	case kindEntraTenant, kindEntraMultiTenant:
-		// The v2.0 document is read whatever versions says: without its
-		// key set, a v1.0 token signed with a key Entra restricts to
-		// another tenant could not be told from a genuine one.
-		out = append(out, v2)
-		if versions&TokenV1 != 0 {
-			out = append(out, sourceSpec{version: "1.0", url: base + "/.well-known/openid-configuration" + query, routes: true})
-		}
-	case kindExternalID:
-		// External ID issues v2.0 tokens only.
-		if versions&TokenV2 != 0 {
-			out = append(out, v2)
-		}
-	case kindB2C:
-		for _, p := range a.policies {
-			out = append(out, sourceSpec{version: "2.0", policy: p, url: base + "/" + url.PathEscape(p) + "/v2.0/.well-known/openid-configuration", routes: true})
-		}
-	}
-	return out
-}
-
-// routedVersions counts the documents of specs whose issuers route tokens.
-func routedVersions(specs []sourceSpec) int {
-	n := 0
-	for _, s := range specs {
-		if s.routes {
-			n++
-		}
-	}
-	return n
 }

@@ -250,7 +250,9 @@ func TestSingleTenantByDomain(t *testing.T) {
 	t.Cleanup(srv.Close)
 	tenant := srv.NewTenant(entratest.WithDomain("contoso.example.com"))
 	other := srv.NewTenant(entratest.WithClientID(tenant.ClientID))
-	a := newAuth(t, tenant, func(c *middleware.Config) { c.TenantID = "Contoso.Example.com" })
+	a := newAuth(t, tenant, func(c *middleware.Config) {
+		c.Authorities[0] = middleware.EntraTenant("Contoso.Example.com").WithHost(srv.URL)
+	})
 	for _, tok := range []string{tenant.AccessToken(), tenant.AccessToken(entratest.V1()), tenant.AppToken(entratest.Roles("R"))} {
 		if c, err := a.Validate(t.Context(), tok); err != nil || c.TenantID != tenant.ID {
 			t.Errorf("token of the tenant named by domain: %v", err)
@@ -329,7 +331,7 @@ func TestSovereignCloudsByAuthorityHostAlone(t *testing.T) {
 		})
 	}
 	for _, host := range []string{middleware.AuthorityHostUSGovernment, middleware.AuthorityHostChina, middleware.AuthorityHostChinaLegacy} {
-		cfg := middleware.Config{TenantID: entratest.NewGUID(), ClientID: entratest.NewGUID(), AuthorityHost: host, FetchTimeout: 100 * time.Millisecond,
+		cfg := middleware.Config{ClientID: entratest.NewGUID(), Authorities: []middleware.Authority{middleware.EntraTenant(entratest.NewGUID()).WithHost(host)}, FetchTimeout: 100 * time.Millisecond,
 			HTTPClient: &http.Client{Transport: refusingTransport{}}}
 		a, err := middleware.New(t.Context(), cfg)
 		if err != nil {
@@ -394,8 +396,8 @@ func TestTemplatesNamingTheTenantTwiceAreFilledCompletely(t *testing.T) {
 	tenant := srv.NewTenant(entratest.ExternalID("contosocustomers"))
 	other := srv.NewTenant(entratest.ExternalID("fabrikamcustomers"), entratest.WithClientID(tenant.ClientID))
 	a := newAuth(t, tenant, func(c *middleware.Config) {
-		*c = middleware.Config{ClientID: tenant.ClientID, TenantID: tenant.ID, AuthorityHost: srv.URL, TokenVersions: middleware.TokenV2,
-			Issuers: []string{"https://{tenantid}.ciamlogin.com/{tenantid}/v2.0"}}
+		*c = middleware.Config{ClientID: tenant.ClientID, Authorities: []middleware.Authority{middleware.EntraTenant(tenant.ID).WithHost(srv.URL).
+			WithTokenVersions(middleware.TokenV2).WithIssuers("https://{tenantid}.ciamlogin.com/{tenantid}/v2.0")}}
 	})
 	if _, err := a.Validate(t.Context(), tenant.AccessToken()); err != nil {
 		t.Errorf("issuer filled twice: %v", err)

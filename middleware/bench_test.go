@@ -74,7 +74,7 @@ func (w *nopWriter) WriteHeader(code int)        { w.code = code }
 
 func benchAuth(b *testing.B, tenant *entratest.Tenant, cacheSize int) http.Handler {
 	a, err := middleware.New(b.Context(), middleware.Config{
-		TenantID: tenant.ID, ClientID: tenant.ClientID, AuthorityHost: tenant.Server().URL, TokenCacheSize: cacheSize,
+		ClientID: tenant.ClientID, Authorities: []middleware.Authority{middleware.EntraTenant(tenant.ID).WithHost(tenant.Server().URL)}, TokenCacheSize: cacheSize,
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -247,7 +247,7 @@ func BenchmarkCacheFootprint(b *testing.B) {
 	tenant, tokens := benchSetup(b)
 	for b.Loop() {
 		a, err := middleware.New(b.Context(), middleware.Config{
-			TenantID: tenant.ID, ClientID: tenant.ClientID, AuthorityHost: tenant.Server().URL, TokenCacheSize: len(tokens),
+			ClientID: tenant.ClientID, Authorities: []middleware.Authority{middleware.EntraTenant(tenant.ID).WithHost(tenant.Server().URL)}, TokenCacheSize: len(tokens),
 		})
 		if err != nil {
 			b.Fatal(err)

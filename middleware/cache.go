@@ -16,24 +16,15 @@ import (
 // The verified-token cache. A client reuses one access token for up to an
 // hour or more, so most requests carry a token seen before. Once a token's
 // signature, issuer, tenant and keys have been verified, the cache answers
-// later requests with the same token without another RSA verification, as
-// long as:
+// later requests with the same token without another RSA verification;
+// what a hit still checks, and why, is fromCache's contract.
 //
-//   - the token is within its validity: exp, nbf and iat are re-checked on
-//     every hit, with the leeway, against the configured clock;
-//   - the key that signed it is still published, with the same key
-//     material, by the source that issued it: an entry whose key left the
-//     key set is dropped, and the token goes through full validation again
-//     (and is refused);
-//   - the tenant is still admitted: a multi-tenant admission answer is not
-//     relied on beyond its own cache time; after it, admission runs again.
-//
-// Authorization (Config.Scopes/Roles, guest users, the route guards) runs
-// on every request from the cached claims. Only tokens whose signature was
-// verified enter the cache, so junk cannot evict good entries. Entries are
-// found by the token's signature (a quarter of the token: less to hash)
-// and then compared with the whole token: no other token can hit an
-// entry, even one that copies its signature.
+// Only tokens whose signature was verified enter the cache, so junk cannot
+// evict good entries. Entries are found by the token's signature (a
+// quarter of the token: less to hash) and then compared with the whole
+// token: no other token can hit an entry, even one that copies its
+// signature. Each Authenticator has its own: the same token may be good
+// for one API and not for another.
 //
 // Reads take no lock: a sync.Map look-up and a few atomic loads. Inserts
 // and evictions (CLOCK: an entry used since the hand last passed gets a
@@ -211,34 +202,55 @@ func (c *tokenCache) stats() CacheStats {
 	return st
 }
 
-// fromCache answers a token from the cache. hit is false when the token
-// must go through full validation: not cached, or its entry no longer
-// holds (its key left the key set).
-func (a *Authenticator) fromCache(ctx context.Context, raw string) (c *claims.Claims, e *Error, hit bool) {
+// newEntry is what the cache remembers of a token verified against the
+// documents of generation.
+func (a *Authenticator) newEntry(c *claims.Claims, kid string, v verified, generation uint64) *cacheEntry {
+	ent := &cacheEntry{claims: c, src: v.src, kid: kid, pub: v.pub}
+	ent.validFrom, ent.validUntil = validityWindow(c, a.s.leeway)
+	ent.generation.Store(generation)
+	ent.admittedUntil.Store(unixNano(v.admittedUntil))
+	return ent
+}
+
+// fromCache answers a token from the cache. This is the cached path's
+// contract, enforced here and nowhere else. A hit skips the header,
+// claims parsing, the claim checks that cannot change (audience, ID-token
+// markers, scp/roles presence: the token is the same bytes) and the RSA
+// verification, and re-checks what can change since the token was
+// verified:
+//
+//   - its times (exp, nbf, iat with the leeway) against the clock, on
+//     every hit, as a comparison with the precomputed validity window;
+//   - after any document of the Provider loaded: that the key is still
+//     published by the same document with the same material, still
+//     allowed to sign for the token's issuer (whichever of the authority's
+//     documents states that), and that the issuer still routes to that
+//     document; otherwise the entry is dropped and the token is validated
+//     again from scratch;
+//   - its tenant's admission, once the admission answer's own cache time
+//     ends;
+//   - authorization (guests, APIConfig.Scopes and Roles, and the route's
+//     rules after it), on every hit, from the claims.
+//
+// hit is false when the token must go through full validation.
+func (a *Authenticator) fromCache(ctx context.Context, raw string, d *decision) (c *claims.Claims, e *Error, hit bool) {
 	ent := a.cache.get(raw)
 	if ent == nil {
 		return nil, nil, false
 	}
-	if g := a.generation.Load(); g != ent.generation.Load() {
-		// A document loaded since: the key must still be published, with
-		// the same material, by the source that issued the token, still be
-		// allowed to sign for its issuer (whichever of the authority's
-		// documents states that), and the issuer still route to this
-		// source. Otherwise the token goes through full validation again.
-		cur := ent.src.state.Load()
-		k, ok := cur.keys[ent.kid]
-		if !ok || !k.pub.Equal(ent.pub) || ent.src.keyMaySign(nil, cur, ent.kid, ent.claims.Issuer, tenantOf(cur, ent.claims)) != nil ||
-			!slices.Contains(a.router.index.Load().lookup(ent.claims.Issuer, ent.claims.TenantID), ent.src) {
+	if g := a.p.generation.Load(); g != ent.generation.Load() {
+		if !a.stillVerified(ent) {
 			a.cache.remove(ent)
 			return nil, nil, false
 		}
 		ent.generation.Store(g)
 	}
 	c = ent.claims
-	now := a.s.now()
+	d.cached, d.src, d.claims = true, ent.src, c
+	now := a.p.s.now()
 	nanos := now.UnixNano()
 	if nanos < ent.validFrom || nanos >= ent.validUntil {
-		if e := a.checkTimes(c, now); e != nil {
+		if e := checkTimes(c, now, a.s.leeway); e != nil {
 			if e.Reason == ErrTokenExpired {
 				a.cache.remove(ent)
 			}
@@ -256,6 +268,16 @@ func (a *Authenticator) fromCache(ctx context.Context, raw string) (c *claims.Cl
 		ent.admittedUntil.Store(unixNano(next))
 	}
 	return c, a.authorize(ent.src, c), true
+}
+
+// stillVerified re-checks an entry against the documents loaded now: its
+// key, the key's issuer rule, and the issuer's route.
+func (a *Authenticator) stillVerified(ent *cacheEntry) bool {
+	cur := ent.src.state.Load()
+	pub, err := cur.publicKey(context.Background(), ent.kid)
+	return err == nil && pub.Equal(ent.pub) &&
+		ent.src.keyMaySign(nil, cur, ent.kid, ent.claims.Issuer, tenantOf(cur, ent.claims)) == nil &&
+		slices.Contains(a.p.router.index.Load().lookup(ent.claims.Issuer, ent.claims.TenantID), ent.src)
 }
 
 func unixNano(t time.Time) int64 {

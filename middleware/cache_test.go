@@ -372,7 +372,7 @@ func rewritingAuthority(t *testing.T, tenant *entratest.Tenant, edit func(path s
 }
 
 // reload makes the authenticator load its keys again: a token naming an
-// unknown key, once KeyMissRefreshInterval has passed.
+// unknown key, once MinLoadInterval has passed.
 func reload(t *testing.T, a *middleware.Authenticator, tenant *entratest.Tenant) {
 	t.Helper()
 	before := a.Stats().Sources[0].LastSuccess
@@ -386,7 +386,7 @@ func reload(t *testing.T, a *middleware.Authenticator, tenant *entratest.Tenant)
 func TestCachedTokensFollowTheirKeysIssuer(t *testing.T) {
 	tenant := entratest.NewTenant(t)
 	s := tenant.Server()
-	a := newAuth(t, tenant, fast, func(c *middleware.Config) { c.TokenVersions = middleware.TokenV2 })
+	a := newAuth(t, tenant, fast, func(c *middleware.Config) { c.Authorities[0] = c.Authorities[0].WithTokenVersions(middleware.TokenV2) })
 	cached := tenant.AccessToken()
 	if _, err := a.Validate(t.Context(), cached); err != nil {
 		t.Fatal(err)
@@ -425,7 +425,10 @@ func TestCachedTokensFollowTheirKeyMaterialAndIssuer(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			swapKey.Store(false)
 			newIssuer.Store(false)
-			a := newAuth(t, tenant, fast, func(c *middleware.Config) { c.AuthorityHost = proxy.URL; c.TokenVersions = middleware.TokenV2 })
+			a := newAuth(t, tenant, fast, func(c *middleware.Config) {
+				c.Authorities[0] = c.Authorities[0].WithHost(proxy.URL)
+				c.Authorities[0] = c.Authorities[0].WithTokenVersions(middleware.TokenV2)
+			})
 			tok := tenant.AccessToken()
 			if _, err := a.Validate(t.Context(), tok); err != nil {
 				t.Fatal(err)

@@ -14,6 +14,11 @@ import (
 	"github.com/entragate/entragate/middleware/entratest"
 )
 
+// withAuthority is a Config for an API of one authority.
+func withAuthority(clientID string, a middleware.Authority) middleware.Config {
+	return middleware.Config{ClientID: clientID, Authorities: []middleware.Authority{a}}
+}
+
 func TestNewRejectsInvalidConfig(t *testing.T) {
 	const tid, cid = "72f988bf-86f1-41af-91ab-2d7cd011db47", "6e74172b-be56-4843-9ff4-e66a39bb12e3"
 	tests := []struct {
@@ -25,16 +30,21 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 		{"missing client", middleware.Config{TenantID: tid}, "ClientID is required"},
 		{"tenant neither a GUID nor a domain", middleware.Config{TenantID: "contoso", ClientID: cid}, "not a tenant ID (GUID) or a domain name"},
 		{"client not a GUID", middleware.Config{TenantID: tid, ClientID: cid + "0"}, "not a GUID"},
-		{"plain http authority", middleware.Config{TenantID: tid, ClientID: cid, AuthorityHost: "http://login.example.com"}, "loopback"},
-		{"authority with a path", middleware.Config{TenantID: tid, ClientID: cid, AuthorityHost: "https://login.microsoftonline.com/common"}, "scheme and host only"},
-		{"authority not a URL", middleware.Config{TenantID: tid, ClientID: cid, AuthorityHost: "login.microsoftonline.com"}, "not an absolute URL"},
-		{"ftp authority", middleware.Config{TenantID: tid, ClientID: cid, AuthorityHost: "ftp://login.microsoftonline.com"}, "https"},
+		{"plain http authority", withAuthority(cid, middleware.EntraTenant(tid).WithHost("http://login.example.com")), "loopback"},
+		{"authority with a path", withAuthority(cid, middleware.EntraTenant(tid).WithHost("https://login.microsoftonline.com/common")), "scheme and host only"},
+		{"authority not a URL", withAuthority(cid, middleware.EntraTenant(tid).WithHost("login.microsoftonline.com")), "not an absolute URL"},
+		{"ftp authority", withAuthority(cid, middleware.EntraTenant(tid).WithHost("ftp://login.microsoftonline.com")), "https"},
 		{"empty audience", middleware.Config{TenantID: tid, ClientID: cid, Audiences: []string{""}}, "empty"},
 		{"scope with a space", middleware.Config{TenantID: tid, ClientID: cid, Scopes: []string{"a b"}}, "scope and role names"},
-		{"unknown token version", middleware.Config{TenantID: tid, ClientID: cid, TokenVersions: 8}, "TokenVersions"},
-		{"issuer not a URL", middleware.Config{TenantID: tid, ClientID: cid, Issuers: []string{"sts"}}, "Issuers"},
+		{"unknown token version", withAuthority(cid, middleware.EntraTenant(tid).WithTokenVersions(8)), "WithTokenVersions has unknown bits"},
+		{"issuer not a URL", withAuthority(cid, middleware.EntraTenant(tid).WithIssuers("sts")), `WithIssuers: "sts"`},
+		{"app signing keys of no app", withAuthority(cid, middleware.EntraTenant(tid).WithAppSigningKeys("api")), "WithAppSigningKeys"},
+		{"issuers of a multi-tenant authority", withAuthority(cid, middleware.EntraMultiTenant("common", middleware.TenantAdmission{AllowAnyTenant: true}).WithIssuers("https://sts.windows.net/{tenantid}/")), "WithIssuers applies to single-tenant"},
+		{"token versions of B2C", withAuthority(cid, middleware.B2CTenant("contoso", "B2C_1_s").WithTokenVersions(middleware.TokenV2)), "WithTokenVersions applies to Entra authorities only"},
+		{"app signing keys of B2C", withAuthority(cid, middleware.B2CTenant("contoso", "B2C_1_s").WithAppSigningKeys(cid)), "WithAppSigningKeys applies"},
+		{"token versions of External ID", withAuthority(cid, middleware.ExternalIDTenant("contoso", tid).WithTokenVersions(middleware.TokenV2)), "External ID issues v2.0 tokens only"},
 		{"refresh interval typo", middleware.Config{TenantID: tid, ClientID: cid, KeyRefreshInterval: 60}, "KeyRefreshInterval 60ns (60 ns) is below the 1s minimum"},
-		{"key-miss interval too short", middleware.Config{TenantID: tid, ClientID: cid, KeyMissRefreshInterval: 10 * time.Millisecond}, "KeyMissRefreshInterval 10ms"},
+		{"load interval too short", middleware.Config{TenantID: tid, ClientID: cid, MinLoadInterval: 10 * time.Millisecond}, "MinLoadInterval 10ms"},
 		{"fetch timeout too short", middleware.Config{TenantID: tid, ClientID: cid, FetchTimeout: time.Millisecond}, "FetchTimeout 1ms"},
 		{"leeway of a day", middleware.Config{TenantID: tid, ClientID: cid, Leeway: 24 * time.Hour}, "Leeway 24h0m0s"},
 		{"leeway typo: 300 ns", middleware.Config{TenantID: tid, ClientID: cid, Leeway: 300}, "Leeway 300ns (300 ns) is below the 1s minimum"},
@@ -49,7 +59,6 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 			AllowAnyTenant: true, CheckTimeout: time.Second})}}, "Check is not"},
 		{"multi-tenant as TenantID", middleware.Config{TenantID: "organizations", ClientID: cid}, "EntraMultiTenant"},
 		{"TenantID and Authorities", middleware.Config{TenantID: tid, ClientID: cid, Authorities: []middleware.Authority{middleware.EntraTenant(tid)}}, "either TenantID or Authorities"},
-		{"AuthorityHost and Authorities", middleware.Config{ClientID: cid, AuthorityHost: middleware.AuthorityHostChina, Authorities: []middleware.Authority{middleware.EntraTenant(tid)}}, "give each authority its host with WithHost"},
 		{"multi-tenant without admission", middleware.Config{ClientID: cid, Authorities: []middleware.Authority{middleware.EntraMultiTenant("organizations", middleware.TenantAdmission{})}}, "AllowAnyTenant"},
 		{"any tenant and a list", middleware.Config{ClientID: cid, Authorities: []middleware.Authority{middleware.EntraMultiTenant("common", middleware.TenantAdmission{AllowAnyTenant: true, AllowedTenantIDs: []string{tid}})}}, "cannot be combined"},
 		{"allowed tenant not a GUID", middleware.Config{ClientID: cid, Authorities: []middleware.Authority{middleware.EntraMultiTenant("organizations", middleware.TenantAdmission{AllowedTenantIDs: []string{"contoso.com"}})}}, "not a tenant ID"},
@@ -62,7 +71,6 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 		{"organizations and common together", middleware.Config{ClientID: cid, Authorities: []middleware.Authority{
 			middleware.EntraMultiTenant("organizations", middleware.TenantAdmission{AllowedTenantIDs: []string{tid}}),
 			middleware.EntraMultiTenant("common", middleware.TenantAdmission{AllowAnyTenant: true})}}, "overlaps"},
-		{"External ID with v1 only", middleware.Config{ClientID: cid, TokenVersions: middleware.TokenV1, Authorities: []middleware.Authority{middleware.ExternalIDTenant("contoso", tid)}}, "no token version"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -80,7 +88,7 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 
 func TestTokenVersionsRestrictAcceptedTokens(t *testing.T) {
 	tenant := entratest.NewTenant(t)
-	v2only := newAuth(t, tenant, func(c *middleware.Config) { c.TokenVersions = middleware.TokenV2 })
+	v2only := newAuth(t, tenant, func(c *middleware.Config) { c.Authorities[0] = c.Authorities[0].WithTokenVersions(middleware.TokenV2) })
 	if _, err := v2only.Validate(t.Context(), tenant.AccessToken()); err != nil {
 		t.Errorf("v2 token: %v", err)
 	}
@@ -93,7 +101,7 @@ func TestTokenVersionsRestrictAcceptedTokens(t *testing.T) {
 	if n := tenant.Server().Requests(entratest.MetadataV1); n != 0 {
 		t.Errorf("v1 metadata fetched %d times by a v2-only API", n)
 	}
-	v1only := newAuth(t, tenant, func(c *middleware.Config) { c.TokenVersions = middleware.TokenV1 })
+	v1only := newAuth(t, tenant, func(c *middleware.Config) { c.Authorities[0] = c.Authorities[0].WithTokenVersions(middleware.TokenV1) })
 	_, err = v1only.Validate(t.Context(), tenant.AccessToken())
 	if !errors.Is(err, middleware.ErrInvalidVersion) || !strings.Contains(err.Error(), "does not accept v2.0 tokens") {
 		t.Errorf("v2 token with only v1 accepted: %v, want ErrInvalidVersion saying v2.0 is not accepted", err)
@@ -113,7 +121,9 @@ func TestExplicitAudiencesReplaceDefaults(t *testing.T) {
 
 func TestExplicitIssuersOverrideMetadata(t *testing.T) {
 	tenant := entratest.NewTenant(t)
-	a := newAuth(t, tenant, func(c *middleware.Config) { c.Issuers = []string{"https://sts.windows.net/{tenantid}/"} })
+	a := newAuth(t, tenant, func(c *middleware.Config) {
+		c.Authorities[0] = c.Authorities[0].WithIssuers("https://sts.windows.net/{tenantid}/")
+	})
 	if _, err := a.Validate(t.Context(), tenant.AccessToken(entratest.V1())); err != nil {
 		t.Errorf("v1 token with its issuer listed: %v", err)
 	}
@@ -130,7 +140,7 @@ func TestAppSpecificSigningKeysUseTheAppIDQuery(t *testing.T) {
 	tenant.Server().SetAppSigningKey(tenant.ClientID, appKey)
 	v2, v1 := tenant.AccessToken(entratest.SignedWith(appKey)), tenant.AccessToken(entratest.V1(), entratest.SignedWith(appKey))
 
-	a := newAuth(t, tenant, func(c *middleware.Config) { c.AppSpecificSigningKeys = true })
+	a := newAuth(t, tenant, func(c *middleware.Config) { c.Authorities[0] = c.Authorities[0].WithAppSigningKeys(c.ClientID) })
 	for _, tok := range []string{v2, v1} {
 		if _, err := a.Validate(t.Context(), tok); err != nil {
 			t.Errorf("token signed with the app's own key: %v", err)
@@ -142,7 +152,7 @@ func TestAppSpecificSigningKeysUseTheAppIDQuery(t *testing.T) {
 
 	plain := newAuth(t, tenant)
 	if _, err := plain.Validate(t.Context(), v2); !errors.Is(err, middleware.ErrUnknownSigningKey) {
-		t.Errorf("without AppSpecificSigningKeys the app's key is unknown: %v, want ErrUnknownSigningKey", err)
+		t.Errorf("without WithAppSigningKeys the app's key is unknown: %v, want ErrUnknownSigningKey", err)
 	}
 }
 
@@ -179,7 +189,7 @@ func TestTenantIDPinsTheMetadata(t *testing.T) {
 		http.Redirect(w, r, srv.URL+strings.Replace(r.URL.Path, "/"+mine.ID+"/", "/"+theirs.ID+"/", 1), http.StatusFound)
 	}))
 	t.Cleanup(proxy.Close)
-	a := newAuth(t, mine, fast, func(c *middleware.Config) { c.AuthorityHost = proxy.URL })
+	a := newAuth(t, mine, fast, func(c *middleware.Config) { c.Authorities[0] = c.Authorities[0].WithHost(proxy.URL) })
 	if _, err := a.Validate(t.Context(), theirs.AccessToken()); err == nil {
 		t.Error("an API for one tenant accepted another tenant's token served as its metadata")
 	}

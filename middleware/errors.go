@@ -58,9 +58,49 @@ var (
 	// Retry-After.
 	ErrTenantCheckUnavailable = errors.New("tenant admission check is unavailable")
 
-	// ErrClosed: Validate was called after Close. 503 with Retry-After.
+	// ErrClosed: the Authenticator (or its Provider) was closed. 503 with
+	// Retry-After.
 	ErrClosed = errors.New("authenticator is closed")
 )
+
+// reasonNames are the short names of the reasons, for metrics labels and
+// log fields: lower case, stable, bounded.
+var reasonNames = map[error]string{
+	ErrMissingToken: "missing_token", ErrMalformedRequest: "malformed_request",
+	ErrMalformedToken: "malformed_token", ErrTokenTooLarge: "token_too_large",
+	ErrUnsupportedAlgorithm: "unsupported_algorithm", ErrMissingKeyID: "missing_key_id",
+	ErrCriticalHeader: "critical_header", ErrUnknownSigningKey: "unknown_signing_key",
+	ErrInvalidSignature: "invalid_signature", ErrTokenExpired: "token_expired",
+	ErrTokenNotYetValid: "token_not_yet_valid", ErrInvalidIssuedAt: "invalid_issued_at",
+	ErrInvalidAudience: "invalid_audience", ErrGraphToken: "graph_token",
+	ErrInvalidIssuer: "invalid_issuer", ErrInvalidVersion: "invalid_version",
+	ErrPolicyNotAllowed: "policy_not_allowed", ErrTenantNotAllowed: "tenant_not_allowed",
+	ErrNotAccessToken: "not_access_token", ErrIDToken: "id_token",
+	ErrNotIDToken: "not_id_token", ErrInvalidNonce: "invalid_nonce",
+	ErrInsufficientScope: "insufficient_scope", ErrGuestUser: "guest_user",
+	ErrKeysUnavailable: "keys_unavailable", ErrTenantCheckUnavailable: "tenant_check_unavailable",
+	ErrClosed: "closed",
+}
+
+// ReasonName is the short name of a reason (one of the Err* sentinels, or
+// an error wrapping one, such as an *Error): "token_expired",
+// "insufficient_scope"... It is "" for nil and "other" for any other
+// error. The names are stable: use them as metric labels.
+func ReasonName(reason error) string {
+	if reason == nil {
+		return ""
+	}
+	if name, ok := reasonNames[reason]; ok {
+		return name
+	}
+	var e *Error
+	if errors.As(reason, &e) {
+		if name, ok := reasonNames[e.Reason]; ok {
+			return name
+		}
+	}
+	return "other"
+}
 
 // RFC 6750 §3.1 error codes.
 const (

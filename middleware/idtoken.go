@@ -4,14 +4,53 @@ import (
 	"context"
 	"crypto/subtle"
 	"strings"
+	"time"
 
 	"github.com/entragate/entragate/claims"
 )
 
-// VerifyIDToken checks an OpenID Connect ID token that a web app received
-// when it signed a user in, and returns its claims (name,
+// IDTokenConfig configures an IDTokenVerifier: the web app whose sign-ins
+// it checks.
+type IDTokenConfig struct {
+	// ClientID is the web app's application (client) ID: the audience of
+	// its ID tokens. Required.
+	ClientID string
+	// Leeway is the allowed clock skew, as Config.Leeway.
+	Leeway time.Duration
+	// DenyGuestUsers refuses guest (B2B) users, as Config.DenyGuestUsers.
+	DenyGuestUsers bool
+	// Observer's Decision is called for each ID token checked.
+	Observer Observer
+}
+
+// IDTokenVerifier checks the OpenID Connect ID tokens a web app receives
+// when it signs a user in, on its Provider's authorities and keys. It is
+// safe for concurrent use, and cheap: build it from the Provider the
+// app's APIs already use, so that one process loads each document once.
+type IDTokenVerifier struct {
+	p        *Provider
+	clientID string
+	leeway   time.Duration
+	guests   bool // refused
+	observer Observer
+}
+
+// NewIDTokenVerifier returns a verifier of cfg.ClientID's ID tokens.
+func (p *Provider) NewIDTokenVerifier(cfg IDTokenConfig) (*IDTokenVerifier, error) {
+	clientID, err := checkClientID(cfg.ClientID)
+	if err != nil {
+		return nil, err
+	}
+	leeway, err := checkLeeway(cfg.Leeway)
+	if err != nil {
+		return nil, err
+	}
+	return &IDTokenVerifier{p: p, clientID: clientID, leeway: leeway, guests: cfg.DenyGuestUsers, observer: cfg.Observer}, nil
+}
+
+// Verify checks an ID token and returns its claims (Name,
 // PreferredUsername, Email, ObjectID, TenantID, SessionID, AuthTime,
-// LoginHint...). Config.ClientID is then the web app's own application ID.
+// LoginHint...), the caller's own.
 //
 // The token is checked on the same authorities, keys and time rules as
 // access tokens: the RS256 signature against the issuer's published keys,
@@ -20,30 +59,38 @@ import (
 // the version. Beyond that, an ID token must be addressed to the app (aud
 // is exactly ClientID; azp, when present, too), carry the nonce the app
 // sent with its authorization request (nonce must not be empty), and not
-// be an access token (no scp). An ID token never passes RequireAuth or
-// Validate, and an access token never passes VerifyIDToken.
+// be an access token (no scp). An ID token never passes an Authenticator,
+// and an access token never passes Verify.
 //
 // Verify the ID token of a sign-in, once, when the app receives it: the
 // ID tokens Entra returns later, with refreshed tokens, carry no nonce and
 // are refused. OpenID Connect requires iat and sub; a token without them
-// is refused too.
-//
-// Config.Audiences, Scopes and Roles do not apply to ID tokens;
-// DenyGuestUsers does. Every error is an *Error; the reasons specific to ID
+// is refused too. Every error is an *Error; the reasons specific to ID
 // tokens are ErrInvalidNonce and ErrNotIDToken.
-func (a *Authenticator) VerifyIDToken(ctx context.Context, rawIDToken, nonce string) (*claims.Claims, error) {
-	c, e := a.verifyIDToken(ctx, rawIDToken, nonce)
+func (v *IDTokenVerifier) Verify(ctx context.Context, rawIDToken, nonce string) (*claims.Claims, error) {
+	d := decision{token: "id"}
+	observed := v.observer.Decision != nil
+	if observed {
+		d.start = time.Now()
+	}
+	c, e := v.verify(ctx, rawIDToken, nonce, &d)
+	if observed {
+		if !v.observer.IncludeClaims {
+			d.claims = nil
+		}
+		reportDecision(ctx, &v.observer, &d, e, time.Now())
+	}
 	if e != nil {
 		return nil, e
 	}
 	return c, nil
 }
 
-func (a *Authenticator) verifyIDToken(ctx context.Context, raw, nonce string) (*claims.Claims, *Error) {
-	if a.ctx.Err() != nil {
+func (v *IDTokenVerifier) verify(ctx context.Context, raw, nonce string, d *decision) (*claims.Claims, *Error) {
+	if v.p.closed() {
 		return nil, closedError()
 	}
-	if len(raw) > a.s.MaxTokenSize {
+	if len(raw) > DefaultMaxTokenSize {
 		return nil, newError(ErrTokenTooLarge, "the token exceeds the accepted size", nil)
 	}
 	if nonce == "" {
@@ -55,14 +102,16 @@ func (a *Authenticator) verifyIDToken(ctx context.Context, raw, nonce string) (*
 	if e != nil {
 		return nil, e
 	}
-	if e := a.checkIDClaims(c, nonce); e != nil {
+	d.claims = c
+	if e := v.checkIDClaims(c, nonce); e != nil {
 		return nil, e
 	}
-	v, e := a.verifyIssuer(ctx, tok, c)
+	ver, e := v.p.verify(ctx, tok, c)
+	d.src = ver.src
 	if e != nil {
 		return nil, e
 	}
-	if a.s.DenyGuestUsers && v.src.auth.kind != kindB2C && c.IsGuest() {
+	if v.guests && ver.src.auth.shape.guestsApply() && c.IsGuest() {
 		return nil, newError(ErrGuestUser, "guest users of the tenant are not allowed to sign in to this app", nil)
 	}
 	return c, nil
@@ -70,8 +119,8 @@ func (a *Authenticator) verifyIDToken(ctx context.Context, raw, nonce string) (*
 
 // checkIDClaims applies the rules of OpenID Connect Core §3.1.3.7 that need
 // no keys, and tells ID tokens from access tokens.
-func (a *Authenticator) checkIDClaims(c *claims.Claims, nonce string) *Error {
-	if e := a.checkTimes(c, a.s.now()); e != nil {
+func (v *IDTokenVerifier) checkIDClaims(c *claims.Claims, nonce string) *Error {
+	if e := checkTimes(c, v.p.s.now(), v.leeway); e != nil {
 		return e
 	}
 	switch {
@@ -84,7 +133,7 @@ func (a *Authenticator) checkIDClaims(c *claims.Claims, nonce string) *Error {
 	}
 	forApp := false
 	for _, aud := range c.Audience {
-		if aud == a.s.ClientID || strings.EqualFold(aud, a.s.ClientID) && isGUID(aud) {
+		if aud == v.clientID || strings.EqualFold(aud, v.clientID) && isGUID(aud) {
 			forApp = true
 		}
 	}
@@ -95,7 +144,7 @@ func (a *Authenticator) checkIDClaims(c *claims.Claims, nonce string) *Error {
 		return newError(ErrNotIDToken, "the token has no nonce: it is not an ID token of a sign-in by this app", nil)
 	case len(c.Audience) > 1 && c.ClientAppID == "":
 		return newError(ErrInvalidAudience, "an ID token for several audiences must name this app in azp", nil)
-	case c.ClientAppID != "" && !strings.EqualFold(c.ClientAppID, a.s.ClientID):
+	case c.ClientAppID != "" && !strings.EqualFold(c.ClientAppID, v.clientID):
 		return newError(ErrInvalidAudience, "the ID token was issued to another app (azp)", nil)
 	case subtle.ConstantTimeCompare([]byte(c.Nonce), []byte(nonce)) != 1:
 		return newError(ErrInvalidNonce, "the ID token's nonce is not the one this sign-in sent", nil)

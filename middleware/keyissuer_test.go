@@ -33,7 +33,7 @@ func TestV1TokensFollowTheV2KeyRestrictions(t *testing.T) {
 			otherKey, msaKey := s.NewKey(), s.NewKey()
 			s.PublishKeyFor(otherKey, other.ID)
 			s.PublishKeyFor(msaKey, middleware.PersonalAccountsTenantID)
-			a := newAuth(t, tenant, func(c *middleware.Config) { c.TokenVersions = cfg.versions })
+			a := newAuth(t, tenant, func(c *middleware.Config) { c.Authorities[0] = c.Authorities[0].WithTokenVersions(cfg.versions) })
 			for name, key := range map[string]*entratest.Key{"another tenant": otherKey, "personal accounts": msaKey} {
 				_, err := a.Validate(t.Context(), tenant.AccessToken(entratest.V1(), entratest.SignedWith(key)))
 				if !errors.Is(err, middleware.ErrInvalidIssuer) {
@@ -64,7 +64,7 @@ func TestV1TokensWaitForTheV2KeySet(t *testing.T) {
 			t.Run(cfg.name+", "+down.String()+" down", func(t *testing.T) {
 				tenant := entratest.NewTenant(t)
 				tenant.Server().SetFault(down, entratest.Unavailable)
-				a := newAuth(t, tenant, fast, func(c *middleware.Config) { c.TokenVersions = cfg.versions })
+				a := newAuth(t, tenant, fast, func(c *middleware.Config) { c.Authorities[0] = c.Authorities[0].WithTokenVersions(cfg.versions) })
 				tok := tenant.AccessToken(entratest.V1())
 				for range 3 {
 					_, err := a.Validate(t.Context(), tok)
@@ -95,7 +95,7 @@ func TestCachedV1TokensFollowTheV2KeySet(t *testing.T) {
 			s := tenant.Server()
 			other := s.NewTenant()
 			a := newAuth(t, tenant, fast, func(c *middleware.Config) {
-				c.TokenVersions = cfg.versions
+				c.Authorities[0] = c.Authorities[0].WithTokenVersions(cfg.versions)
 				c.KeyRefreshInterval = time.Second
 			})
 			tok := tenant.AccessToken(entratest.V1())
@@ -142,7 +142,7 @@ func TestKeyIssuerNamesATenant(t *testing.T) {
 				s := tenant.Server()
 				other := s.NewTenant()
 				s.SetKeyIssuer(s.SigningKey(), tc.issuer(tenant, other))
-				a := newAuth(t, tenant, func(c *middleware.Config) { c.TokenVersions = cfg.versions })
+				a := newAuth(t, tenant, func(c *middleware.Config) { c.Authorities[0] = c.Authorities[0].WithTokenVersions(cfg.versions) })
 				toks := map[string]string{"v1": tenant.AccessToken(entratest.V1())}
 				if cfg.versions&middleware.TokenV2 != 0 {
 					toks["v2"] = tenant.AccessToken()

@@ -18,7 +18,7 @@ import (
 
 // fast makes key refreshes as quick as the configuration floors allow.
 func fast(c *middleware.Config) {
-	c.KeyMissRefreshInterval = time.Second
+	c.MinLoadInterval = time.Second
 	c.FetchTimeout = 300 * time.Millisecond
 }
 
@@ -176,7 +176,7 @@ func TestUnknownKidFloodThenRotation(t *testing.T) {
 	tenant := entratest.NewTenant(t)
 	s := tenant.Server()
 	const interval = time.Second
-	a := newAuth(t, tenant, func(c *middleware.Config) { c.KeyMissRefreshInterval = interval })
+	a := newAuth(t, tenant, func(c *middleware.Config) { c.MinLoadInterval = interval })
 	srv := protectedServer(t, a)
 	s.ResetCounts()
 
@@ -257,7 +257,7 @@ func TestNewKeyDuringAnOutageIsUnavailableNotInvalid(t *testing.T) {
 	s.SetFault(entratest.All, entratest.Unavailable)
 	s.RotateKey()
 	tok := tenant.AccessToken()
-	time.Sleep(1100 * time.Millisecond) // past KeyMissRefreshInterval
+	time.Sleep(1100 * time.Millisecond) // past MinLoadInterval
 	for i := range 3 {                  // a fresh attempt, then answers from its failure
 		if _, err := a.Validate(t.Context(), tok); !errors.Is(err, middleware.ErrKeysUnavailable) {
 			t.Fatalf("attempt %d during the outage: %v, want ErrKeysUnavailable", i, err)

@@ -81,7 +81,7 @@ func TestKeySetEntriesAreCheckedOneByOne(t *testing.T) {
 		}
 	}))
 	t.Cleanup(srv.Close)
-	a, err := middleware.New(t.Context(), middleware.Config{TenantID: tenant.ID, ClientID: tenant.ClientID, AuthorityHost: srv.URL})
+	a, err := middleware.New(t.Context(), middleware.Config{ClientID: tenant.ClientID, Authorities: []middleware.Authority{middleware.EntraTenant(tenant.ID).WithHost(srv.URL)}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -185,24 +185,20 @@ func fetchKeySet(ctx context.Context, client *http.Client, u string) (keys []sig
 	return keys, skipped, nil
 }
 
-// parseJWK parses and validates one key with jwkset: the x5c certificate, if
-// any, must hold the same key as n and e. A thumbprint (x5t) that does not
-// match the certificate is only a label error: nothing uses thumbprints, so
-// such a key is accepted on its n and e once x5t is set aside.
+// parseJWK parses and validates one key with jwkset: the x5c certificate,
+// if any, must hold the same key as n and e. Thumbprints (x5t, x5t#S256)
+// are set aside first: nothing uses them, and a key whose thumbprint does
+// not match its certificate is still the key its n and e say.
 func parseJWK(raw json.RawMessage) (jwkset.JWK, error) {
-	jwk, err := jwkset.NewJWKFromRawJSON(raw, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
-	if err == nil || !strings.Contains(err.Error(), "X5T") {
-		return jwk, err
-	}
 	var members map[string]json.RawMessage
-	if json.Unmarshal(raw, &members) != nil {
-		return jwk, err
+	if err := json.Unmarshal(raw, &members); err != nil {
+		return jwkset.JWK{}, err
 	}
 	delete(members, "x5t")
 	delete(members, "x5t#S256")
-	stripped, merr := json.Marshal(members)
-	if merr != nil {
-		return jwk, err
+	stripped, err := json.Marshal(members)
+	if err != nil {
+		return jwkset.JWK{}, err
 	}
 	return jwkset.NewJWKFromRawJSON(stripped, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
 }

@@ -5,54 +5,93 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/entragate/entragate/claims"
 )
 
 // RequireAuth is standard net/http middleware: it lets a request through only
 // with a valid Entra access token in its Authorization header, and stores the
-// token's claims in the request context (claims.FromContext). It works with
-// http.ServeMux, chi's Use, With and Group, and any router that takes
-// func(http.Handler) http.Handler.
+// request's own copy of the token's claims in its context
+// (claims.FromContext). It works with http.ServeMux, chi's Use, With and
+// Group, and any router that takes func(http.Handler) http.Handler.
 //
-// Refused requests are answered by Config.ErrorHandler (default WriteError)
+// Refused requests are answered by the ErrorHandler (default WriteError)
 // and logged once. Tokens are read only from the Authorization header, never
-// from the query string or a form body.
+// from the query string or a form body. The Observer's Decision is called
+// once the request's fate is known: after the route guards after
+// RequireAuth, which may still refuse it.
 func (a *Authenticator) RequireAuth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := &authContext{Context: r.Context(), state: a.state}
+		ctx := &authContext{Context: r.Context(), a: a}
+		d := decision{token: "access"}
+		observed := a.s.observer.Decision != nil
+		if observed {
+			d.start = time.Now()
+		}
 		raw, e := bearerToken(r)
 		var c *claims.Claims
 		if e == nil {
-			c, e = a.validate(ctx, raw, true)
+			c, e = a.validate(ctx, raw, true, &d)
 		}
 		if e != nil {
-			r = r.WithContext(ctx)
-			logRefusal(a.s.logger, r, e, c)
-			a.s.ErrorHandler(w, r, e)
+			ctx.refuse(w, r.WithContext(ctx), e, c)
+			if observed {
+				a.report(ctx, &d, e, time.Now())
+			}
 			return
 		}
 		// The request's own copy of the claims: what a handler does with
 		// them never reaches the cache or another request.
-		next.ServeHTTP(w, r.WithContext(claims.NewContext(ctx, c)))
+		r = r.WithContext(claims.NewContext(ctx, c))
+		if !observed {
+			next.ServeHTTP(w, r)
+			return
+		}
+		end := time.Now()
+		defer func() { a.report(ctx, &d, ctx.refusal, end) }()
+		next.ServeHTTP(w, r)
 	})
 }
 
-// authContext is what RequireAuth adds to a request's context for the
-// route guards after it: how to answer a refusal.
+// authContext is what RequireAuth adds to a request's context: how the
+// route guards after it answer a refusal, and the refusal they made, which
+// decides how the request is reported.
 type authContext struct {
 	context.Context
-	state *requestState
+	a       *Authenticator
+	refusal *Error // the first refusal, by RequireAuth or a guard
 }
+
+type stateKey struct{}
 
 func (c *authContext) Value(key any) any {
 	if key == (stateKey{}) {
-		return c.state
+		return c
 	}
 	return c.Context.Value(key)
 }
 
 func (c *authContext) String() string { return "entragate.RequireAuth context" }
+
+// refuse logs and answers a refused request, the first refusal of which
+// decides the request's decision.
+func (c *authContext) refuse(w http.ResponseWriter, r *http.Request, e *Error, cl *claims.Claims) {
+	if c.refusal == nil {
+		c.refusal = e
+	}
+	logRefusal(c.a.s.logger, r, e, cl)
+	c.a.s.errorHandler(w, r, e)
+}
+
+// stateFrom returns the RequireAuth node of the request's context, if any.
+func stateFrom(r *http.Request) *authContext {
+	if r == nil {
+		return nil
+	}
+	st, _ := r.Context().Value(stateKey{}).(*authContext)
+	return st
+}
 
 // bearerToken extracts the token per RFC 6750 §2.1. The scheme name is
 // case-insensitive (RFC 7235 §2.1).

@@ -124,7 +124,7 @@ func TestFullWaitingRoomIsUnavailableNotInvalid(t *testing.T) {
 	s.SetDelay(entratest.Keys, 800*time.Millisecond)
 	s.RotateKey()
 	tok := tenant.AccessToken()
-	time.Sleep(1100 * time.Millisecond) // past KeyMissRefreshInterval: the next miss loads
+	time.Sleep(1100 * time.Millisecond) // past MinLoadInterval: the next miss loads
 
 	const n = 400
 	var wg sync.WaitGroup
@@ -163,13 +163,13 @@ func TestFullWaitingRoomIsUnavailableNotInvalid(t *testing.T) {
 }
 
 // Whatever asks for loads, each source starts at most one per
-// KeyMissRefreshInterval: the total fetch rate is bounded.
+// MinLoadInterval: the total fetch rate is bounded.
 func TestFetchRateIsBoundedWhateverTheTraffic(t *testing.T) {
 	tenant := entratest.NewTenant(t)
 	s := tenant.Server()
 	a := newAuth(t, tenant, func(c *middleware.Config) {
 		c.KeyRefreshInterval = time.Second
-		c.KeyMissRefreshInterval = time.Second
+		c.MinLoadInterval = time.Second
 		c.FetchTimeout = 200 * time.Millisecond
 	})
 	s.SetFault(entratest.Keys, entratest.Unavailable) // failing loads retry
@@ -243,7 +243,7 @@ func TestFailedLoadsAreRetriedWithoutTraffic(t *testing.T) {
 	tenant := entratest.NewTenant(t)
 	s := tenant.Server()
 	s.SetFault(entratest.Keys, entratest.Unavailable)
-	newAuth(t, tenant, fast, func(c *middleware.Config) { c.TokenVersions = middleware.TokenV2 })
+	newAuth(t, tenant, fast, func(c *middleware.Config) { c.Authorities[0] = c.Authorities[0].WithTokenVersions(middleware.TokenV2) })
 	s.ResetCounts()
 	time.Sleep(3500 * time.Millisecond)
 	if n := s.Requests(entratest.KeysV2); n < 2 || n > 4 {

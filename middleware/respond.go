@@ -2,7 +2,6 @@ package middleware
 
 import (
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -111,38 +110,9 @@ func quotable(s string) string {
 	return string(out)
 }
 
-// requestState is what RequireAuth leaves in the request context for the
-// per-route Require* guards: how to answer, and in which realm.
-type requestState struct {
-	handler func(http.ResponseWriter, *http.Request, *Error)
-	realm   string
-	logger  *slog.Logger
-}
-
-type stateKey struct{}
-
-// stateFrom returns what RequireAuth left in the request context, if any.
-func stateFrom(r *http.Request) *requestState {
-	if r == nil {
-		return nil
-	}
-	st, _ := r.Context().Value(stateKey{}).(*requestState)
-	return st
-}
-
 func realmFrom(r *http.Request) string {
 	if st := stateFrom(r); st != nil {
-		return st.realm
+		return st.a.s.realm
 	}
 	return ""
-}
-
-// refuse answers a refused request with the handler RequireAuth was
-// configured with, or WriteError when none is known.
-func refuse(w http.ResponseWriter, r *http.Request, e *Error) {
-	if st := stateFrom(r); st != nil && st.handler != nil {
-		st.handler(w, r, e)
-		return
-	}
-	WriteError(w, r, e)
 }

@@ -1,6 +1,7 @@
 package middleware_test
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -144,11 +145,13 @@ func TestValidateExplainsTheBearerPrefix(t *testing.T) {
 }
 
 func TestErrorTextIsOneLine(t *testing.T) {
-	tenant := entratest.NewTenant(t)
-	a := newAuth(t, tenant)
-	// An unknown kid's cause is keyfunc's error, which joins two errors
+	m := newMultiTenant(t)
+	// The cause is the admission check's error, which joins two errors
 	// with a newline.
-	_, err := a.Validate(t.Context(), tenant.AccessToken(entratest.SignedWith(tenant.Server().NewKey())))
+	a := m.auth(t, middleware.Organizations, middleware.TenantAdmission{Check: func(context.Context, string) (bool, error) {
+		return false, errors.Join(errors.New("database down"), errors.New(`retry "later"`))
+	}})
+	_, err := a.Validate(t.Context(), m.allowed.AccessToken())
 	var e *middleware.Error
 	if !errors.As(err, &e) || e.Err == nil || !strings.Contains(e.Err.Error(), "\n") {
 		t.Fatalf("expected a refusal whose cause spans lines, got %v", err)
@@ -166,13 +169,17 @@ func TestErrorTextIsOneLine(t *testing.T) {
 func TestLineBreaksInTokensAreRefused(t *testing.T) {
 	tenant := entratest.NewTenant(t)
 	a := newAuth(t, tenant)
+	ids, err := a.Provider().NewIDTokenVerifier(middleware.IDTokenConfig{ClientID: tenant.ClientApp})
+	if err != nil {
+		t.Fatal(err)
+	}
 	tok := tenant.AccessToken()
 	i := strings.LastIndexByte(tok, '.')
 	for _, v := range []string{tok + "\n", tok[:i+10] + "\r\n" + tok[i+10:], tok[:i+20] + "\n" + tok[i+20:], tok[:20] + "\n" + tok[20:]} {
 		if _, err := a.Validate(t.Context(), v); !errors.Is(err, middleware.ErrMalformedToken) {
 			t.Errorf("token with a line break: %v, want ErrMalformedToken", err)
 		}
-		if _, err := a.VerifyIDToken(t.Context(), v, "n"); !errors.Is(err, middleware.ErrMalformedToken) {
+		if _, err := ids.Verify(t.Context(), v, "n"); !errors.Is(err, middleware.ErrMalformedToken) {
 			t.Errorf("ID token with a line break: %v, want ErrMalformedToken", err)
 		}
 	}

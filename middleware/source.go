@@ -2,20 +2,17 @@ package middleware
 
 import (
 	"context"
-	"crypto/rsa"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
-	"net/url"
-	"strings"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
-	"github.com/golang-jwt/jwt/v5"
 )
 
 // Key refresh policy, per source (one metadata document and the key set it
@@ -61,26 +58,20 @@ var errKeySetFresh = errors.New("keys were loaded moments ago; the next load is 
 
 // sourceState is one immutable loaded state of a source.
 type sourceState struct {
-	// issuers are the accepted issuers: the metadata's, or Config.Issuers.
+	// issuers are the accepted issuers: the metadata's, or WithIssuers'.
 	issuers []string
 	// metadataIssuer is what the metadata document announces.
 	metadataIssuer string
 	// tenantID is the tenant the issuer names, for authorities whose
 	// issuer is a literal URL (single tenants, External ID, B2C).
 	tenantID string
-	keyfunc  keyfunc.Keyfunc
-	keys     map[string]loadedKey // by kid
-	// lookups holds, per kid, the token keyfunc is asked about: built once
-	// per load, so a look-up allocates nothing.
-	lookups  map[string]*jwt.Token
-	kids     []string
-	loadedAt time.Time
-}
-
-// loadedKey is what a source knows of one published key.
-type loadedKey struct {
-	pub    *rsa.PublicKey
-	issuer string // Entra's per-key issuer, when the key set names one
+	// keys is the key set, served by keyfunc: the one store of the keys.
+	keys keyfunc.Keyfunc
+	// keyIssuers holds Entra's per-key issuer, by kid, for the keys whose
+	// entry names one: jwkset keeps no unknown members.
+	keyIssuers map[string]string
+	kids       []string
+	loadedAt   time.Time
 }
 
 // generation is one load attempt that requests can wait for.
@@ -93,12 +84,12 @@ func newGeneration() *generation { return &generation{done: make(chan struct{})}
 
 // source loads and refreshes one metadata document and its key set.
 type source struct {
-	s       *settings
+	p       *Provider
+	s       *providerSettings
 	auth    *authority
 	spec    sourceSpec
-	issuers []string // Config.Issuers for this version, replacing the metadata's
+	issuers []string // WithIssuers of this version, replacing the metadata's
 	ctx     context.Context
-	changed func() // called after each successful load
 
 	state   atomic.Pointer[sourceState]
 	kick    chan struct{}
@@ -115,18 +106,34 @@ type source struct {
 	failures atomic.Int64
 }
 
-func newSource(ctx context.Context, s *settings, a *authority, spec sourceSpec, issuers []string, changed func()) *source {
+func newSource(p *Provider, a *authority, spec sourceSpec) *source {
 	return &source{
-		s: s, auth: a, spec: spec, issuers: issuers, ctx: ctx, changed: changed,
+		p: p, s: p.s, auth: a, spec: spec, issuers: issuersFor(a.issuers, spec.version), ctx: p.ctx,
 		kick: make(chan struct{}, 1),
 		next: newGeneration(),
 	}
 }
 
+// issuersFor returns the WithIssuers that replace the issuer of a metadata
+// document announcing version; nil for none given.
+func issuersFor(issuers []string, version string) []string {
+	var out []string
+	for _, iss := range issuers {
+		if issuerVersion(iss) == version {
+			out = append(out, iss)
+		}
+	}
+	if len(issuers) > 0 && len(out) == 0 {
+		// WithIssuers names no issuer of this version: none is accepted.
+		return []string{}
+	}
+	return out
+}
+
 func (src *source) String() string {
-	name := src.auth.String() + " v" + src.spec.version
+	name := src.auth.name + " v" + src.spec.version
 	if src.spec.policy != "" {
-		name = src.auth.String() + " policy " + src.spec.policy
+		name = src.auth.name + " policy " + src.spec.policy
 	}
 	return name
 }
@@ -153,7 +160,7 @@ func (src *source) run(wg *sync.WaitGroup) {
 		// Keep loads at least one KeyMissRefreshInterval apart, whoever
 		// asks: the periodic timer, a retry, or requests.
 		src.mu.Lock()
-		wait := time.Until(src.lastAttempt.Add(src.s.KeyMissRefreshInterval))
+		wait := time.Until(src.lastAttempt.Add(src.s.minLoadInterval))
 		src.mu.Unlock()
 		if wait > 0 {
 			select {
@@ -165,19 +172,20 @@ func (src *source) run(wg *sync.WaitGroup) {
 		if err := src.refresh(); err != nil {
 			src.failures.Add(1)
 			// Retry sooner than the regular refresh, never later.
-			backoff = min(max(2*backoff, time.Second), maxRetryBackoff, src.s.KeyRefreshInterval)
-			src.s.opsLogger.Warn("entragate: cannot load Entra metadata or signing keys; keeping the last good keys",
+			backoff = min(max(2*backoff, time.Second), maxRetryBackoff, src.s.refreshInterval)
+			src.s.logger.Warn("entragate: cannot load Entra metadata or signing keys; keeping the last good keys",
 				slog.String("source", src.String()), slog.String("error", oneLine(err.Error())),
 				slog.Duration("retry_in", backoff), slog.Bool("have_keys", src.state.Load() != nil))
 			timer.Reset(backoff)
 			continue
 		}
 		backoff = 0
-		timer.Reset(src.s.KeyRefreshInterval)
+		timer.Reset(src.s.refreshInterval)
 	}
 }
 
-// refresh performs one load and wakes the requests waiting for it.
+// refresh performs one load, reports it, and wakes the requests waiting
+// for it.
 func (src *source) refresh() error {
 	src.mu.Lock()
 	g := src.next
@@ -186,17 +194,27 @@ func (src *source) refresh() error {
 	src.lastAttempt = time.Now()
 	src.mu.Unlock()
 
+	start := time.Now()
 	st, err := src.load()
 	if err == nil {
 		src.state.Store(st)
-		src.changed()
+		src.p.documentsChanged()
+	}
+	end := time.Now()
+	if obs := src.s.observer.Load; obs != nil {
+		ev := LoadEvent{Authority: src.auth.name, Version: src.spec.version, Policy: src.spec.policy, MetadataURL: src.spec.url,
+			KeyIssuersOnly: len(src.spec.routes) == 0, Err: err, Start: start, Duration: end.Sub(start)}
+		if st != nil {
+			ev.Keys = len(st.kids)
+		}
+		obs(ev)
 	}
 
 	src.mu.Lock()
 	src.inflight = nil
 	src.lastErr = err
 	if err != nil {
-		src.lastErrAt = time.Now()
+		src.lastErrAt = end
 	}
 	src.mu.Unlock()
 	g.err = err
@@ -207,22 +225,22 @@ func (src *source) refresh() error {
 // load fetches the metadata document, then the key set it names. Each HTTP
 // request has its own FetchTimeout.
 func (src *source) load() (*sourceState, error) {
-	ctx, cancel := context.WithTimeout(src.ctx, src.s.FetchTimeout)
+	ctx, cancel := context.WithTimeout(src.ctx, src.s.fetchTimeout)
 	src.fetches.Add(1)
 	doc, err := fetchMetadata(ctx, src.s.client, src.spec.url)
 	cancel()
 	if err != nil {
 		return nil, err
 	}
-	st := &sourceState{metadataIssuer: doc.Issuer, issuers: src.issuers, keys: map[string]loadedKey{}, lookups: map[string]*jwt.Token{}}
-	if src.issuers == nil { // no Config.Issuers: the metadata's own
+	st := &sourceState{metadataIssuer: doc.Issuer, issuers: src.issuers, keyIssuers: map[string]string{}}
+	if src.issuers == nil { // no WithIssuers: the metadata's own
 		st.issuers = []string{doc.Issuer}
 	}
-	if st.tenantID, err = src.auth.tenantOfIssuer(doc.Issuer); err != nil {
+	if st.tenantID, err = src.auth.shape.tenantOfIssuer(&src.auth.Authority, doc.Issuer); err != nil {
 		return nil, fmt.Errorf("metadata %s: %w", src.spec.url, err)
 	}
 
-	ctx, cancel = context.WithTimeout(src.ctx, src.s.FetchTimeout)
+	ctx, cancel = context.WithTimeout(src.ctx, src.s.fetchTimeout)
 	src.fetches.Add(1)
 	keys, skipped, err := fetchKeySet(ctx, src.s.client, doc.JWKSURI)
 	cancel()
@@ -230,18 +248,18 @@ func (src *source) load() (*sourceState, error) {
 		return nil, err
 	}
 	if len(skipped) > 0 {
-		src.s.opsLogger.Info("entragate: skipped unusable keys in key set",
+		src.s.logger.Info("entragate: skipped unusable keys in key set",
 			slog.String("jwks_uri", doc.JWKSURI), slog.Any("skipped", skipped))
 	}
 	all := make([]jwkset.JWK, 0, len(keys))
 	for _, k := range keys {
 		kid := k.jwk.Marshal().KID
-		if _, dup := st.keys[kid]; dup {
+		if slices.Contains(st.kids, kid) {
 			continue
 		}
-		pub, _ := k.jwk.Key().(*rsa.PublicKey) // fetchKeySet keeps RSA keys only
-		st.keys[kid] = loadedKey{pub: pub, issuer: k.issuer}
-		st.lookups[kid] = lookupToken(kid)
+		if k.issuer != "" {
+			st.keyIssuers[kid] = k.issuer
+		}
 		st.kids = append(st.kids, kid)
 		all = append(all, k.jwk)
 	}
@@ -249,11 +267,9 @@ func (src *source) load() (*sourceState, error) {
 	if err := storage.KeyReplaceAll(src.ctx, all); err != nil {
 		return nil, err
 	}
-	kf, err := keyfunc.New(keyfunc.Options{Ctx: src.ctx, Storage: storage})
-	if err != nil {
+	if st.keys, err = keyfunc.New(keyfunc.Options{Ctx: src.ctx, Storage: storage}); err != nil {
 		return nil, err
 	}
-	st.keyfunc = kf
 	st.loadedAt = time.Now()
 	return st, nil
 }
@@ -290,7 +306,7 @@ func (src *source) await(ctx context.Context, fresh bool) (*sourceState, error) 
 	if joined {
 		g = src.inflight
 	}
-	recent := time.Since(src.lastAttempt) < src.s.KeyMissRefreshInterval
+	recent := time.Since(src.lastAttempt) < src.s.minLoadInterval
 	lastErr := src.lastErr
 	src.mu.Unlock()
 	if !joined { // else a load is running: its answer is worth waiting for
@@ -313,7 +329,7 @@ func (src *source) await(ctx context.Context, fresh bool) (*sourceState, error) 
 		}
 	}
 
-	timer := time.NewTimer(src.s.KeyMissRefreshInterval + 2*src.s.FetchTimeout)
+	timer := time.NewTimer(src.s.minLoadInterval + 2*src.s.fetchTimeout)
 	defer timer.Stop()
 	select {
 	case <-g.done:
@@ -336,7 +352,7 @@ func (src *source) await(ctx context.Context, fresh bool) (*sourceState, error) 
 // retryAfter is the Retry-After for 503 answers: when a new load may start.
 func (src *source) retryAfter() int {
 	src.mu.Lock()
-	wait := time.Until(src.lastAttempt.Add(src.s.KeyMissRefreshInterval))
+	wait := time.Until(src.lastAttempt.Add(src.s.minLoadInterval))
 	src.mu.Unlock()
 	return int(math.Ceil(max(wait, time.Second).Seconds()))
 }
@@ -355,181 +371,6 @@ func closedError() *Error {
 	e := newError(ErrClosed, "the API is shutting down", nil)
 	e.RetryAfterSeconds = 1
 	return e
-}
-
-// verificationKey finds the key for a token through keyfunc, refreshing the
-// key set once if the key ID is unknown, and applies Entra's signing-key
-// issuer rule. It returns the state the key was found in.
-func (src *source) verificationKey(ctx context.Context, st *sourceState, kid, iss, tid string) (*rsa.PublicKey, *sourceState, *Error) {
-	lookup := func(st *sourceState) (any, bool, error) {
-		tok := st.lookups[kid]
-		if tok == nil {
-			tok = lookupToken(kid)
-		}
-		key, err := st.keyfunc.Keyfunc(tok)
-		return key, err != nil && errors.Is(err, jwkset.ErrKeyNotFound), err
-	}
-	key, missing, err := lookup(st)
-	if cur := src.state.Load(); missing && cur != nil && cur != st {
-		// A load finished since the caller read its state.
-		st = cur
-		key, missing, err = lookup(st)
-	}
-	if missing {
-		fresh, waitErr := src.await(ctx, true)
-		switch {
-		case errors.Is(waitErr, errKeySetFresh):
-			return nil, nil, newError(ErrUnknownSigningKey, "the token's signing key is not published by its issuer", err)
-		case waitErr != nil:
-			return nil, nil, src.unavailable(waitErr)
-		}
-		st = fresh
-		key, missing, err = lookup(st)
-	}
-	switch {
-	case missing:
-		return nil, nil, newError(ErrUnknownSigningKey, "the token's signing key is not published by its issuer", err)
-	case err != nil:
-		return nil, nil, newError(ErrUnknownSigningKey, "", err)
-	}
-	pub, ok := key.(*rsa.PublicKey)
-	if !ok {
-		return nil, nil, newError(ErrUnknownSigningKey, "", fmt.Errorf("key %q is %T, not RSA", kid, key))
-	}
-	if e := src.keyMaySign(ctx, st, kid, iss, tid); e != nil {
-		return nil, nil, e
-	}
-	return pub, st, nil
-}
-
-// errIssuersUnknown is an internal signal: the document that says which
-// issuer a key may sign for has not loaded.
-var errIssuersUnknown = errors.New("the issuers of the signing keys are not known yet")
-
-// keyMaySign applies Entra's per-key issuer rule to key kid of state st for
-// a token of issuer iss and tenant tid. With ctx set, it waits for (or
-// answers 503 while it cannot load) the document that names the key's
-// issuer; without, a document not loaded yet is errIssuersUnknown.
-func (src *source) keyMaySign(ctx context.Context, st *sourceState, kid, iss, tid string) *Error {
-	keyIss, e := src.statedIssuer(ctx, st, kid)
-	if e != nil {
-		return e
-	}
-	if keyIss != "" && !keyIssuerAllows(keyIss, iss, tid) {
-		return newError(ErrInvalidIssuer, "the token's signing key is not valid for its issuer", nil)
-	}
-	return nil
-}
-
-// statedIssuer is the issuer Entra names for key kid: in st's own key set,
-// or else in the authority's v2.0 key set, which is where Entra states it
-// (its v1.0 key sets name none). "" means no issuer is stated: any issuer
-// of the authority may use the key.
-func (src *source) statedIssuer(ctx context.Context, st *sourceState, kid string) (string, *Error) {
-	if iss := st.keys[kid].issuer; iss != "" {
-		return iss, nil
-	}
-	for _, sibling := range src.auth.sources {
-		if sibling == src || !sibling.spec.namesKeyIssuers {
-			continue
-		}
-		other := sibling.state.Load()
-		if other == nil {
-			if ctx == nil {
-				return "", newError(ErrKeysUnavailable, "", errIssuersUnknown)
-			}
-			var err error
-			if other, err = sibling.current(ctx); err != nil {
-				// Until it loads, a key that may be restricted to another
-				// tenant cannot be told from one that is not.
-				return "", sibling.unavailable(err)
-			}
-		}
-		return other.keys[kid].issuer, nil
-	}
-	return "", nil
-}
-
-// lookupToken is what keyfunc reads to find a key: the header's kid and alg.
-func lookupToken(kid string) *jwt.Token {
-	return &jwt.Token{Method: jwt.SigningMethodRS256, Header: map[string]any{"alg": "RS256", "kid": kid}}
-}
-
-// keyIssuerAllows applies Microsoft's signing-key issuer validation
-// (Microsoft.IdentityModel's EnableAadSigningKeyIssuerValidation): a key
-// that names an issuer may sign only for that issuer's tenant, with
-// {tenantid} filled from tid. Tenants are compared, not issuer forms: a
-// key stated for https://login.microsoftonline.com/{tid}/v2.0 signs that
-// tenant's v1.0 tokens (https://sts.windows.net/{tid}/) too, whichever key
-// set states it.
-func keyIssuerAllows(keyIssuer, iss, tid string) bool {
-	if strings.Contains(keyIssuer, tenantPlaceholder) {
-		if tid == "" {
-			return false
-		}
-		keyIssuer = fillTenant(keyIssuer, tid)
-	}
-	if keyIssuer == iss {
-		return true
-	}
-	t := issuerTenant(keyIssuer)
-	return isGUID(t) && strings.EqualFold(t, tid)
-}
-
-// issuerTenant is the tenant segment an Entra issuer URL names: the first
-// path segment (after tfp/ in B2C's policy form), or "".
-func issuerTenant(issuer string) string {
-	u, err := url.Parse(issuer)
-	if err != nil || u.Host == "" {
-		return ""
-	}
-	segs := strings.Split(strings.Trim(u.Path, "/"), "/")
-	if len(segs) > 1 && segs[0] == "tfp" { // B2C's https://{host}/tfp/{tid}/{policy}/v2.0/
-		segs = segs[1:]
-	}
-	return segs[0]
-}
-
-const tenantPlaceholder = "{tenantid}"
-
-// fillTenant replaces every {tenantid} of an issuer template: External ID
-// issuers name the tenant twice.
-func fillTenant(template, tid string) string {
-	return strings.ReplaceAll(template, tenantPlaceholder, tid)
-}
-
-// tenantOfIssuer reads the tenant a literal issuer URL names, and checks it
-// against what the authority expects. Templates name no tenant.
-func (a *authority) tenantOfIssuer(issuer string) (string, error) {
-	u, err := url.Parse(issuer)
-	if err != nil || u.Host == "" {
-		return "", fmt.Errorf("invalid issuer %q", issuer)
-	}
-	templated := strings.Contains(issuer, tenantPlaceholder)
-	if a.kind == kindEntraMultiTenant {
-		if !templated {
-			return "", fmt.Errorf("the multi-tenant issuer %q has no %s template", issuer, tenantPlaceholder)
-		}
-		return "", nil
-	}
-	if templated {
-		return "", fmt.Errorf("the issuer %q is a template, but %s is a single tenant", issuer, a)
-	}
-	tenant := strings.ToLower(issuerTenant(issuer))
-	switch {
-	case isGUID(tenant):
-	case a.kind == kindB2C && tenant == a.tenant:
-		// A B2C tenant on a custom domain may name itself by domain
-		// (https://login.contoso.com/contoso.onmicrosoft.com/v2.0/): the
-		// issuer, matched literally, pins the tenant.
-		return tenant, nil
-	default:
-		return "", fmt.Errorf("the issuer %q names no tenant ID", issuer)
-	}
-	if a.tenantID != "" && tenant != a.tenantID {
-		return "", fmt.Errorf("the issuer %q names tenant %s, not %s", issuer, tenant, a.tenantID)
-	}
-	return tenant, nil
 }
 
 // SourceStats describes one metadata document and its key set.
@@ -560,9 +401,9 @@ type SourceStats struct {
 
 func (src *source) stats() SourceStats {
 	st := SourceStats{
-		Authority: src.auth.String(), Version: src.spec.version, Policy: src.spec.policy,
+		Authority: src.auth.name, Version: src.spec.version, Policy: src.spec.policy,
 		MetadataURL: src.spec.url, Fetches: src.fetches.Load(), Failures: src.failures.Load(),
-		KeyIssuersOnly: !src.spec.routes,
+		KeyIssuersOnly: len(src.spec.routes) == 0,
 	}
 	src.mu.Lock()
 	st.LastError, st.LastErrorAt = src.lastErr, src.lastErrAt

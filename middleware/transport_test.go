@@ -114,7 +114,7 @@ func TestRedirectsToPlainHTTPAreRefusedForAnyClient(t *testing.T) {
 			c := client(l.srv.Listener.Addr().String())
 			userPolicy := c.CheckRedirect
 			a := newAuth(t, tenant, fast, func(cfg *middleware.Config) {
-				cfg.AuthorityHost = authority.URL
+				cfg.Authorities[0] = cfg.Authorities[0].WithHost(authority.URL)
 				cfg.HTTPClient = c
 			})
 			_, err := a.Validate(t.Context(), forged)
@@ -180,7 +180,7 @@ func TestRedirectsToAllowedLocationsAreFollowed(t *testing.T) {
 	for name, client := range map[string]*http.Client{"default client": nil, "custom client": {}} {
 		t.Run(name, func(t *testing.T) {
 			a := newAuth(t, tenant, func(c *middleware.Config) {
-				c.AuthorityHost = authority.URL
+				c.Authorities[0] = c.Authorities[0].WithHost(authority.URL)
 				c.HTTPClient = client
 			})
 			if _, err := a.Validate(t.Context(), tenant.AccessToken()); err != nil {
@@ -216,9 +216,9 @@ func TestPlainHTTPKeySetIsNeverRequested(t *testing.T) {
 	t.Cleanup(meta.Close)
 	rt := &recordingTransport{next: http.DefaultTransport}
 	a := newAuth(t, tenant, fast, func(c *middleware.Config) {
-		c.AuthorityHost = meta.URL
+		c.Authorities[0] = c.Authorities[0].WithHost(meta.URL)
 		c.HTTPClient = &http.Client{Transport: rt}
-		c.TokenVersions = middleware.TokenV2
+		c.Authorities[0] = c.Authorities[0].WithTokenVersions(middleware.TokenV2)
 	})
 	if _, err := a.Validate(t.Context(), tenant.AccessToken()); !errors.Is(err, middleware.ErrKeysUnavailable) {
 		t.Errorf("Validate: %v, want ErrKeysUnavailable", err)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
 
+	"github.com/entragate/entragate/examples/internal/env"
 	"github.com/entragate/entragate/examples/internal/offline"
 	entragate "github.com/entragate/entragate/middleware"
 )
@@ -83,15 +84,17 @@ func run(ctx context.Context, out io.Writer) error {
 }
 
 // configure reads the environment; with no Azure application configured
-// it starts the offline stack.
+// it starts the offline stack. Every mistake names its variable.
 func configure(ctx context.Context) (config, *offline.Stack, error) {
-	cfg := config{
-		authorityHost: os.Getenv("AZURE_AUTHORITY_HOST"), tenantID: os.Getenv("AZURE_TENANT_ID"),
-		clientID: os.Getenv("AZURE_CLIENT_ID"), secret: os.Getenv("AZURE_CLIENT_SECRET"),
-		scope: os.Getenv("API_SCOPE"), apiURL: os.Getenv("API_URL"),
-		client: &http.Client{Timeout: 30 * time.Second}, instanceDiscovery: true,
-	}
-	if cfg.tenantID == "" && cfg.clientID == "" {
+	v := env.New("AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_AUTHORITY_HOST", "API_SCOPE", "API_URL")
+	cfg := config{client: &http.Client{Timeout: 30 * time.Second}, instanceDiscovery: true}
+	if !v.Any("AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET") {
+		if v.Any("AZURE_AUTHORITY_HOST", "API_SCOPE", "API_URL") {
+			return cfg, nil, errors.New("AZURE_AUTHORITY_HOST, API_SCOPE and API_URL configure a real tenant: set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET too")
+		}
+		if err := v.Err(); err != nil {
+			return cfg, nil, err
+		}
 		off, err := offline.Start(ctx)
 		if err != nil {
 			return cfg, nil, err
@@ -103,8 +106,14 @@ func configure(ctx context.Context) (config, *offline.Stack, error) {
 		cfg.instanceDiscovery = false // Microsoft does not know the fake tenant
 		return cfg, off, nil
 	}
-	if cfg.tenantID == "" || cfg.clientID == "" || cfg.secret == "" || cfg.scope == "" {
-		return cfg, nil, errors.New("set AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET and API_SCOPE (or none of them, for offline mode)")
+	cfg.tenantID = v.Required("AZURE_TENANT_ID", "the directory (tenant) ID, or a domain, of the daemon's registration")
+	cfg.clientID = v.GUID("AZURE_CLIENT_ID", "the application (client) ID of the daemon's registration")
+	v.Required("AZURE_CLIENT_ID", "the application (client) ID of the daemon's registration")
+	cfg.secret = v.Required("AZURE_CLIENT_SECRET", "a client secret of the daemon's registration")
+	cfg.scope = v.Required("API_SCOPE", "the API's .default scope, api://<api-client-id>/.default")
+	cfg.authorityHost, cfg.apiURL = v.Host("AZURE_AUTHORITY_HOST"), v.String("API_URL")
+	if err := v.Err(); err != nil {
+		return cfg, nil, err
 	}
 	if cfg.authorityHost == "" {
 		cfg.authorityHost = entragate.DefaultAuthorityHost

@@ -22,10 +22,29 @@ func TestDaemonCallsTheAPI(t *testing.T) {
 	}
 }
 
-func TestHalfConfigurationIsAnError(t *testing.T) {
-	t.Setenv("AZURE_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47")
-	t.Setenv("AZURE_CLIENT_ID", "")
-	if err := run(t.Context(), &strings.Builder{}); err == nil || !strings.Contains(err.Error(), "AZURE_CLIENT_SECRET") {
-		t.Errorf("half a configuration: %v", err)
+// A configuration mistake names the variable, never falls back to
+// offline mode.
+func TestConfigurationMistakesNameTheVariable(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		mention string
+	}{
+		{"tenant alone", map[string]string{"AZURE_TENANT_ID": "72f988bf-86f1-41af-91ab-2d7cd011db47"}, "AZURE_CLIENT_ID is not set"},
+		{"no secret", map[string]string{"AZURE_TENANT_ID": "72f988bf-86f1-41af-91ab-2d7cd011db47", "AZURE_CLIENT_ID": "6e74172b-be56-4843-9ff4-e66a39bb12e3"}, "AZURE_CLIENT_SECRET is not set"},
+		{"misspelled", map[string]string{"AZURE_CLIENTSECRET": "x"}, "did you mean AZURE_CLIENT_SECRET?"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, v := range []string{"AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_AUTHORITY_HOST", "API_SCOPE", "API_URL"} {
+				t.Setenv(v, "")
+			}
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			if err := run(t.Context(), &strings.Builder{}); err == nil || !strings.Contains(err.Error(), tc.mention) {
+				t.Errorf("%v, want an error mentioning %q", err, tc.mention)
+			}
+		})
 	}
 }

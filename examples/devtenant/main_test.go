@@ -20,7 +20,7 @@ func TestTokenEndpointMintsValidTokens(t *testing.T) {
 	tenant := srv.NewTenant(entratest.WithTenantID(defaultTenantID), entratest.WithClientID(defaultClientID))
 	srv.Handle("GET /dev/token", tokenHandler(tenant))
 	auth, err := middleware.New(t.Context(), middleware.Config{
-		TenantID: defaultTenantID, ClientID: defaultClientID, AuthorityHost: srv.URL,
+		ClientID: defaultClientID, Authorities: []middleware.Authority{middleware.EntraTenant(defaultTenantID).WithHost(srv.URL)},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -60,19 +61,32 @@ func TestSecureDataRoutes(t *testing.T) {
 	}
 }
 
-// TestOfflineModePrintsWorkingCurlCommands starts the sample as a new user
-// would (no configuration) and runs every printed curl command.
-func TestOfflineModePrintsWorkingCurlCommands(t *testing.T) {
-	clearEnv(t)
-	setup, err := demo.FromEnv(t.Context(), &bytes.Buffer{})
+// fromEnv configures the sample from the environment, as main does, and
+// starts its Authenticator; both are closed when the test ends.
+func fromEnv(t *testing.T) (*demo.Setup, *middleware.Authenticator) {
+	t.Helper()
+	setup, err := demo.FromEnv(&bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(setup.Close)
+	auth, err := middleware.New(t.Context(), setup.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { auth.Close() })
+	return setup, auth
+}
+
+// TestOfflineModePrintsWorkingCurlCommands starts the sample as a new user
+// would (no configuration) and runs every printed curl command.
+func TestOfflineModePrintsWorkingCurlCommands(t *testing.T) {
+	clearEnv(t)
+	setup, auth := fromEnv(t)
 	if setup.Tenant == nil {
 		t.Fatal("no configuration must mean offline mode")
 	}
-	srv := httptest.NewServer(api.Routes(setup.Auth))
+	srv := httptest.NewServer(api.Routes(auth))
 	t.Cleanup(srv.Close)
 
 	var out bytes.Buffer
@@ -109,30 +123,85 @@ func TestOfflineModePrintsWorkingCurlCommands(t *testing.T) {
 	}
 }
 
-func TestHalfConfigurationIsAnError(t *testing.T) {
-	t.Setenv("AZURE_TENANT_ID", "")
-	t.Setenv("AZURE_CLIENT_ID", "")
-	t.Setenv("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.us")
-	if _, err := demo.FromEnv(t.Context(), &bytes.Buffer{}); err == nil {
-		t.Error("an authority host without tenant and client IDs was accepted")
+// Configuration mistakes are errors that name the environment variable,
+// never a silent fall-back to the fake tenant or a Config field name.
+func TestConfigurationMistakesNameTheVariable(t *testing.T) {
+	tid, cid := entratest.NewGUID(), entratest.NewGUID()
+	tests := []struct {
+		name    string
+		env     map[string]string
+		mention string
+	}{
+		{"authority host alone", map[string]string{"AZURE_AUTHORITY_HOST": "https://login.microsoftonline.us"}, "set AZURE_TENANT_ID and AZURE_CLIENT_ID too"},
+		{"tenant without client", map[string]string{"AZURE_TENANT_ID": tid}, "AZURE_CLIENT_ID is not set"},
+		{"client without tenant", map[string]string{"AZURE_CLIENT_ID": cid}, "AZURE_TENANT_ID is not set"},
+		{"misspelled tenant variable", map[string]string{"AZURE_TENANTID": tid, "AZURE_CLIENT_ID": cid}, "AZURE_TENANTID is set, but this sample does not read it (did you mean AZURE_TENANT_ID?)"},
+		{"misspelled variables, offline", map[string]string{"AZURE_TENANTID": tid, "AZURE_CLIENTID": cid}, "did you mean"},
+		{"client not a GUID", map[string]string{"AZURE_TENANT_ID": tid, "AZURE_CLIENT_ID": "api://orders"}, `AZURE_CLIENT_ID="api://orders" is not a GUID`},
+		{"tenant neither GUID nor domain", map[string]string{"AZURE_TENANT_ID": "contoso", "AZURE_CLIENT_ID": cid}, `AZURE_TENANT_ID="contoso"`},
+		{"authority host with a path", map[string]string{"AZURE_TENANT_ID": tid, "AZURE_CLIENT_ID": cid, "AZURE_AUTHORITY_HOST": "https://login.microsoftonline.us/" + tid}, "AZURE_AUTHORITY_HOST"},
+		{"boolean that is not true or false", map[string]string{"AZURE_TENANT_ID": "common", "AZURE_CLIENT_ID": cid, "ALLOW_ANY_TENANT": "yes"}, `ALLOW_ANY_TENANT="yes": write true or false`},
+		{"allowed tenant not a GUID", map[string]string{"AZURE_TENANT_ID": "organizations", "AZURE_CLIENT_ID": cid, "ALLOWED_TENANT_IDS": "contoso.com"}, "ALLOWED_TENANT_IDS"},
 	}
-	t.Setenv("AZURE_AUTHORITY_HOST", "")
-	t.Setenv("AZURE_TENANT_ID", entratest.NewGUID())
-	if _, err := demo.FromEnv(t.Context(), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "ClientID") {
-		t.Errorf("tenant without client: %v", err)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clearEnv(t)
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			setup, err := demo.FromEnv(&bytes.Buffer{})
+			if err == nil {
+				setup.Close()
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), tc.mention) {
+				t.Errorf("error %q, want it to mention %q", err, tc.mention)
+			}
+			for _, field := range []string{"ClientID", "TenantID", "AuthorityHost"} {
+				if strings.Contains(err.Error(), field) {
+					t.Errorf("error %q names the Config field %s, not the variable", err, field)
+				}
+			}
+		})
+	}
+	// What the Azure tools set for themselves is no mistake.
+	clearEnv(t)
+	t.Setenv("AZURE_SUBSCRIPTION_ID", entratest.NewGUID())
+	t.Setenv("AZURE_CORE_OUTPUT", "json")
+	if setup, err := demo.FromEnv(&bytes.Buffer{}); err != nil {
+		t.Errorf("with the Azure CLI's own variables set: %v", err)
+	} else {
+		setup.Close()
 	}
 }
 
 func TestReadinessFollowsTheSigningKeys(t *testing.T) {
 	tenant := entratest.NewTenant(t)
 	tenant.Server().SetFault(entratest.All, entratest.Unavailable)
-	srv := demotest.Serve(t, tenant, api.Routes, func(c *middleware.Config) { c.KeyMissRefreshInterval = time.Second })
+	srv := demotest.Serve(t, tenant, api.Routes, func(c *middleware.Config) { c.MinLoadInterval = time.Second })
 	status := func(path string) int {
 		st, _ := demotest.Get(t, srv.URL+path, "")
 		return st
 	}
 	if got := status("/readyz"); got != 503 {
 		t.Errorf("readyz with Entra down: %d, want 503", got)
+	}
+	// It names the documents that are not ready, not why: the reasons
+	// (internal URLs, library messages) go to the log.
+	_, body := demotest.Get(t, srv.URL+"/readyz", "")
+	var ready struct {
+		Sources []map[string]any `json:"sources"`
+	}
+	if err := json.Unmarshal(body, &ready); err != nil || len(ready.Sources) != 2 {
+		t.Fatalf("readyz body %s: want the two documents", body)
+	}
+	for _, src := range ready.Sources {
+		if src["ready"] != false || src["failing_since"] == nil || src["version"] == nil {
+			t.Errorf("readyz document %v: want not ready, failing since a time", src)
+		}
+	}
+	if strings.Contains(string(body), "GET ") || strings.Contains(string(body), "unexpected status") || strings.Contains(string(body), "openid-configuration") {
+		t.Errorf("readyz body leaks the load errors: %s", body)
 	}
 	if got := status("/healthz"); got != 200 {
 		t.Errorf("healthz with Entra down: %d, want 200 (the process is alive)", got)
@@ -147,9 +216,15 @@ func TestReadinessFollowsTheSigningKeys(t *testing.T) {
 	}
 }
 
+// clearEnv unsets every variable a test may have inherited that a sample
+// reads, or would refuse as unknown.
 func clearEnv(t *testing.T) {
-	for _, v := range []string{"AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_AUTHORITY_HOST", "ADDR",
-		"ALLOWED_TENANT_IDS", "ALLOW_ANY_TENANT", "ALLOW_PERSONAL_ACCOUNTS"} {
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "AZURE_") {
+			t.Setenv(name, "")
+		}
+	}
+	for _, v := range []string{"ADDR", "ALLOWED_TENANT_IDS", "ALLOW_ANY_TENANT", "ALLOW_PERSONAL_ACCOUNTS"} {
 		t.Setenv(v, "")
 	}
 }
@@ -158,15 +233,11 @@ func clearEnv(t *testing.T) {
 // mode listens on loopback only, and trusts keys no one else has.
 func TestOfflineModeCannotBeTurnedIntoADoor(t *testing.T) {
 	clearEnv(t)
-	setup, err := demo.FromEnv(t.Context(), &bytes.Buffer{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(setup.Close)
+	setup, auth := fromEnv(t)
 	if setup.Addr != "127.0.0.1:8080" {
 		t.Errorf("offline default address %q, want 127.0.0.1:8080", setup.Addr)
 	}
-	if _, err := setup.Auth.Validate(t.Context(), setup.Tenant.AccessToken(entratest.Scopes(demo.ReadScope))); err != nil {
+	if _, err := auth.Validate(t.Context(), setup.Tenant.AccessToken(entratest.Scopes(demo.ReadScope))); err != nil {
 		t.Fatalf("token of the offline tenant: %v", err)
 	}
 	// Every key published in this repository, used to sign a token that is
@@ -175,7 +246,7 @@ func TestOfflineModeCannotBeTurnedIntoADoor(t *testing.T) {
 	defer pool.Close()
 	for _, k := range append([]*entratest.Key{pool.SigningKey()}, keysOf(pool, 15)...) {
 		tok := setup.Tenant.AccessToken(entratest.Scopes(demo.ReadScope), entratest.SignedWith(k))
-		if _, err := setup.Auth.Validate(t.Context(), tok); !errors.Is(err, middleware.ErrUnknownSigningKey) {
+		if _, err := auth.Validate(t.Context(), tok); !errors.Is(err, middleware.ErrUnknownSigningKey) {
 			t.Fatalf("token signed with a key published in the repository: %v, want ErrUnknownSigningKey", err)
 		}
 	}
@@ -187,7 +258,7 @@ func TestOfflineModeCannotBeTurnedIntoADoor(t *testing.T) {
 
 	for _, addr := range []string{":8080", "0.0.0.0:8080", "[::]:8080", "192.0.2.1:8080", "example.com:8080"} {
 		t.Setenv("ADDR", addr)
-		if s, err := demo.FromEnv(t.Context(), &bytes.Buffer{}); err == nil {
+		if s, err := demo.FromEnv(&bytes.Buffer{}); err == nil {
 			s.Close()
 			t.Errorf("offline mode accepted ADDR=%s", addr)
 		} else if !strings.Contains(err.Error(), "loopback") {
@@ -216,17 +287,13 @@ func TestMultiTenantModeNeedsAnAdmissionList(t *testing.T) {
 	t.Setenv("AZURE_TENANT_ID", "organizations")
 	t.Setenv("AZURE_CLIENT_ID", clientID)
 	t.Setenv("AZURE_AUTHORITY_HOST", srv.URL)
-	if _, err := demo.FromEnv(t.Context(), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "ALLOWED_TENANT_IDS") {
+	if _, err := demo.FromEnv(&bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "ALLOWED_TENANT_IDS") {
 		t.Fatalf("multi-tenant without an admission list: %v, want an error naming ALLOWED_TENANT_IDS", err)
 	}
 
 	t.Setenv("ALLOWED_TENANT_IDS", " "+allowed.ID+" , "+entratest.NewGUID())
-	setup, err := demo.FromEnv(t.Context(), &bytes.Buffer{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(setup.Close)
-	api := httptest.NewServer(api.Routes(setup.Auth))
+	_, auth := fromEnv(t)
+	api := httptest.NewServer(api.Routes(auth))
 	t.Cleanup(api.Close)
 	for _, tc := range []struct {
 		name   string
@@ -247,17 +314,13 @@ func TestMultiTenantModeNeedsAnAdmissionList(t *testing.T) {
 
 	t.Setenv("ALLOWED_TENANT_IDS", "")
 	t.Setenv("ALLOW_ANY_TENANT", "true")
-	anySetup, err := demo.FromEnv(t.Context(), &bytes.Buffer{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer anySetup.Close()
-	if _, err := anySetup.Auth.Validate(t.Context(), other.AccessToken()); err != nil {
+	_, anyAuth := fromEnv(t)
+	if _, err := anyAuth.Validate(t.Context(), other.AccessToken()); err != nil {
 		t.Errorf("ALLOW_ANY_TENANT=true: %v", err)
 	}
 
 	t.Setenv("AZURE_TENANT_ID", allowed.ID)
-	if _, err := demo.FromEnv(t.Context(), &bytes.Buffer{}); err == nil {
+	if _, err := demo.FromEnv(&bytes.Buffer{}); err == nil {
 		t.Error("ALLOW_ANY_TENANT with a single tenant was accepted")
 	}
 }

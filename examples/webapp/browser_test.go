@@ -124,7 +124,25 @@ func TestBrowserSignInFlow(t *testing.T) {
 	if strings.Contains(html, "eyJ") {
 		t.Error("a token appears in the page")
 	}
-	run(ctx, "sign out", click("#sign-out"), visible("#sign-in"))
+	// On a phone's screen: nothing wider than it, the navigation's links
+	// and button on one line.
+	run(ctx, "a 390 px wide screen", chromedp.EmulateViewport(390, 844))
+	for _, page := range []string{"/profile", "/call-api"} {
+		run(ctx, "open "+page, chromedp.Navigate(s.URL+page), visible("#sign-out"))
+		if w := evaluate[int](t, ctx, `document.documentElement.scrollWidth`); w > 390 {
+			t.Errorf("%s is %d px wide on a 390 px screen", page, w)
+		}
+		spread := evaluate[float64](t, ctx, `(() => {
+			const mids = [...document.querySelectorAll("nav a, nav button")].map(e => { const r = e.getBoundingClientRect(); return r.top + r.height / 2 });
+			return Math.max(...mids) - Math.min(...mids) })()`)
+		if spread > 2 {
+			t.Errorf("%s: the navigation's links and button are not aligned (%.1f px apart)", page, spread)
+		}
+		shot(ctx, "phone"+strings.ReplaceAll(page, "/", "-"))
+	}
+	run(ctx, "a desktop screen again", chromedp.EmulateViewport(1100, 900))
+
+	run(ctx, "sign out", click("#sign-out"), visible("#signed-out"))
 	shot(ctx, "signed-out")
 	run(ctx, "profile after sign-out", chromedp.Navigate(s.URL+"/profile"), visible("#sign-in"))
 
@@ -152,6 +170,32 @@ func TestBrowserSignInFlow(t *testing.T) {
 		t.Errorf("explanation %q", got)
 	}
 	shot(ctx2, "api-403-explained")
+	run(ctx2, "sign Grace out", click("#sign-out"), visible("#signed-out"))
+	shot(ctx2, "signed-out-confirmed")
+
+	// Alan, unticking the permission to read his profile: the app explains
+	// why it cannot sign him in, and offers to try again.
+	run(ctx2, "sign in again", click("#sign-in"), visible("#user-2"))
+	run(ctx2, "choose Alan", click("#user-2"), visible("#accept"))
+	run(ctx2, "untick User.Read", click(`input[name="scope"][value="graph:User.Read"]`))
+	run(ctx2, "accept", click("#accept"))
+	if got := text(ctx2, "#error"); !strings.Contains(got, "You did not grant this app the permission to read your profile") {
+		t.Errorf("sign-in without User.Read: %q", got)
+	}
+	if got := text(ctx2, "#sign-in-again"); got != "Sign in again" {
+		t.Errorf("sign-in link %q", got)
+	}
+	shot(ctx2, "sign-in-without-user-read-explained")
+}
+
+// evaluate runs a JavaScript expression in the page.
+func evaluate[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("evaluating %s: %v", expr, err)
+	}
+	return v
 }
 
 // findBrowser looks for Chromium: CHROMIUM, then the usual names.

@@ -31,6 +31,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/entragate/entragate/examples/internal/env"
 	"github.com/entragate/entragate/examples/internal/offline"
 	entragate "github.com/entragate/entragate/middleware"
 )
@@ -72,10 +73,11 @@ func run(ctx context.Context, logger *slog.Logger, out *os.File) error {
 	if s.offline != nil {
 		users := s.offline.Tenant.Users()
 		fmt.Fprintf(out, `entragate web app, OFFLINE MODE: a fake Entra tenant, the sample API and this app, on loopback.
-  Open %s and sign in as %s or %s (no password).
-  The consent page lets you untick SecureData.Read, to see the API refuse you with 403.
+  Open %s and sign in as %s, %s or %s (no password).
+  The consent page lets you untick SecureData.Read, to see the API refuse you with 403,
+  or "Sign you in and read your profile", to see why the app needs it.
   fake tenant %s, API %s
-`, s.URL, users[0].Name, users[1].Name, s.offline.Tenant.Server().URL, s.offline.APIURL)
+`, s.URL, users[0].Name, users[1].Name, users[2].Name, s.offline.Tenant.Server().URL, s.offline.APIURL)
 	} else {
 		fmt.Fprintf(out, "entragate web app: open %s\n", s.URL)
 	}
@@ -83,10 +85,23 @@ func run(ctx context.Context, logger *slog.Logger, out *os.File) error {
 	return nil
 }
 
+// variables are what the web app reads.
+var variables = []string{"AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_AUTHORITY_HOST",
+	"REDIRECT_URI", "API_SCOPES", "API_URL", "SESSION_KEY", "ADDR"}
+
 // start configures the app from the environment (offline without it),
 // listens on addr and serves.
 func start(ctx context.Context, logger *slog.Logger, addr string) (*stack, error) {
-	if addr == "" {
+	v := env.New(variables...)
+	offlineMode := !v.Any("AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET")
+	var err error
+	switch {
+	case offlineMode:
+		// The fake tenant signs anyone in: the app stays on loopback.
+		if addr, err = env.OfflineAddr(addr, "127.0.0.1:8000"); err != nil {
+			return nil, err
+		}
+	case addr == "":
 		addr = "127.0.0.1:8000"
 	}
 	ln, err := net.Listen("tcp", addr)
@@ -97,7 +112,7 @@ func start(ctx context.Context, logger *slog.Logger, addr string) (*stack, error
 	// Secure cookie works without TLS on this machine.
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	base := "http://localhost:" + port
-	cfg, off, err := configure(ctx, base)
+	cfg, off, err := configure(ctx, v, base, offlineMode)
 	if err != nil {
 		ln.Close()
 		return nil, err
@@ -121,29 +136,39 @@ func start(ctx context.Context, logger *slog.Logger, addr string) (*stack, error
 	return s, nil
 }
 
-// configure reads the environment; with no Azure application configured
-// it starts the offline stack.
-func configure(ctx context.Context, base string) (Config, *offline.Stack, error) {
+// configure reads the environment; in offline mode it starts the offline
+// stack. Every mistake names its variable.
+func configure(ctx context.Context, v *env.Vars, base string, offlineMode bool) (Config, *offline.Stack, error) {
 	cfg := Config{
-		AuthorityHost: os.Getenv("AZURE_AUTHORITY_HOST"), TenantID: os.Getenv("AZURE_TENANT_ID"),
-		ClientID: os.Getenv("AZURE_CLIENT_ID"), ClientSecret: os.Getenv("AZURE_CLIENT_SECRET"),
-		RedirectURI: os.Getenv("REDIRECT_URI"), APIURL: os.Getenv("API_URL"), HomeURL: base + "/",
-		APIScopes: strings.Fields(os.Getenv("API_SCOPES")), GraphURL: "https://graph.microsoft.com",
+		HomeURL: base + "/", SignedOutURL: base + "/signed-out", GraphURL: "https://graph.microsoft.com",
 		HTTPClient: &http.Client{Timeout: 30 * time.Second}, InstanceDiscovery: true,
 	}
-	key, err := sessionKey()
+	key, err := sessionKey(v)
 	if err != nil {
 		return cfg, nil, err
 	}
 	cfg.SessionKey = key
-	if cfg.ClientID == "" && cfg.TenantID == "" {
+	if offlineMode {
+		if v.Any("AZURE_AUTHORITY_HOST", "REDIRECT_URI", "API_SCOPES", "API_URL") {
+			return cfg, nil, errors.New("AZURE_AUTHORITY_HOST, REDIRECT_URI, API_SCOPES and API_URL configure a real tenant: set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET too")
+		}
+		if err := v.Err(); err != nil {
+			return cfg, nil, err
+		}
 		return offlineConfig(ctx, cfg, base)
 	}
-	switch {
-	case cfg.TenantID == "" || cfg.ClientID == "" || cfg.ClientSecret == "":
-		return cfg, nil, errors.New("set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or none of them, for offline mode)")
-	case len(cfg.APIScopes) == 0:
-		return cfg, nil, errors.New("set API_SCOPES to the protected API's scopes, e.g. api://<api-client-id>/SecureData.Read")
+	cfg.TenantID = v.Required("AZURE_TENANT_ID", "the directory (tenant) ID, or a domain, of the web app's registration")
+	cfg.ClientID = v.GUID("AZURE_CLIENT_ID", "the application (client) ID of the web app's registration")
+	v.Required("AZURE_CLIENT_ID", "the application (client) ID of the web app's registration")
+	cfg.ClientSecret = v.Required("AZURE_CLIENT_SECRET", "a client secret of the web app's registration (Certificates & secrets)")
+	cfg.APIScopes = v.Fields("API_SCOPES")
+	if len(cfg.APIScopes) == 0 {
+		v.Required("API_SCOPES", "the protected API's scopes, space-separated, e.g. api://<api-client-id>/SecureData.Read")
+	}
+	cfg.AuthorityHost = v.Host("AZURE_AUTHORITY_HOST")
+	cfg.RedirectURI, cfg.APIURL = v.String("REDIRECT_URI"), v.String("API_URL")
+	if err := v.Err(); err != nil {
+		return cfg, nil, err
 	}
 	if cfg.AuthorityHost == "" {
 		cfg.AuthorityHost = entragate.DefaultAuthorityHost
@@ -161,7 +186,7 @@ func configure(ctx context.Context, base string) (Config, *offline.Stack, error)
 // them.
 func offlineConfig(ctx context.Context, cfg Config, base string) (Config, *offline.Stack, error) {
 	cfg.RedirectURI = base + "/get_token"
-	off, err := offline.Start(ctx, cfg.RedirectURI, cfg.HomeURL)
+	off, err := offline.Start(ctx, cfg.RedirectURI, cfg.HomeURL, cfg.SignedOutURL)
 	if err != nil {
 		return cfg, nil, err
 	}
@@ -172,6 +197,9 @@ func offlineConfig(ctx context.Context, cfg Config, base string) (Config, *offli
 	cfg.APIURL, cfg.GraphURL = off.APIURL, srv.URL
 	cfg.HTTPClient = srv.Client()
 	cfg.InstanceDiscovery = false // Microsoft does not know the fake tenant
+	// The API in this process already loads the fake tenant's keys: the
+	// app's ID tokens are verified on the same Provider.
+	cfg.Provider = off.Provider
 	// MSAL insists on https authorities, and the fake tenant's certificate
 	// is trusted by this process only: the browser opens the fake tenant's
 	// pages on the same port over plain http, on loopback.
@@ -182,8 +210,8 @@ func offlineConfig(ctx context.Context, cfg Config, base string) (Config, *offli
 }
 
 // sessionKey reads SESSION_KEY, or makes a key for this run.
-func sessionKey() ([]byte, error) {
-	if v := os.Getenv("SESSION_KEY"); v != "" {
+func sessionKey(vars *env.Vars) ([]byte, error) {
+	if v := vars.String("SESSION_KEY"); v != "" {
 		key, err := base64.StdEncoding.DecodeString(v)
 		if err != nil || len(key) != 32 {
 			return nil, errors.New("SESSION_KEY must be 32 bytes, base64-encoded (openssl rand -base64 32)")

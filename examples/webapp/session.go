@@ -1,41 +1,74 @@
 package main
 
 import (
+	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
+	"sync"
 	"time"
 )
 
-// session is what the app remembers of a browser, in one cookie sealed
-// with AES-256-GCM: readable and changeable by nobody but the app. It
-// holds no token: MSAL's token cache does, keyed by AccountID.
+// A browser's session has two halves. The cookie, sealed with AES-256-GCM
+// (readable and changeable by nobody but the app), carries a sign-in in
+// progress and the ID of a signed-in session. The signed-in session itself
+// (the MSAL account it uses, the verified claims it shows) lives on the
+// server, in a SessionStore: signing out deletes it there, so a cookie
+// copied before sign-out opens nothing afterwards, and a new sign-in gets
+// a new ID. No token is in either half: MSAL's token cache holds them,
+// keyed by the account.
 type session struct {
-	// The sign-in in progress: checked once on the way back, then cleared.
-	State, Nonce, Verifier string `json:",omitempty"`
-
-	// The signed-in user, from the verified ID token.
-	AccountID string            `json:",omitempty"` // MSAL's home account ID
-	Claims    map[string]string `json:",omitempty"` // for the profile page
-
-	Expires time.Time
+	cookie
+	// The signed-in user, from the store; empty when signed out.
+	AccountID string            // MSAL's home account ID
+	Claims    map[string]string // verified ID-token claims, for the profile page
 }
 
 func (s *session) signedIn() bool { return s.AccountID != "" }
+
+// cookie is what the browser carries.
+type cookie struct {
+	// The sign-in in progress: checked once on the way back, then cleared.
+	State, Nonce, Verifier string `json:",omitempty"`
+	// SessionID names the signed-in session in the store.
+	SessionID string `json:",omitempty"`
+	Expires   time.Time
+}
+
+// signedInSession is what the server keeps of a signed-in browser.
+type signedInSession struct {
+	AccountID string
+	Claims    map[string]string
+	Expires   time.Time
+}
+
+// SessionStore keeps signed-in sessions on the server, by ID. IDs reach it
+// hashed: a copy of the store holds no cookie a browser could replay.
+type SessionStore interface {
+	Get(ctx context.Context, id string) (*signedInSession, error) // nil, nil when absent
+	Put(ctx context.Context, id string, s *signedInSession) error
+	Delete(ctx context.Context, id string) error
+}
 
 const (
 	cookieName      = "__Host-entragate-webapp" // __Host-: Secure, Path=/, no Domain
 	sessionLifetime = 8 * time.Hour
 )
 
-// sessions seals and opens session cookies.
-type sessions struct{ aead cipher.AEAD }
+// sessions seals and opens session cookies, and keeps signed-in sessions in
+// its store.
+type sessions struct {
+	aead  cipher.AEAD
+	store SessionStore
+}
 
-func newSessions(key []byte) (*sessions, error) {
+func newSessions(key []byte, store SessionStore) (*sessions, error) {
 	if len(key) != 32 {
 		return nil, errors.New("the session key must be 32 bytes")
 	}
@@ -47,39 +80,55 @@ func newSessions(key []byte) (*sessions, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sessions{aead: aead}, nil
+	return &sessions{aead: aead, store: store}, nil
 }
 
-// load returns the browser's session, or an empty one.
+// load returns the browser's session: an empty one when the cookie is
+// missing, forged or expired; signed out when the store no longer has its
+// signed-in half.
 func (m *sessions) load(r *http.Request) *session {
+	s := &session{cookie: m.open(r)}
+	if s.SessionID == "" {
+		return s
+	}
+	in, err := m.store.Get(r.Context(), storeKey(s.SessionID))
+	if err != nil || in == nil || time.Now().After(in.Expires) {
+		s.SessionID = ""
+		return s
+	}
+	s.AccountID, s.Claims = in.AccountID, in.Claims
+	return s
+}
+
+func (m *sessions) open(r *http.Request) cookie {
 	c, err := r.Cookie(cookieName)
 	if err != nil {
-		return &session{}
+		return cookie{}
 	}
 	sealed, err := base64.RawURLEncoding.DecodeString(c.Value)
 	if err != nil || len(sealed) < m.aead.NonceSize() {
-		return &session{}
+		return cookie{}
 	}
 	nonce, box := sealed[:m.aead.NonceSize()], sealed[m.aead.NonceSize():]
 	// The cookie name is authenticated too: a value sealed for another
 	// purpose cannot be replayed here.
 	plain, err := m.aead.Open(nil, nonce, box, []byte(cookieName))
 	if err != nil {
-		return &session{}
+		return cookie{}
 	}
-	var s session
-	if json.Unmarshal(plain, &s) != nil || time.Now().After(s.Expires) {
-		return &session{}
+	var out cookie
+	if json.Unmarshal(plain, &out) != nil || time.Now().After(out.Expires) {
+		return cookie{}
 	}
-	return &s
+	return out
 }
 
-// save seals s into the cookie. Secure (browsers treat http://localhost as
-// secure too), HttpOnly (no script reads it), SameSite=Lax (sent on the
+// save seals the cookie half of s. Secure (browsers treat http://localhost
+// as secure too), HttpOnly (no script reads it), SameSite=Lax (sent on the
 // top-level redirect back from Entra, not on cross-site subrequests).
 func (m *sessions) save(w http.ResponseWriter, s *session) error {
 	s.Expires = time.Now().Add(sessionLifetime)
-	plain, err := json.Marshal(s)
+	plain, err := json.Marshal(s.cookie)
 	if err != nil {
 		return err
 	}
@@ -95,7 +144,93 @@ func (m *sessions) save(w http.ResponseWriter, s *session) error {
 	return nil
 }
 
-// clear ends the browser's session.
+// signIn starts a signed-in session under a new ID: an ID the browser had
+// before (or an attacker planted) never becomes a signed-in one.
+func (m *sessions) signIn(ctx context.Context, w http.ResponseWriter, s *session, accountID string, claims map[string]string) error {
+	id := make([]byte, 32)
+	if _, err := rand.Read(id); err != nil {
+		return err
+	}
+	in := &signedInSession{AccountID: accountID, Claims: claims, Expires: time.Now().Add(sessionLifetime)}
+	s.SessionID = base64.RawURLEncoding.EncodeToString(id)
+	if err := m.store.Put(ctx, storeKey(s.SessionID), in); err != nil {
+		return err
+	}
+	s.AccountID, s.Claims = accountID, claims
+	return m.save(w, s)
+}
+
+// signOut ends the session on the server, then in the browser.
+func (m *sessions) signOut(ctx context.Context, w http.ResponseWriter, s *session) error {
+	var err error
+	if s.SessionID != "" {
+		err = m.store.Delete(ctx, storeKey(s.SessionID))
+	}
+	m.clear(w)
+	*s = session{}
+	return err
+}
+
+// clear forgets the browser's cookie.
 func (m *sessions) clear(w http.ResponseWriter) {
 	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: "", Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode, MaxAge: -1})
+}
+
+// storeKey is the store's name for a session ID.
+func storeKey(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return "session:" + hex.EncodeToString(sum[:])
+}
+
+// memorySessions is a SessionStore in this process's memory: sessions end
+// with it, and a second instance does not see them.
+type memorySessions struct {
+	mu sync.Mutex
+	m  map[string]*signedInSession
+}
+
+// maxMemorySessions bounds the store: only signed-in sessions reach it
+// (each one a sign-in Entra completed), and the oldest expire first.
+const maxMemorySessions = 100_000
+
+func newMemorySessions() *memorySessions { return &memorySessions{m: map[string]*signedInSession{}} }
+
+func (s *memorySessions) Get(_ context.Context, id string) (*signedInSession, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[id], nil
+}
+
+func (s *memorySessions) Put(_ context.Context, id string, in *signedInSession) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.m) >= maxMemorySessions {
+		s.evictLocked()
+	}
+	s.m[id] = in
+	return nil
+}
+
+func (s *memorySessions) Delete(_ context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, id)
+	return nil
+}
+
+// evictLocked drops the expired sessions, or else the one closest to
+// expiring.
+func (s *memorySessions) evictLocked() {
+	now := time.Now()
+	var oldest string
+	for id, in := range s.m {
+		if now.After(in.Expires) {
+			delete(s.m, id)
+		} else if oldest == "" || in.Expires.Before(s.m[oldest].Expires) {
+			oldest = id
+		}
+	}
+	if len(s.m) >= maxMemorySessions && oldest != "" {
+		delete(s.m, oldest)
+	}
 }

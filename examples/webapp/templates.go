@@ -10,6 +10,7 @@ type pageData struct {
 	Session    *session
 	Message    string
 	Detail     string
+	SignIn     bool // offer to sign in again
 	Graph      map[string]any
 	GraphError string
 	API        *apiResult
@@ -29,13 +30,18 @@ func render(w http.ResponseWriter, status int, t *template.Template, data pageDa
 }
 
 const layout = `{{define "page"}}<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Contoso web app</title>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Contoso web app</title>
 <style>
-body{font-family:system-ui,sans-serif;max-width:760px;margin:40px auto;padding:0 16px;color:#222}
-nav a,nav button{margin-right:16px}
-nav form{display:inline}
-table{border-collapse:collapse}td{border:1px solid #ccc;padding:4px 8px}
-pre{background:#f4f4f4;padding:12px;overflow:auto;white-space:pre-wrap}
+body{font-family:system-ui,sans-serif;max-width:760px;margin:40px auto;padding:0 16px;color:#222;line-height:1.4}
+nav{display:flex;flex-wrap:wrap;align-items:center;gap:8px 16px;margin-bottom:16px}
+nav a,nav button{font:inherit;line-height:1.4;padding:0;margin:0}
+nav form{display:inline;margin:0}
+nav button{background:none;border:none;color:#0645ad;text-decoration:underline;cursor:pointer}
+table{border-collapse:collapse;width:100%;table-layout:fixed}
+td{border:1px solid #ccc;padding:4px 8px;vertical-align:top;overflow-wrap:anywhere}
+td:first-child{width:35%}
+pre{background:#f4f4f4;padding:12px;overflow:auto;white-space:pre-wrap;overflow-wrap:anywhere}
+code{overflow-wrap:anywhere}
 .explain{background:#fff4ce;border-left:4px solid #c19c00;padding:12px}
 .ok{background:#dff6dd;border-left:4px solid #107c10;padding:12px}
 </style></head>
@@ -73,4 +79,8 @@ var apiPage = page(`{{define "body"}}<h1>The protected API</h1>
 
 var errorPage = page(`{{define "body"}}<h1>Not signed in</h1>
 <p class="explain" id="error">{{.Message}}</p>{{if .Detail}}<p><small id="error-detail">{{.Detail}}</small></p>{{end}}
-<p><a href="/">Home</a></p>{{end}}`)
+<p>{{if .SignIn}}<a href="/login" id="sign-in-again">Sign in again</a> · {{end}}<a href="/">Home</a></p>{{end}}`)
+
+var signedOutPage = page(`{{define "body"}}<h1>Signed out</h1>
+<p class="ok" id="signed-out">You are signed out of this app and of your Microsoft account's session here.</p>
+<p><a href="/login" id="sign-in">Sign in again</a></p>{{end}}`)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -30,8 +31,9 @@ type Config struct {
 	// ClientID and ClientSecret are the web app's registration.
 	ClientID, ClientSecret string
 	// RedirectURI is where Entra sends the user back (…/get_token);
-	// HomeURL where sign-out returns.
-	RedirectURI, HomeURL string
+	// HomeURL is the app's home page, SignedOutURL where sign-out returns
+	// (both registered as redirect URIs).
+	RedirectURI, HomeURL, SignedOutURL string
 	// APIScopes are the scopes of the protected API the app calls, and
 	// APIURL the API itself.
 	APIScopes []string
@@ -40,6 +42,14 @@ type Config struct {
 	GraphURL string
 	// SessionKey seals the session cookie (32 bytes).
 	SessionKey []byte
+	// Sessions keeps signed-in sessions on the server; default: this
+	// process's memory.
+	Sessions SessionStore
+	// Provider loads the tenant's metadata and keys for the ID tokens. Give
+	// the one the process's APIs already use, so that each document is
+	// loaded once; default: one of the app's own, for AuthorityHost and
+	// TenantID.
+	Provider *entragate.Provider
 	// HTTPClient reaches Entra, Graph and the API.
 	HTTPClient *http.Client
 	// InstanceDiscovery lets MSAL check the authority with Microsoft;
@@ -56,7 +66,8 @@ type Config struct {
 type App struct {
 	cfg      Config
 	msal     confidential.Client
-	ids      *entragate.Authenticator // verifies the app's ID tokens
+	ids      *entragate.IDTokenVerifier // verifies the app's ID tokens
+	own      *entragate.Provider        // the Provider the app started, if it did
 	sessions *sessions
 }
 
@@ -80,23 +91,38 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("MSAL: %w", err)
 	}
-	ids, err := entragate.New(ctx, entragate.Config{
-		TenantID: cfg.TenantID, ClientID: cfg.ClientID, AuthorityHost: cfg.AuthorityHost,
-		HTTPClient: cfg.HTTPClient, Logger: cfg.Logger,
-	})
-	if err != nil {
+	a := &App{cfg: cfg, msal: app}
+	provider := cfg.Provider
+	if provider == nil {
+		provider, err = entragate.NewProvider(ctx, entragate.ProviderConfig{
+			Authorities: []entragate.Authority{entragate.EntraTenant(cfg.TenantID).WithHost(cfg.AuthorityHost)},
+			HTTPClient:  cfg.HTTPClient, Logger: cfg.Logger,
+		})
+		if err != nil {
+			return nil, err
+		}
+		a.own = provider
+	}
+	if a.ids, err = provider.NewIDTokenVerifier(entragate.IDTokenConfig{ClientID: cfg.ClientID}); err != nil {
+		a.Close()
 		return nil, err
 	}
-	s, err := newSessions(cfg.SessionKey)
-	if err != nil {
-		ids.Close()
+	if cfg.Sessions == nil {
+		cfg.Sessions = newMemorySessions()
+	}
+	if a.sessions, err = newSessions(cfg.SessionKey, cfg.Sessions); err != nil {
+		a.Close()
 		return nil, err
 	}
-	return &App{cfg: cfg, msal: app, ids: ids, sessions: s}, nil
+	return a, nil
 }
 
-// Close releases the ID-token verifier.
-func (a *App) Close() { a.ids.Close() }
+// Close stops the Provider the app started, if it started one.
+func (a *App) Close() {
+	if a.own != nil {
+		a.own.Close()
+	}
+}
 
 // Handler serves the app's pages.
 func (a *App) Handler() http.Handler {
@@ -107,6 +133,7 @@ func (a *App) Handler() http.Handler {
 	mux.HandleFunc("GET /profile", a.profile)
 	mux.HandleFunc("GET /call-api", a.callAPI)
 	mux.HandleFunc("POST /logout", a.logout)
+	mux.HandleFunc("GET /signed-out", a.signedOut)
 	// The sign-out form redirects to Entra's logout page: browsers apply
 	// form-action to where a form's answer redirects, too.
 	entra, _ := url.Parse(a.cfg.BrowserURL(a.cfg.AuthorityHost))
@@ -134,11 +161,10 @@ func securityHeaders(next http.Handler, entra string) http.Handler {
 func (a *App) home(w http.ResponseWriter, r *http.Request) {
 	s := a.sessions.load(r)
 	if s.signedIn() {
-		// The tokens live in this process's MSAL cache: after a restart
-		// the session's account is gone, and so is the sign-in.
+		// The tokens live in MSAL's cache: when it no longer has the
+		// session's account, the sign-in is gone too.
 		if acct, err := a.msal.Account(r.Context(), s.AccountID); err != nil || acct.HomeAccountID == "" {
-			a.sessions.clear(w)
-			s = &session{}
+			_ = a.sessions.signOut(r.Context(), w, s)
 		}
 	}
 	render(w, http.StatusOK, homePage, pageData{Session: s})
@@ -201,15 +227,24 @@ func (a *App) callback(w http.ResponseWriter, r *http.Request) {
 		if e == "access_denied" {
 			msg = "You declined the permissions this app asked for, so you are not signed in. Sign in again and accept them to continue."
 		}
-		render(w, http.StatusForbidden, errorPage, pageData{Session: s, Message: msg, Detail: q.Get("error_description")})
+		render(w, http.StatusForbidden, errorPage, pageData{Session: s, Message: msg, Detail: q.Get("error_description"), SignIn: true})
 		return
 	}
 	res, err := a.msal.AcquireTokenByAuthCode(r.Context(), q.Get("code"), a.cfg.RedirectURI, []string{graphScope}, confidential.WithChallenge(verifier))
 	if err != nil {
-		a.fail(w, http.StatusBadGateway, "The sign-in could not finish: the identity provider did not accept the code.", err)
+		a.cfg.Logger.Warn("redeeming the authorization code failed", "error", err)
+		msg, detail := "The sign-in could not finish: the identity provider did not accept the code.", ""
+		if ae, ok := aadErrorOf(err); ok {
+			detail = ae.summary()
+			if ae.has(aadConsentMissing) {
+				msg = "You did not grant this app the permission to read your profile (" + graphScope + "), which it needs to sign you in, " +
+					"so you are not signed in. Sign in again and leave \"" + graphScope + "\" ticked on the consent page."
+			}
+		}
+		render(w, http.StatusForbidden, errorPage, pageData{Session: s, Message: msg, Detail: detail, SignIn: true})
 		return
 	}
-	c, err := a.ids.VerifyIDToken(r.Context(), res.IDToken.RawToken, nonce)
+	c, err := a.ids.Verify(r.Context(), res.IDToken.RawToken, nonce)
 	if err != nil {
 		var e *entragate.Error
 		detail := ""
@@ -220,8 +255,7 @@ func (a *App) callback(w http.ResponseWriter, r *http.Request) {
 		render(w, http.StatusUnauthorized, errorPage, pageData{Session: s, Message: "The ID token of this sign-in is not valid, so you are not signed in.", Detail: detail})
 		return
 	}
-	s.AccountID, s.Claims = res.Account.HomeAccountID, profileClaims(c)
-	if err := a.sessions.save(w, s); err != nil {
+	if err := a.sessions.signIn(r.Context(), w, s, res.Account.HomeAccountID, profileClaims(c)); err != nil {
 		a.fail(w, http.StatusInternalServerError, "The sign-in could not finish.", err)
 		return
 	}
@@ -273,11 +307,11 @@ func (a *App) callAPI(w http.ResponseWriter, r *http.Request) {
 	data := pageData{Session: s, API: &apiResult{URL: a.cfg.APIURL + "/secure-data"}}
 	token, err := a.apiToken(r.Context(), acct)
 	if err != nil {
-		data.API.Explanation = "This app has no access token for the API: you have not consented to any of its permissions (" +
-			strings.Join(a.cfg.APIScopes, ", ") + "). Sign out, sign in again and accept them."
-		if !hasAADCode(err, 65001) {
-			a.cfg.Logger.Warn("no access token for the API", "error", err)
-			data.API.Explanation = "This app could not get an access token for the API."
+		a.cfg.Logger.Warn("no access token for the API", "error", err)
+		data.API.Explanation = "This app could not get an access token for the API."
+		if ae, ok := aadErrorOf(err); ok && ae.has(aadConsentMissing) {
+			data.API.Explanation = "This app has no access token for the API: you have not consented to any of its permissions (" +
+				strings.Join(a.cfg.APIScopes, ", ") + "). Sign out, sign in again and accept them."
 		}
 		render(w, http.StatusOK, apiPage, data)
 		return
@@ -309,7 +343,9 @@ func (a *App) callAPI(w http.ResponseWriter, r *http.Request) {
 	render(w, http.StatusOK, apiPage, data)
 }
 
-// logout forgets the user here and at Entra.
+// logout ends the session on the server and in the browser, forgets the
+// user's tokens, and signs the user out at Entra, which sends the browser
+// back to the signed-out page.
 func (a *App) logout(w http.ResponseWriter, r *http.Request) {
 	s := a.sessions.load(r)
 	if s.signedIn() {
@@ -317,10 +353,19 @@ func (a *App) logout(w http.ResponseWriter, r *http.Request) {
 			_ = a.msal.RemoveAccount(r.Context(), acct)
 		}
 	}
-	a.sessions.clear(w)
+	if err := a.sessions.signOut(r.Context(), w, s); err != nil {
+		// The cookie is cleared; a session the store could not delete
+		// still expires with its lifetime.
+		a.cfg.Logger.Warn("deleting the session failed", "error", err)
+	}
 	logout := a.cfg.AuthorityHost + "/" + a.cfg.TenantID + "/oauth2/v2.0/logout?" +
-		url.Values{"post_logout_redirect_uri": {a.cfg.HomeURL}, "client_id": {a.cfg.ClientID}}.Encode()
+		url.Values{"post_logout_redirect_uri": {a.cfg.SignedOutURL}, "client_id": {a.cfg.ClientID}}.Encode()
 	http.Redirect(w, r, a.cfg.BrowserURL(logout), http.StatusSeeOther)
+}
+
+// signedOut confirms the sign-out.
+func (a *App) signedOut(w http.ResponseWriter, r *http.Request) {
+	render(w, http.StatusOK, signedOutPage, pageData{Session: a.sessions.load(r)})
 }
 
 // signedIn returns the session and MSAL account of a signed-in user, or
@@ -333,9 +378,9 @@ func (a *App) signedIn(w http.ResponseWriter, r *http.Request) (*session, confid
 	}
 	acct, err := a.msal.Account(r.Context(), s.AccountID)
 	if err != nil || acct.HomeAccountID == "" {
-		// The token cache lives in this process: after a restart the
-		// user signs in again.
-		a.sessions.clear(w)
+		// MSAL's cache no longer has the account (a restart, with the
+		// cache in memory): the user signs in again.
+		_ = a.sessions.signOut(r.Context(), w, s)
 		http.Redirect(w, r, "/", http.StatusFound)
 		return nil, confidential.Account{}, false
 	}
@@ -360,7 +405,7 @@ func (a *App) accessToken(ctx context.Context, acct confidential.Account, scopes
 // not the app, decides what that token may do.
 func (a *App) apiToken(ctx context.Context, acct confidential.Account) (string, error) {
 	token, err := a.accessToken(ctx, acct, a.cfg.APIScopes)
-	if err == nil || !hasAADCode(err, 65001) || len(a.cfg.APIScopes) < 2 {
+	if ae, ok := aadErrorOf(err); !ok || !ae.has(aadConsentMissing) || len(a.cfg.APIScopes) < 2 {
 		return token, err
 	}
 	for _, scope := range a.cfg.APIScopes {
@@ -371,17 +416,41 @@ func (a *App) apiToken(ctx context.Context, acct confidential.Account) (string, 
 	return "", err
 }
 
-// hasAADCode reports whether an MSAL error carries Entra's AADSTS code.
-func hasAADCode(err error, code int) bool {
+// aadConsentMissing is AADSTS65001: the user or an administrator has not
+// consented to a permission the request asks for.
+const aadConsentMissing = 65001
+
+// aadError is Entra's answer to a refused token request, as MSAL for Go
+// hands it over: the HTTP response of its CallErr.
+type aadError struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description"`
+	Codes       []int  `json:"error_codes"`
+	Claims      string `json:"claims"`
+}
+
+func (e aadError) has(code int) bool { return slices.Contains(e.Codes, code) }
+
+// summary is the error code and the first line of its description (the
+// rest is a trace and correlation ID), for the page.
+func (e aadError) summary() string {
+	first, _, _ := strings.Cut(e.Description, "\n")
+	return strings.TrimSpace(e.Error + ": " + strings.TrimSpace(first))
+}
+
+// aadErrorOf reads Entra's error out of an MSAL error. The response body
+// is read once and put back, so that any later reader of the same error
+// reads it too.
+func aadErrorOf(err error) (aadError, bool) {
 	var ce msalerrors.CallErr
-	if !errors.As(err, &ce) || ce.Resp == nil || ce.Resp.Body == nil {
-		return false
+	if err == nil || !errors.As(err, &ce) || ce.Resp == nil || ce.Resp.Body == nil {
+		return aadError{}, false
 	}
-	var body struct {
-		Codes []int `json:"error_codes"`
-	}
-	b, _ := io.ReadAll(ce.Resp.Body)
-	return json.Unmarshal(b, &body) == nil && slices.Contains(body.Codes, code)
+	b, _ := io.ReadAll(io.LimitReader(ce.Resp.Body, 64<<10))
+	ce.Resp.Body.Close()
+	ce.Resp.Body = io.NopCloser(bytes.NewReader(b))
+	var e aadError
+	return e, json.Unmarshal(b, &e) == nil && (e.Error != "" || len(e.Codes) > 0)
 }
 
 func (a *App) getJSON(ctx context.Context, u, token string) (map[string]any, error) {

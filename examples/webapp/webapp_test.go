@@ -13,14 +13,15 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/entragate/entragate/middleware/entratest"
 )
 
 // startOffline runs the whole offline stack on loopback, as `go run .`
 // does with no configuration.
 func startOffline(t *testing.T) *stack {
 	t.Helper()
-	for _, v := range []string{"AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_AUTHORITY_HOST",
-		"REDIRECT_URI", "API_SCOPES", "API_URL", "SESSION_KEY"} {
+	for _, v := range variables {
 		t.Setenv(v, "")
 	}
 	s, err := start(context.Background(), slog.New(slog.DiscardHandler), "127.0.0.1:0")
@@ -81,10 +82,25 @@ var (
 	scopeField   = regexp.MustCompile(`name="scope" value="([^"]+)"`)
 )
 
+// consent is what a user does on the consent page: grant the permissions
+// it keeps, or cancel.
+type consent struct {
+	cancel bool
+	keep   func(scope string) bool
+}
+
+var (
+	grantAll    = consent{keep: func(string) bool { return true }}
+	cancelAll   = consent{cancel: true}
+	grantAllBut = func(suffix string) consent {
+		return consent{keep: func(scope string) bool { return !strings.HasSuffix(scope, suffix) }}
+	}
+)
+
 // signIn goes through the fake tenant's sign-in page as user i and its
-// consent page, granting the permissions keep allows; it returns where
-// the browser lands.
-func (u *user) signIn(s *stack, i int, keep func(string) bool) (int, string) {
+// consent page, answering it as c says; it returns where the browser
+// lands.
+func (u *user) signIn(s *stack, i int, c consent) (int, string) {
 	u.t.Helper()
 	status, body := u.get(s.URL + "/login")
 	if status != 200 || !strings.Contains(body, `name="user"`) {
@@ -96,11 +112,11 @@ func (u *user) signIn(s *stack, i int, keep func(string) bool) (int, string) {
 		return status, body
 	}
 	form := url.Values{"request": {requestField.FindStringSubmatch(body)[1]}, "consent": {"accept"}}
-	if keep == nil {
+	if c.cancel {
 		form.Set("consent", "cancel")
 	}
 	for _, m := range scopeField.FindAllStringSubmatch(body, -1) {
-		if keep != nil && keep(m[1]) {
+		if !c.cancel && c.keep(m[1]) {
 			form.Add("scope", m[1])
 		}
 	}
@@ -110,7 +126,7 @@ func (u *user) signIn(s *stack, i int, keep func(string) bool) (int, string) {
 func TestSignInProfileAndAPI(t *testing.T) {
 	s := startOffline(t)
 	u := newUser(t, s)
-	status, body := u.signIn(s, 0, func(string) bool { return true })
+	status, body := u.signIn(s, 0, grantAll)
 	if status != 200 || !strings.Contains(body, "Hello, Ada Lovelace") || !strings.HasSuffix(u.last, "/profile") {
 		t.Fatalf("after sign-in: %d at %s:\n%s", status, u.last, body)
 	}
@@ -151,7 +167,7 @@ func TestSignInProfileAndAPI(t *testing.T) {
 func TestRefusedPermissionIsExplained(t *testing.T) {
 	s := startOffline(t)
 	u := newUser(t, s)
-	status, body := u.signIn(s, 1, func(scope string) bool { return !strings.HasSuffix(scope, "SecureData.Read") })
+	status, body := u.signIn(s, 1, grantAllBut("SecureData.Read"))
 	if status != 200 || !strings.Contains(body, "Hello, Grace Hopper") {
 		t.Fatalf("after sign-in: %d\n%s", status, body)
 	}
@@ -165,7 +181,7 @@ func TestRefusedPermissionIsExplained(t *testing.T) {
 func TestDeclinedConsent(t *testing.T) {
 	s := startOffline(t)
 	u := newUser(t, s)
-	status, body := u.signIn(s, 0, nil)
+	status, body := u.signIn(s, 0, cancelAll)
 	if status != http.StatusForbidden || !strings.Contains(body, "You declined the permissions") {
 		t.Errorf("declined consent: %d\n%s", status, body)
 	}
@@ -310,7 +326,7 @@ func TestSignInRequestBindsStateNonceAndPKCE(t *testing.T) {
 func TestRestartSignsUsersOut(t *testing.T) {
 	s := startOffline(t)
 	u := newUser(t, s)
-	if status, body := u.signIn(s, 0, func(string) bool { return true }); status != 200 || !strings.Contains(body, "Hello, Ada") {
+	if status, body := u.signIn(s, 0, grantAll); status != 200 || !strings.Contains(body, "Hello, Ada") {
 		t.Fatalf("sign-in: %d", status)
 	}
 	// A new MSAL client: what a restart leaves.
@@ -339,7 +355,7 @@ func TestRestartSignsUsersOut(t *testing.T) {
 func TestCrossSiteSignOutIsRefused(t *testing.T) {
 	s := startOffline(t)
 	u := newUser(t, s)
-	u.signIn(s, 0, func(string) bool { return true })
+	u.signIn(s, 0, grantAll)
 	req, _ := http.NewRequest(http.MethodPost, s.URL+"/logout", nil)
 	req.Header.Set("Origin", "http://evil.example")
 	req.Header.Set("Sec-Fetch-Site", "cross-site")
@@ -349,5 +365,151 @@ func TestCrossSiteSignOutIsRefused(t *testing.T) {
 	}
 	if _, body := u.get(s.URL + "/"); !strings.Contains(body, "Signed in as") {
 		t.Error("the user was signed out by another site")
+	}
+}
+
+// cookies returns the browser's cookies for the app.
+func (u *user) cookies(s *stack) []*http.Cookie {
+	base, _ := url.Parse(s.URL)
+	return u.client.Jar.Cookies(base)
+}
+
+// signedInWith reports whether a request carrying cookies is signed in.
+func signedInWith(t *testing.T, s *stack, cookies []*http.Cookie) bool {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, s.URL+"/profile", nil)
+	for _, c := range cookies {
+		req.AddCookie(c)
+	}
+	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// Sign-out ends the session on the server: a cookie copied before it never
+// shows the profile again, even after the same user signs in anew.
+func TestSignOutEndsTheSessionOnTheServer(t *testing.T) {
+	s := startOffline(t)
+	u := newUser(t, s)
+	if status, _ := u.signIn(s, 0, grantAll); status != 200 {
+		t.Fatalf("sign-in: %d", status)
+	}
+	copied := u.cookies(s)
+	if !signedInWith(t, s, copied) {
+		t.Fatal("the copied cookie is not signed in before sign-out: the test proves nothing")
+	}
+	status, body := u.post(s.URL+"/logout", nil)
+	if status != 200 || !strings.Contains(body, `id="signed-out"`) || !strings.HasSuffix(u.last, "/signed-out") {
+		t.Errorf("after sign-out: %d at %s, want the signed-out confirmation", status, u.last)
+	}
+	if signedInWith(t, s, copied) {
+		t.Error("a cookie copied before sign-out still shows the profile")
+	}
+	if status, _ := u.signIn(s, 0, grantAll); status != 200 {
+		t.Fatalf("signing in anew: %d", status)
+	}
+	if signedInWith(t, s, copied) {
+		t.Error("a cookie copied before sign-out shows the profile again once the user signed in anew")
+	}
+	if !signedInWith(t, s, u.cookies(s)) {
+		t.Error("the new sign-in is not signed in")
+	}
+}
+
+// Offline, the web app keeps to loopback like the sample API.
+func TestOfflineWebAppStaysOnLoopback(t *testing.T) {
+	for _, v := range variables {
+		t.Setenv(v, "")
+	}
+	for _, addr := range []string{"0.0.0.0:0", ":0", "[::]:0"} {
+		s, err := start(context.Background(), slog.New(slog.DiscardHandler), addr)
+		if err == nil {
+			s.Close()
+			t.Errorf("offline web app listened on %s", addr)
+			continue
+		}
+		if !strings.Contains(err.Error(), "is not a loopback address: offline mode") {
+			t.Errorf("ADDR=%s: %v, want the loopback explanation", addr, err)
+		}
+	}
+}
+
+// A user who declines every API permission sees why the app has no token
+// for the API.
+func TestDeclinedAPIPermissionsAreExplained(t *testing.T) {
+	s := startOffline(t)
+	u := newUser(t, s)
+	keepGraphOnly := consent{keep: func(scope string) bool { return !strings.HasPrefix(scope, "api:") }}
+	if status, body := u.signIn(s, 0, keepGraphOnly); status != 200 || !strings.Contains(body, "Hello, Ada") {
+		t.Fatalf("sign-in keeping User.Read only: %d\n%s", status, body)
+	}
+	_, body := u.get(s.URL + "/call-api")
+	if !strings.Contains(body, "you have not consented to any of its permissions") {
+		t.Errorf("API page for a user who declined every API permission:\n%s", body)
+	}
+}
+
+// A user who unticks User.Read learns that the app needs it, with a way to
+// sign in again, not that "the identity provider did not accept the code".
+func TestUntickedProfilePermissionIsExplained(t *testing.T) {
+	s := startOffline(t)
+	u := newUser(t, s)
+	status, body := u.signIn(s, 0, grantAllBut("User.Read"))
+	if status != http.StatusForbidden || !strings.Contains(body, "You did not grant this app the permission to read your profile (User.Read)") {
+		t.Errorf("sign-in without User.Read: %d\n%s", status, body)
+	}
+	if !strings.Contains(body, "AADSTS65001") || !strings.Contains(body, `id="sign-in-again"`) {
+		t.Errorf("the page lacks Entra's reason or a way to sign in again:\n%s", body)
+	}
+	if status, _ := u.get(s.URL + "/profile"); status != 200 || !strings.HasSuffix(u.last, "/") {
+		t.Errorf("profile after a refused sign-in: at %s, want home", u.last)
+	}
+}
+
+// Declining the whole consent page offers to sign in again.
+func TestDeclinedConsentOffersToSignInAgain(t *testing.T) {
+	s := startOffline(t)
+	u := newUser(t, s)
+	if _, body := u.signIn(s, 0, cancelAll); !strings.Contains(body, `id="sign-in-again"`) {
+		t.Errorf("declined page without a sign-in link:\n%s", body)
+	}
+}
+
+// In offline mode the API and the web app in one process share one
+// Provider: each of the fake tenant's documents is loaded once.
+func TestOfflineAPIAndWebAppShareTheirProvider(t *testing.T) {
+	s := startOffline(t)
+	u := newUser(t, s)
+	if status, _ := u.signIn(s, 0, grantAll); status != 200 {
+		t.Fatalf("sign-in: %d", status)
+	}
+	if _, body := u.get(s.URL + "/call-api"); !strings.Contains(body, `id="api-status">200`) {
+		t.Fatalf("API call failed:\n%s", body)
+	}
+	// Key sets, which only entragate reads (MSAL reads the metadata too).
+	srv := s.offline.Tenant.Server()
+	if v2, v1 := srv.Requests(entratest.KeysV2), srv.Requests(entratest.KeysV1); v2 != 1 || v1 != 1 {
+		t.Errorf("key sets loaded %d (v2.0) and %d (v1.0) times by the API and the web app, want once each", v2, v1)
+	}
+}
+
+// A real-tenant configuration names the variable that is missing.
+func TestMissingVariablesAreNamed(t *testing.T) {
+	for _, v := range variables {
+		t.Setenv(v, "")
+	}
+	t.Setenv("AZURE_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47")
+	t.Setenv("AZURE_CLIENT_ID", "6e74172b-be56-4843-9ff4-e66a39bb12e3")
+	_, err := start(context.Background(), slog.New(slog.DiscardHandler), "127.0.0.1:0")
+	if err == nil || !strings.Contains(err.Error(), "AZURE_CLIENT_SECRET is not set") {
+		t.Errorf("%v, want the missing AZURE_CLIENT_SECRET named", err)
+	}
+	t.Setenv("AZURE_CLIENT_SECRET", "s")
+	_, err = start(context.Background(), slog.New(slog.DiscardHandler), "127.0.0.1:0")
+	if err == nil || !strings.Contains(err.Error(), "API_SCOPES is not set") {
+		t.Errorf("%v, want the missing API_SCOPES named", err)
 	}
 }

@@ -56,7 +56,7 @@ func ExampleServer_SetFault() {
 	defer srv.Close()
 	tenant := srv.NewTenant()
 	cfg := tenant.Config()
-	cfg.KeyMissRefreshInterval = time.Second // retry quickly, for the example
+	cfg.MinLoadInterval = time.Second // retry quickly, for the example
 
 	srv.SetFault(entratest.All, entratest.Unavailable)
 	auth, err := middleware.New(context.Background(), cfg)
@@ -79,7 +79,7 @@ func ExampleServer_SetFault() {
 
 	srv.RotateKey()
 	token := tenant.AccessToken()       // signed with the new key
-	time.Sleep(1100 * time.Millisecond) // a new key is looked for at most once per KeyMissRefreshInterval
+	time.Sleep(1100 * time.Millisecond) // a new key is looked for at most once per MinLoadInterval
 	_, err = auth.Validate(context.Background(), token)
 	fmt.Println("new key accepted:", err == nil)
 	// Output:

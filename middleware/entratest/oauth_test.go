@@ -196,7 +196,10 @@ func TestAuthorizationCodeFlowWithPKCE(t *testing.T) {
 	tenant, web, _ := oauthTenant(t)
 	c := newOAuthClient(t, tenant, web)
 	api := apiAuth(t, tenant, tenant.ClientID)
-	webAuth := apiAuth(t, tenant, web.ClientID)
+	webAuth, err := api.Provider().NewIDTokenVerifier(middleware.IDTokenConfig{ClientID: web.ClientID})
+	if err != nil {
+		t.Fatal(err)
+	}
 	apiScope := "api://" + tenant.ClientID + "/SecureData.Read"
 	scopes := "openid profile email offline_access User.Read " + apiScope + " api://" + tenant.ClientID + "/access_as_user"
 
@@ -217,7 +220,7 @@ func TestAuthorizationCodeFlowWithPKCE(t *testing.T) {
 	if err != nil || !ac.HasScope("SecureData.Read") || ac.ClientAppID != web.ClientID || ac.ObjectID != tenant.User.ObjectID {
 		t.Fatalf("access token for the API: %v, %+v", err, ac)
 	}
-	idc, err := webAuth.VerifyIDToken(t.Context(), tr.IDToken, "n0nce")
+	idc, err := webAuth.Verify(t.Context(), tr.IDToken, "n0nce")
 	if err != nil || idc.Name != tenant.User.Name || idc.SessionID == "" || idc.AuthTime.IsZero() || idc.Email == "" {
 		t.Fatalf("ID token: %v, %+v", err, idc)
 	}

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/entragate/entragate/middleware"
 )
 
 // Endpoint names the documents a Server serves, for faults and counts.
@@ -374,12 +376,6 @@ func (s *Server) Tenant(idOrDomain string) *Tenant {
 	return s.tenants[strings.ToLower(idOrDomain)]
 }
 
-const (
-	commonTenant        = "common"
-	organizationsTenant = "organizations"
-	tenantTemplate      = "{tenantid}"
-)
-
 // Handle adds a route of the caller's own to the server, e.g. a token
 // minting endpoint for local development. Tenant routes keep precedence for
 // the paths Entra uses.
@@ -442,7 +438,7 @@ func (s *Server) serveOAuth(w http.ResponseWriter, r *http.Request, req request)
 		return
 	}
 	t := req.tenant
-	if t == nil || t.Kind == B2CTenant {
+	if t == nil || t.Kind == KindB2C {
 		msg := "AADSTS90002: Tenant '" + req.segment + "' not found. This fake tenant signs users in through a workforce tenant's own ID or domain."
 		if req.endpoint == Token {
 			writeJSON(w, http.StatusBadRequest, aadError("invalid_request", msg))
@@ -472,7 +468,7 @@ func (s *Server) parse(r *http.Request) (request, bool) {
 	segs := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")
 	req := request{segment: segs[0], appID: strings.ToLower(r.URL.Query().Get("appid"))}
 	rest := strings.Join(segs[1:], "/")
-	if t := s.Tenant(segs[0]); t != nil && t.Kind == B2CTenant && len(segs) > 2 {
+	if t := s.Tenant(segs[0]); t != nil && t.Kind == KindB2C && len(segs) > 2 {
 		// /{tenant}/{policy}/v2.0/.well-known/openid-configuration
 		req.policy, rest = segs[1], strings.Join(segs[2:], "/")
 	}
@@ -495,7 +491,7 @@ func (s *Server) parse(r *http.Request) (request, bool) {
 		return req, false
 	}
 	switch tenant := strings.ToLower(segs[0]); tenant {
-	case commonTenant, organizationsTenant:
+	case middleware.Common, middleware.Organizations:
 		req.multi = tenant
 	default:
 		req.tenant = s.Tenant(tenant)
@@ -508,16 +504,16 @@ func (s *Server) parse(r *http.Request) (request, bool) {
 func (s *Server) refuse(req request) map[string]any {
 	t := req.tenant
 	switch {
-	case req.multi == organizationsTenant && (req.endpoint == MetadataV1 || req.endpoint == KeysV1):
+	case req.multi == middleware.Organizations && (req.endpoint == MetadataV1 || req.endpoint == KeysV1):
 		// Entra serves v1 documents for common only.
 		return entraError("invalid_tenant", "AADSTS90002: Tenant 'organizations' not found.")
 	case req.multi != "":
 		return nil
 	case t == nil:
 		return entraError("invalid_tenant", fmt.Sprintf("AADSTS90002: Tenant '%s' not found.", req.segment))
-	case t.Kind == B2CTenant && !t.hasPolicy(req.policy):
+	case t.Kind == KindB2C && !t.hasPolicy(req.policy):
 		return entraError("invalid_request", fmt.Sprintf("AADB2C90018: The policy '%s' does not exist in tenant '%s'.", req.policy, t.Domain))
-	case t.Kind != WorkforceTenant && (req.endpoint == MetadataV1 || req.endpoint == KeysV1):
+	case t.Kind != KindWorkforce && (req.endpoint == MetadataV1 || req.endpoint == KeysV1):
 		return entraError("invalid_request", "AADSTS90002: This tenant serves v2.0 documents only.")
 	}
 	return nil
@@ -601,7 +597,7 @@ func (s *Server) keySet(req request) []map[string]any {
 	if own := s.appKeys[req.appID]; len(own) > 0 {
 		published = slices.Clone(own)
 	}
-	if req.tenant != nil && req.tenant.Kind == B2CTenant {
+	if req.tenant != nil && req.tenant.Kind == KindB2C {
 		if k := req.tenant.policyKey(req.policy); k != nil {
 			published = []*Key{k}
 		}
@@ -621,9 +617,9 @@ func (s *Server) keySet(req request) []map[string]any {
 		case req.tenant != nil:
 			issuer = req.tenant.issuer()
 		default:
-			issuer = s.issuerV2(tenantTemplate)
+			issuer = s.issuerV2(middleware.TenantIDPlaceholder)
 		}
-		if req.tenant != nil && req.tenant.Kind == B2CTenant {
+		if req.tenant != nil && req.tenant.Kind == KindB2C {
 			issuer = "" // B2C key sets name no issuers
 		}
 		if v, ok := named[k]; ok {
@@ -638,14 +634,14 @@ func (s *Server) keySet(req request) []map[string]any {
 // policy's.
 func (s *Server) metadataV2(req request) map[string]any {
 	base := s.URL + "/" + req.segment
-	if req.tenant != nil && req.tenant.Kind == B2CTenant {
+	if req.tenant != nil && req.tenant.Kind == KindB2C {
 		return s.metadataB2C(req)
 	}
 	jwks := base + "/discovery/v2.0/keys"
 	if req.appID != "" {
 		jwks += "?appid=" + url.QueryEscape(req.appID)
 	}
-	issuer := s.issuerV2(tenantTemplate)
+	issuer := s.issuerV2(middleware.TenantIDPlaceholder)
 	if req.tenant != nil {
 		issuer = req.tenant.issuer()
 	}
@@ -688,7 +684,7 @@ func (s *Server) metadataV1(req request) map[string]any {
 	if req.appID != "" {
 		jwks = base + "/discovery/keys?appid=" + url.QueryEscape(req.appID)
 	}
-	issuer := s.issuerV1(tenantTemplate)
+	issuer := s.issuerV1(middleware.TenantIDPlaceholder)
 	if req.tenant != nil {
 		issuer = s.issuerV1(req.tenant.ID)
 	}

@@ -46,13 +46,13 @@ type Tenant struct {
 type TenantKind int
 
 const (
-	// WorkforceTenant is a Microsoft Entra ID tenant of an organisation.
-	WorkforceTenant TenantKind = iota
-	// ExternalIDTenant is a Microsoft Entra External ID (customer) tenant,
+	// KindWorkforce is a Microsoft Entra ID tenant of an organisation.
+	KindWorkforce TenantKind = iota
+	// KindExternalID is a Microsoft Entra External ID (customer) tenant,
 	// signing users in at {subdomain}.ciamlogin.com.
-	ExternalIDTenant
-	// B2CTenant is an Azure AD B2C tenant with user flows (policies).
-	B2CTenant
+	KindExternalID
+	// KindB2C is an Azure AD B2C tenant with user flows (policies).
+	KindB2C
 )
 
 // User is a user of a tenant.
@@ -90,7 +90,7 @@ func WithDomain(domain string) TenantOption {
 // v2.0 tokens only, with issuer https://{tenant ID}.ciamlogin.com/{tenant ID}/v2.0.
 func ExternalID(subdomain string) TenantOption {
 	return func(t *Tenant) {
-		t.Kind = ExternalIDTenant
+		t.Kind = KindExternalID
 		t.Subdomain = strings.ToLower(subdomain)
 		t.Domain = t.Subdomain + ".onmicrosoft.com"
 	}
@@ -103,7 +103,7 @@ func ExternalID(subdomain string) TenantOption {
 // like B2C's: ver 1.0, no tid, the policy in tfp.
 func B2C(name string, policies ...string) TenantOption {
 	return func(t *Tenant) {
-		t.Kind = B2CTenant
+		t.Kind = KindB2C
 		t.Domain = strings.ToLower(name) + ".onmicrosoft.com"
 		t.Policies = slices.Clone(policies)
 		if len(t.Policies) == 0 {
@@ -177,9 +177,9 @@ func (t *Tenant) IssuerV1() string { return t.server.issuerV1(t.ID) }
 
 func (t *Tenant) issuer() string {
 	switch t.Kind {
-	case ExternalIDTenant:
+	case KindExternalID:
 		return "https://" + t.ID + ".ciamlogin.com/" + t.ID + "/v2.0"
-	case B2CTenant:
+	case KindB2C:
 		if t.issuerByDomain {
 			return t.server.URL + "/" + t.Domain + "/v2.0/"
 		}
@@ -191,7 +191,7 @@ func (t *Tenant) issuer() string {
 // MetadataURL is the tenant's v2.0 OpenID configuration document (its first
 // policy's, for B2C).
 func (t *Tenant) MetadataURL() string {
-	if t.Kind == B2CTenant {
+	if t.Kind == KindB2C {
 		return t.server.URL + "/" + t.Domain + "/" + t.Policies[0] + "/v2.0/.well-known/openid-configuration"
 	}
 	return t.server.URL + "/" + t.ID + "/v2.0/.well-known/openid-configuration"
@@ -200,25 +200,18 @@ func (t *Tenant) MetadataURL() string {
 // Authority returns the middleware.Authority of this tenant on its server.
 func (t *Tenant) Authority() middleware.Authority {
 	switch t.Kind {
-	case ExternalIDTenant:
+	case KindExternalID:
 		return middleware.ExternalIDTenant(t.Subdomain, t.ID).WithHost(t.server.URL)
-	case B2CTenant:
+	case KindB2C:
 		return middleware.B2CTenant(strings.TrimSuffix(t.Domain, ".onmicrosoft.com"), t.Policies...).WithHost(t.server.URL)
 	}
 	return middleware.EntraTenant(t.ID).WithHost(t.server.URL)
 }
 
 // Config returns a middleware configuration that trusts this tenant for its
-// API (ClientID), ready for middleware.New.
+// API (ClientID), ready for middleware.New: its Authority, on this server.
 func (t *Tenant) Config() middleware.Config {
-	if t.Kind != WorkforceTenant {
-		return middleware.Config{ClientID: t.ClientID, Authorities: []middleware.Authority{t.Authority()}}
-	}
-	return middleware.Config{
-		TenantID:      t.ID,
-		ClientID:      t.ClientID,
-		AuthorityHost: t.server.URL,
-	}
+	return middleware.Config{ClientID: t.ClientID, Authorities: []middleware.Authority{t.Authority()}}
 }
 
 // SetPolicyKey gives a B2C policy a signing key of its own, as a custom

@@ -1,5 +1,6 @@
-// Package demo is what the example APIs share: configuration from the Azure
-// SDK environment variables, the offline fake tenant, the handlers of the
+// Package demo is what the example APIs share, so that their main.go files
+// show only what a user writes: configuration from the Azure SDK
+// environment variables (or the offline fake tenant), the handlers of the
 // /secure-data sample, and a graceful HTTP server.
 package demo
 
@@ -14,11 +15,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/entragate/entragate/claims"
+	"github.com/entragate/entragate/examples/internal/env"
 	"github.com/entragate/entragate/middleware"
 	"github.com/entragate/entragate/middleware/entratest"
 )
@@ -30,24 +33,28 @@ const (
 	ReadRole  = "SecureData.Read.All"
 )
 
-// Setup is a configured API: the authenticator, and in offline mode the fake
-// tenant it trusts.
+// Setup is the API's configuration from the environment, and in offline
+// mode the fake tenant it trusts. Build the Authenticator from Config.
 type Setup struct {
-	Auth   *middleware.Authenticator
+	Config middleware.Config
 	Tenant *entratest.Tenant // nil when configured for a real tenant
 	Addr   string
 	Logger *slog.Logger
 }
 
-// Close releases the authenticator and the fake tenant.
+// Close stops the fake tenant, if any.
 func (s *Setup) Close() {
-	s.Auth.Close()
-	s.closeTenant()
+	if s.Tenant != nil {
+		s.Tenant.Server().Close()
+	}
 }
 
 // Offline mode listens here by default: the fake tenant's tokens must not
 // open an API to the network.
 const offlineAddr = "127.0.0.1:8080"
+
+// The variables the API samples read.
+var variables = []string{"AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_AUTHORITY_HOST"}
 
 // FromEnv configures the API from the environment:
 //
@@ -62,51 +69,41 @@ const offlineAddr = "127.0.0.1:8080"
 //
 // With neither ID set it runs offline: it starts a fake tenant on loopback
 // with signing keys generated at start-up, trusts it, and listens on
-// loopback only.
-func FromEnv(ctx context.Context, stderr io.Writer) (*Setup, error) {
+// loopback only. Every mistake is reported by the variable's name.
+func FromEnv(stderr io.Writer) (*Setup, error) {
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	s := &Setup{Addr: os.Getenv("ADDR"), Logger: logger}
-	tenantID, clientID, host := os.Getenv("AZURE_TENANT_ID"), os.Getenv("AZURE_CLIENT_ID"), os.Getenv("AZURE_AUTHORITY_HOST")
-	cfg := middleware.Config{ClientID: clientID, Logger: logger}
-	switch {
-	case tenantID == "" && clientID == "":
-		if host != "" {
-			return nil, errors.New("AZURE_AUTHORITY_HOST is set but AZURE_TENANT_ID and AZURE_CLIENT_ID are not")
+	v := env.New(append(variables, "ALLOWED_TENANT_IDS", "ALLOW_ANY_TENANT", "ALLOW_PERSONAL_ACCOUNTS", "ADDR")...)
+	s := &Setup{Addr: v.String("ADDR"), Logger: logger, Config: middleware.Config{Logger: logger}}
+	if !v.Any("AZURE_TENANT_ID", "AZURE_CLIENT_ID") {
+		if v.Any("AZURE_AUTHORITY_HOST", "ALLOWED_TENANT_IDS", "ALLOW_ANY_TENANT", "ALLOW_PERSONAL_ACCOUNTS") {
+			return nil, errors.New("AZURE_AUTHORITY_HOST, ALLOWED_TENANT_IDS, ALLOW_ANY_TENANT and ALLOW_PERSONAL_ACCOUNTS configure a real tenant: set AZURE_TENANT_ID and AZURE_CLIENT_ID too")
 		}
-		if err := s.offline(&cfg); err != nil {
+		if err := v.Err(); err != nil {
 			return nil, err
 		}
-	default:
-		if s.Addr == "" {
-			s.Addr = ":8080"
-		}
-		if err := authorityFromEnv(&cfg, tenantID, host); err != nil {
-			return nil, err
-		}
+		return s, s.offline()
 	}
-	auth, err := middleware.New(ctx, cfg)
-	if err != nil {
-		s.closeTenant()
+	if s.Addr == "" {
+		s.Addr = ":8080"
+	}
+	s.Config.ClientID = v.GUID("AZURE_CLIENT_ID", "the application (client) ID of the API's app registration")
+	v.Required("AZURE_CLIENT_ID", "the application (client) ID of the API's app registration")
+	authority, err := authorityFromEnv(v)
+	if err := errors.Join(v.Err(), err); err != nil {
 		return nil, err
 	}
-	s.Auth = auth
+	s.Config.Authorities = []middleware.Authority{authority}
 	return s, nil
 }
 
-// offline points cfg at a fake tenant started on loopback with keys of its
-// own, and keeps the API on loopback too.
-func (s *Setup) offline(cfg *middleware.Config) error {
-	if s.Addr == "" {
-		s.Addr = offlineAddr
-	}
-	host, _, err := net.SplitHostPort(s.Addr)
+// offline points the configuration at a fake tenant started on loopback
+// with keys of its own, and keeps the API on loopback too.
+func (s *Setup) offline() error {
+	addr, err := env.OfflineAddr(s.Addr, offlineAddr)
 	if err != nil {
-		return fmt.Errorf("ADDR %q: %w", s.Addr, err)
+		return err
 	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return fmt.Errorf("ADDR %q is not a loopback address: offline mode (no AZURE_TENANT_ID and AZURE_CLIENT_ID) trusts a fake tenant, "+
-			"so it listens on loopback only; set AZURE_TENANT_ID and AZURE_CLIENT_ID to use a real tenant, or ADDR=%s", s.Addr, offlineAddr)
-	}
+	s.Addr = addr
 	// Keys generated now, not the test keys published in the repository:
 	// only this process can mint tokens the API accepts.
 	srv, err := entratest.Start("127.0.0.1:0", entratest.FreshKeys())
@@ -114,73 +111,60 @@ func (s *Setup) offline(cfg *middleware.Config) error {
 		return fmt.Errorf("starting the offline fake tenant: %w", err)
 	}
 	s.Tenant = srv.NewTenant()
-	cfg.TenantID, cfg.ClientID, cfg.AuthorityHost = s.Tenant.ID, s.Tenant.ClientID, srv.URL
+	s.Config.ClientID = s.Tenant.ClientID
+	s.Config.Authorities = []middleware.Authority{s.Tenant.Authority()}
 	return nil
 }
 
-func (s *Setup) closeTenant() {
-	if s.Tenant != nil {
-		s.Tenant.Server().Close()
-	}
-}
-
-// authorityFromEnv sets the authority of a real tenant: one tenant, or a
+// authorityFromEnv is the authority of a real tenant: one tenant, or a
 // multi-tenant authority that must say which tenants it admits.
-func authorityFromEnv(cfg *middleware.Config, tenantID, host string) error {
-	allowed := splitList(os.Getenv("ALLOWED_TENANT_IDS"))
-	anyTenant := os.Getenv("ALLOW_ANY_TENANT") == "true"
-	personal := os.Getenv("ALLOW_PERSONAL_ACCOUNTS") == "true"
-	switch t := strings.ToLower(tenantID); t {
+func authorityFromEnv(v *env.Vars) (middleware.Authority, error) {
+	tenant := v.Required("AZURE_TENANT_ID", "the directory (tenant) ID of the API's app registration, one of its domains, or organizations or common")
+	host := v.Host("AZURE_AUTHORITY_HOST")
+	if host == "" {
+		host = middleware.DefaultAuthorityHost
+	}
+	allowed, anyTenant, personal := v.GUIDs("ALLOWED_TENANT_IDS"), v.Bool("ALLOW_ANY_TENANT"), v.Bool("ALLOW_PERSONAL_ACCOUNTS")
+	switch t := strings.ToLower(tenant); t {
 	case middleware.Organizations, middleware.Common:
 		if len(allowed) == 0 && !anyTenant {
-			return fmt.Errorf("AZURE_TENANT_ID=%s makes a multi-tenant API: set ALLOWED_TENANT_IDS to the tenants it admits "+
+			return middleware.Authority{}, fmt.Errorf("AZURE_TENANT_ID=%s makes a multi-tenant API: set ALLOWED_TENANT_IDS to the tenants it admits "+
 				"(comma-separated), or ALLOW_ANY_TENANT=true to admit every tenant in the world", t)
 		}
-		if host == "" {
-			host = middleware.DefaultAuthorityHost
+		if personal && t != middleware.Common {
+			return middleware.Authority{}, errors.New("ALLOW_PERSONAL_ACCOUNTS=true needs AZURE_TENANT_ID=common: personal accounts sign in only there")
 		}
-		cfg.Authorities = []middleware.Authority{middleware.EntraMultiTenant(t, middleware.TenantAdmission{
+		if anyTenant && len(allowed) > 0 {
+			return middleware.Authority{}, errors.New("set ALLOWED_TENANT_IDS or ALLOW_ANY_TENANT=true, not both")
+		}
+		return middleware.EntraMultiTenant(t, middleware.TenantAdmission{
 			AllowedTenantIDs: allowed, AllowAnyTenant: anyTenant, AllowPersonalAccounts: personal,
-		}).WithHost(host)}
+		}).WithHost(host), nil
+	case "":
+		return middleware.Authority{}, nil // reported by Required
 	default:
 		if len(allowed) > 0 || anyTenant || personal {
-			return errors.New("ALLOWED_TENANT_IDS, ALLOW_ANY_TENANT and ALLOW_PERSONAL_ACCOUNTS apply to multi-tenant APIs (AZURE_TENANT_ID=organizations or common) only")
+			return middleware.Authority{}, errors.New("ALLOWED_TENANT_IDS, ALLOW_ANY_TENANT and ALLOW_PERSONAL_ACCOUNTS apply to multi-tenant APIs (AZURE_TENANT_ID=organizations or common) only")
 		}
-		cfg.TenantID, cfg.AuthorityHost = tenantID, host
+		if !env.IsGUID(t) && !domainPattern.MatchString(t) {
+			return middleware.Authority{}, fmt.Errorf("AZURE_TENANT_ID=%q is not a tenant ID (GUID), a domain (contoso.onmicrosoft.com), organizations or common", tenant)
+		}
+		return middleware.EntraTenant(t).WithHost(host), nil
 	}
-	return nil
 }
 
-func splitList(v string) []string {
-	var out []string
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
-}
+var domainPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$`)
 
-// Main runs an example API: configure from the environment, serve the
-// routes, print the offline curl commands, exit non-zero on failure.
-func Main(name string, routes func(*middleware.Authenticator) http.Handler) {
-	setup, err := FromEnv(context.Background(), os.Stderr)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		os.Exit(2)
-	}
-	err = setup.Serve(routes(setup.Auth), func(addr net.Addr) {
+// Serve runs handler on s.Addr until SIGINT or SIGTERM, prints the offline
+// curl lines once it listens, and shuts down gracefully.
+func (s *Setup) Serve(name string, auth *middleware.Authenticator, handler http.Handler) error {
+	return serve(s.Addr, s.Logger, handler, func(addr net.Addr) {
 		base := BaseURL(addr)
-		if setup.Tenant != nil {
-			PrintOfflineHelp(os.Stdout, setup.Tenant, base)
+		if s.Tenant != nil {
+			PrintOfflineHelp(os.Stdout, s.Tenant, base)
 		}
-		setup.Logger.Info(name+" listening", "url", base)
+		s.Logger.Info(name+" listening", "url", base, "keys_ready", auth.Ready())
 	})
-	setup.Close()
-	if err != nil && !errors.Is(err, http.ErrServerClosed) {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		os.Exit(1)
-	}
 }
 
 // Caller describes who called, for the JSON answers.
@@ -240,24 +224,26 @@ func Healthz(w http.ResponseWriter, _ *http.Request) {
 	WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// Readyz is a readiness probe: 503 until the signing keys of every token
-// version the API accepts are loaded, so a load balancer sends no traffic
-// an instance cannot check; the body says which are missing and why.
+// Readyz is a readiness probe: 503 until the signing keys of every
+// document the API reads are loaded, so a load balancer sends no traffic
+// an instance cannot check. The body says which documents are not ready
+// and since when they fail, not why: the reasons, which name internal
+// URLs, go to the log (the middleware logs each failed load at Warn).
 func Readyz(auth *middleware.Authenticator) http.HandlerFunc {
 	type source struct {
-		Authority   string `json:"authority"`
-		Version     string `json:"version"`
-		Policy      string `json:"policy,omitempty"`
-		Ready       bool   `json:"ready"`
-		LastError   string `json:"last_error,omitempty"`
-		LastSuccess string `json:"last_success,omitempty"`
+		Authority    string `json:"authority"`
+		Version      string `json:"version"`
+		Policy       string `json:"policy,omitempty"`
+		Ready        bool   `json:"ready"`
+		FailingSince string `json:"failing_since,omitempty"`
+		LastSuccess  string `json:"last_success,omitempty"`
 	}
 	return func(w http.ResponseWriter, _ *http.Request) {
 		var sources []source
 		for _, s := range auth.Stats().Sources {
 			src := source{Authority: s.Authority, Version: s.Version, Policy: s.Policy, Ready: s.Ready}
 			if s.LastError != nil {
-				src.LastError = s.LastError.Error()
+				src.FailingSince = s.LastErrorAt.UTC().Format(time.RFC3339)
 			}
 			if !s.LastSuccess.IsZero() {
 				src.LastSuccess = s.LastSuccess.UTC().Format(time.RFC3339)
@@ -280,10 +266,10 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// Serve runs handler on s.Addr until SIGINT or SIGTERM, then shuts down
+// serve runs handler on addr until SIGINT or SIGTERM, then shuts down
 // gracefully. ready is called with the listening address.
-func (s *Setup) Serve(handler http.Handler, ready func(addr net.Addr)) error {
-	ln, err := net.Listen("tcp", s.Addr)
+func serve(addr string, logger *slog.Logger, handler http.Handler, ready func(addr net.Addr)) error {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
@@ -295,7 +281,7 @@ func (s *Setup) Serve(handler http.Handler, ready func(addr net.Addr)) error {
 		IdleTimeout:       2 * time.Minute,
 		// Bearer tokens are a few KiB; a cap keeps header floods cheap.
 		MaxHeaderBytes: 64 << 10,
-		ErrorLog:       slog.NewLogLogger(s.Logger.Handler(), slog.LevelWarn),
+		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -32,9 +32,12 @@ type Stack struct {
 	// scope and BasicScope its access_as_user scope, as clients request
 	// them; AppScope the .default scope of client credentials.
 	APIURL, ReadScope, BasicScope, AppScope string
+	// Provider loads the fake tenant's metadata and keys for the API; a
+	// web app in the same process verifies its ID tokens on it too, so
+	// that the process loads each document once.
+	Provider *middleware.Provider
 
-	auth *middleware.Authenticator
-	api  *http.Server
+	api *http.Server
 }
 
 // Start starts the fake tenant and the API, and registers a web app whose
@@ -49,6 +52,7 @@ func Start(ctx context.Context, redirectURIs ...string) (*Stack, error) {
 		Name: "Ada Lovelace", GivenName: "Ada", FamilyName: "Lovelace", Username: "ada@contoso.example", ObjectID: entratest.NewGUID(),
 	}))
 	tenant.AddUser(entratest.User{Name: "Grace Hopper", GivenName: "Grace", FamilyName: "Hopper", Username: "grace@contoso.example"})
+	tenant.AddUser(entratest.User{Name: "Alan Turing", GivenName: "Alan", FamilyName: "Turing", Username: "alan@contoso.example"})
 	tenant.ExposeScopes("SecureData.Read", "access_as_user")
 	s := &Stack{
 		Tenant:     tenant,
@@ -69,18 +73,24 @@ func Start(ctx context.Context, redirectURIs ...string) (*Stack, error) {
 
 // startAPI serves the sample API on loopback, trusting the fake tenant.
 func (s *Stack) startAPI(ctx context.Context) error {
-	cfg := s.Tenant.Config()
-	cfg.HTTPClient = s.Tenant.Server().Client()
-	auth, err := middleware.New(ctx, cfg)
+	p, err := middleware.NewProvider(ctx, middleware.ProviderConfig{
+		Authorities: []middleware.Authority{s.Tenant.Authority()},
+		HTTPClient:  s.Tenant.Server().Client(), // trusts the fake tenant's certificate
+	})
 	if err != nil {
+		return err
+	}
+	auth, err := p.NewAuthenticator(middleware.APIConfig{ClientID: s.Tenant.ClientID})
+	if err != nil {
+		p.Close()
 		return err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		auth.Close()
+		p.Close()
 		return err
 	}
-	s.auth = auth
+	s.Provider = p
 	s.api = &http.Server{Handler: api.Routes(auth), ReadHeaderTimeout: 5 * time.Second}
 	s.APIURL = "http://" + ln.Addr().String()
 	go func() {
@@ -96,7 +106,7 @@ func (s *Stack) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = s.api.Shutdown(ctx)
-	s.auth.Close()
+	s.Provider.Close()
 	s.Tenant.Server().Close()
 }
 

@@ -28,12 +28,18 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, t *Tenant) {
 		writeJSON(w, status, problem)
 		return
 	}
-	f := r.PostForm
-	scopes, bad := t.parseScopes(f.Get("scope"))
+	scopes, bad := t.parseScopes(r.PostForm.Get("scope"))
 	if bad != "" {
 		writeJSON(w, http.StatusBadRequest, aadError("invalid_scope", bad))
 		return
 	}
+	s.grant(w, r, t, app, scopes)
+}
+
+// grant answers a token request by its grant type, once the client is
+// authenticated and the scopes parsed.
+func (s *Server) grant(w http.ResponseWriter, r *http.Request, t *Tenant, app *App, scopes []scope) {
+	f := r.PostForm
 	switch f.Get("grant_type") {
 	case "authorization_code":
 		g, e := s.redeemCode(t, app, f.Get("code"), f.Get("redirect_uri"), f.Get("code_verifier"))
@@ -188,27 +194,11 @@ func (s *Server) userTokens(w http.ResponseWriter, r *http.Request, g grant, sco
 		"access_token": access, "scope": fullScopes(t, granted, scopes),
 	}
 	if hasScope(scopes, "openid") {
-		idOpts := []TokenOption{ForUser(g.user), Audience(g.app.ClientID), Claim("sid", g.sid), Claim("auth_time", g.authAt.Unix()),
-			Claim("login_hint", "O."+opaque(24))}
-		if hasScope(scopes, "email") {
-			idOpts = append(idOpts, Claim("email", g.user.Username))
-		}
-		if nonce != "" {
-			idOpts = append(idOpts, Nonce(nonce))
-		} else {
-			idOpts = append(idOpts, WithoutClaim("nonce"))
-		}
-		body["id_token"] = t.IDToken(idOpts...)
+		body["id_token"] = idTokenFor(g, scopes, nonce)
 	}
 	if hasScope(scopes, "offline_access") {
-		rt := "1." + opaque(128)
-		ng := g
-		ng.expires = s.oauth.clock().Add(90 * 24 * time.Hour)
-		s.oauth.mu.Lock()
-		s.oauth.refresh[rt] = &ng
-		s.oauth.mu.Unlock()
-		body["refresh_token"] = rt
-		refreshToken = rt
+		refreshToken = s.newRefreshToken(g)
+		body["refresh_token"] = refreshToken
 	}
 	if r.PostForm.Get("client_info") == "1" {
 		body["client_info"] = clientInfo(g)
@@ -301,6 +291,32 @@ func (s *Server) graphMe(w http.ResponseWriter, r *http.Request) {
 		"officeLocation":    nil,
 		"preferredLanguage": "en-US",
 	})
+}
+
+// idTokenFor is the ID token a grant's token response carries.
+func idTokenFor(g grant, scopes []scope, nonce string) string {
+	opts := []TokenOption{ForUser(g.user), Audience(g.app.ClientID), Claim("sid", g.sid), Claim("auth_time", g.authAt.Unix()),
+		Claim("login_hint", "O."+opaque(24))}
+	if hasScope(scopes, "email") {
+		opts = append(opts, Claim("email", g.user.Username))
+	}
+	if nonce != "" {
+		opts = append(opts, Nonce(nonce))
+	} else {
+		opts = append(opts, WithoutClaim("nonce"))
+	}
+	return g.tenant.IDToken(opts...)
+}
+
+// newRefreshToken issues a refresh token for g, valid 90 days.
+func (s *Server) newRefreshToken(g grant) string {
+	rt := "1." + opaque(128)
+	ng := g
+	ng.expires = s.oauth.clock().Add(90 * 24 * time.Hour)
+	s.oauth.mu.Lock()
+	s.oauth.refresh[rt] = &ng
+	s.oauth.mu.Unlock()
+	return rt
 }
 
 func nilIfEmpty(s string) any {

@@ -204,13 +204,13 @@ func (t *Tenant) IDToken(opts ...TokenOption) string {
 func (t *Tenant) mint(k kind, opts []TokenOption) string {
 	s := &tokenSpec{version: "2.0", kind: k, issued: time.Now(), life: DefaultLifetime, t: t}
 	switch t.Kind {
-	case B2CTenant:
+	case KindB2C:
 		s.version = "1.0" // B2C's access and ID tokens say ver 1.0
 	}
 	for _, o := range opts {
 		o(s)
 	}
-	if t.Kind == ExternalIDTenant {
+	if t.Kind == KindExternalID {
 		s.version = "2.0" // External ID issues v2.0 tokens only
 	}
 	if s.expired {
@@ -224,7 +224,7 @@ func (t *Tenant) mint(k kind, opts []TokenOption) string {
 		s.key = t.signingKey(claims)
 	}
 	header := map[string]any{"typ": "JWT", "alg": "RS256", "kid": s.key.ID}
-	if s.version == "1.0" && t.Kind == WorkforceTenant {
+	if s.version == "1.0" && t.Kind == KindWorkforce {
 		header["x5t"] = s.key.ID
 	}
 	for _, edit := range s.headerEdits {
@@ -242,7 +242,7 @@ func (t *Tenant) mint(k kind, opts []TokenOption) string {
 // signingKey is the key a token is signed with by default: its B2C
 // policy's own key, if it has one, else the server's signing key.
 func (t *Tenant) signingKey(claims map[string]any) *Key {
-	if t.Kind == B2CTenant {
+	if t.Kind == KindB2C {
 		policy, _ := claims["tfp"].(string)
 		if policy == "" {
 			policy, _ = claims["acr"].(string)
@@ -259,7 +259,7 @@ func (t *Tenant) signingKey(claims map[string]any) *Key {
 
 // defaults are the claims Entra puts in a token of this kind and version.
 func (s *tokenSpec) defaults() map[string]any {
-	if s.t.Kind == B2CTenant {
+	if s.t.Kind == KindB2C {
 		return s.b2cDefaults()
 	}
 	t := s.t
