@@ -1,6 +1,7 @@
 package middleware_test
 
 import (
+	"context"
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -72,10 +73,20 @@ func (w *nopWriter) Header() http.Header         { return w.h }
 func (w *nopWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *nopWriter) WriteHeader(code int)        { w.code = code }
 
-func benchAuth(b *testing.B, tenant *entratest.Tenant, cacheSize int) http.Handler {
-	a, err := middleware.New(b.Context(), middleware.Config{
-		ClientID: tenant.ClientID, Authorities: []middleware.Authority{middleware.EntraTenant(tenant.ID).WithHost(tenant.Server().URL)}, TokenCacheSize: cacheSize,
-	})
+// observed is an Observer doing what an exporter's cheapest work would:
+// reading the decision.
+var observed = middleware.Observer{Decision: func(_ context.Context, d middleware.Decision) {
+	if d.Outcome == 0 {
+		panic("no outcome")
+	}
+}}
+
+func benchAuth(b *testing.B, tenant *entratest.Tenant, cacheSize int, obs ...middleware.Observer) http.Handler {
+	cfg := middleware.Config{ClientID: tenant.ClientID, Authorities: []middleware.Authority{tenant.Authority()}, TokenCacheSize: cacheSize}
+	if len(obs) > 0 {
+		cfg.Observer = obs[0]
+	}
+	a, err := middleware.New(b.Context(), cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -120,6 +131,18 @@ func BenchmarkRequireAuth(b *testing.B) {
 	b.Run("no_cache", func(b *testing.B) {
 		h := benchAuth(b, tenant, -1)
 		serial(b, h, func() http.Header { return one })
+	})
+	// The cost of an Observer: what RequireAuth adds to report each
+	// decision, on a repeated and on a first-seen token.
+	b.Run("repeated_observed", func(b *testing.B) {
+		h := benchAuth(b, tenant, 0, observed)
+		serial(b, h, func() http.Header { return one })
+	})
+	b.Run("first_seen_observed", func(b *testing.B) {
+		h := benchAuth(b, tenant, benchPoolSize/2, observed)
+		headers := headerPool()
+		var i int
+		serial(b, h, func() http.Header { i++; return headers[i%len(headers)] })
 	})
 }
 
@@ -273,8 +296,9 @@ func BenchmarkCacheFootprint(b *testing.B) {
 	}
 }
 
-// BenchmarkValidateCached is the cache's own work for a repeated token,
-// without net/http around it: no allocation, serial and parallel.
+// BenchmarkValidateCached is the cache's work for a repeated token, without
+// net/http around it, serial and parallel: one allocation, the caller's
+// own copy of the claims.
 func BenchmarkValidateCached(b *testing.B) {
 	tenant, tokens := benchSetup(b)
 	a := newAuth(b, tenant)

@@ -103,3 +103,88 @@ func ExampleRequireAnyRole() {
 	// [Jobs.Run] 202
 	// [Jobs.Read] 403
 }
+
+// One Provider for a process: two APIs and a web app share its documents
+// and keys, each with its own rules.
+func ExampleProvider() {
+	srv := entratest.NewServer()
+	defer srv.Close()
+	tenant := srv.NewTenant()
+	ctx := context.Background()
+
+	p, err := middleware.NewProvider(ctx, middleware.ProviderConfig{
+		Authorities: []middleware.Authority{tenant.Authority()}, // a real one: EntraTenant(tenantID)
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer p.Close()
+	orders, _ := p.NewAuthenticator(middleware.APIConfig{ClientID: tenant.ClientID, Scopes: []string{"Orders.Read"}})
+	reports, _ := p.NewAuthenticator(middleware.APIConfig{ClientID: tenant.ClientID, Roles: []string{"Reports.Read.All"}})
+	web, _ := p.NewIDTokenVerifier(middleware.IDTokenConfig{ClientID: tenant.ClientApp})
+
+	user := tenant.AccessToken(entratest.Scopes("Orders.Read"))
+	_, err = orders.Validate(ctx, user)
+	fmt.Println("orders, user:", err)
+	_, err = reports.Validate(ctx, user)
+	fmt.Println("reports, user:", errors.Is(err, middleware.ErrInsufficientScope))
+	c, err := web.Verify(ctx, tenant.IDToken(entratest.Audience(tenant.ClientApp), entratest.Nonce("n-1")), "n-1")
+	fmt.Println("web app sign-in:", c.Name, err)
+	fmt.Println("key sets fetched:", srv.Requests(entratest.Keys))
+	// Output:
+	// orders, user: <nil>
+	// reports, user: true
+	// web app sign-in: Ada Lovelace <nil>
+	// key sets fetched: 2
+}
+
+// A transport without a module of its own validates and authorizes in one
+// call, and answers with the *Error's caller-safe fields.
+func ExampleAuthenticator_Authorize() {
+	srv := entratest.NewServer()
+	defer srv.Close()
+	tenant := srv.NewTenant()
+	auth, _ := middleware.New(context.Background(), tenant.Config())
+	defer auth.Close()
+	canApprove := middleware.ScopeOrRole([]string{"Orders.Approve"}, []string{"Orders.Approve.All"})
+
+	for _, token := range []string{
+		tenant.AccessToken(entratest.Scopes("Orders.Approve")),
+		tenant.AccessToken(entratest.Scopes("Orders.Read")),
+	} {
+		_, err := auth.Authorize(context.Background(), token, canApprove)
+		var e *middleware.Error
+		if errors.As(err, &e) {
+			fmt.Println(e.Status, middleware.ReasonName(e), e.Scopes)
+			continue
+		}
+		fmt.Println("approved")
+	}
+	// Output:
+	// approved
+	// 403 insufficient_scope [Orders.Approve]
+}
+
+// Counting decisions by outcome and reason, as a metrics exporter would.
+func ExampleObserver() {
+	srv := entratest.NewServer()
+	defer srv.Close()
+	tenant := srv.NewTenant()
+	counts := map[string]int{}
+	cfg := tenant.Config()
+	cfg.Observer = middleware.Observer{
+		Decision: func(_ context.Context, d middleware.Decision) {
+			counts[d.Outcome.String()+" "+middleware.ReasonName(d.Reason)]++
+		},
+	}
+	auth, _ := middleware.New(context.Background(), cfg)
+	defer auth.Close()
+
+	good := tenant.AccessToken()
+	for range 3 {
+		_, _ = auth.Validate(context.Background(), good)
+	}
+	_, _ = auth.Validate(context.Background(), tenant.AccessToken(entratest.Expired()))
+	fmt.Println(counts["accepted "], counts["refused token_expired"])
+	// Output: 3 1
+}

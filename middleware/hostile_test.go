@@ -17,6 +17,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/entragate/entragate/middleware"
 	"github.com/entragate/entragate/middleware/entratest"
 )
 
@@ -83,7 +84,13 @@ func padded(obj string) string {
 // header may ever be fetched.
 func TestHostileTokens(t *testing.T) {
 	tenant := entratest.NewTenant(t)
-	srv := protectedServer(t, newAuth(t, tenant))
+	// The reason of each refusal, in a header of the answer.
+	srv := protectedServer(t, newAuth(t, tenant, func(c *middleware.Config) {
+		c.ErrorHandler = func(w http.ResponseWriter, r *http.Request, e *middleware.Error) {
+			w.Header().Set("X-Reason", middleware.ReasonName(e))
+			middleware.WriteError(w, r, e)
+		}
+	}))
 	signer := tenant.Server().SigningKey()
 	priv := signer.PrivateKey()
 	kid := signer.ID
@@ -131,106 +138,107 @@ func TestHostileTokens(t *testing.T) {
 	}
 	stdHeader := header(std)
 	type tc struct {
-		name  string
-		token string
-		code  string // WWW-Authenticate error: invalid_token unless stated
+		name   string
+		token  string
+		code   string // WWW-Authenticate error: invalid_token unless stated
+		reason error
 	}
 	cases := []tc{
 		// alg none, every spelling, with and without a signature.
-		{"alg none without signature", header(with(map[string]any{"alg": "none"})) + "." + vp + ".", ""},
-		{"alg None without signature", header(with(map[string]any{"alg": "None"})) + "." + vp + ".", ""},
-		{"alg NONE without signature", header(with(map[string]any{"alg": "NONE"})) + "." + vp + ".", ""},
-		{"alg nOnE without signature", header(with(map[string]any{"alg": "nOnE"})) + "." + vp + ".", ""},
-		{"alg none with the real signature", header(with(map[string]any{"alg": "none"})) + "." + vp + "." + vs, ""},
-		{"alg empty", header(with(map[string]any{"alg": ""})) + "." + vp + "." + vs, ""},
-		{"alg missing", header(with(map[string]any{"alg": nil})) + "." + vp + "." + vs, ""},
-		{"alg not a string", header(with(map[string]any{"alg": 256})) + "." + vp + "." + vs, ""},
+		{"alg none without signature", header(with(map[string]any{"alg": "none"})) + "." + vp + ".", "", middleware.ErrUnsupportedAlgorithm},
+		{"alg None without signature", header(with(map[string]any{"alg": "None"})) + "." + vp + ".", "", middleware.ErrUnsupportedAlgorithm},
+		{"alg NONE without signature", header(with(map[string]any{"alg": "NONE"})) + "." + vp + ".", "", middleware.ErrUnsupportedAlgorithm},
+		{"alg nOnE without signature", header(with(map[string]any{"alg": "nOnE"})) + "." + vp + ".", "", middleware.ErrUnsupportedAlgorithm},
+		{"alg none with the real signature", header(with(map[string]any{"alg": "none"})) + "." + vp + "." + vs, "", middleware.ErrUnsupportedAlgorithm},
+		{"alg empty", header(with(map[string]any{"alg": ""})) + "." + vp + "." + vs, "", middleware.ErrUnsupportedAlgorithm},
+		{"alg missing", header(with(map[string]any{"alg": nil})) + "." + vp + "." + vs, "", middleware.ErrUnsupportedAlgorithm},
+		{"alg not a string", header(with(map[string]any{"alg": 256})) + "." + vp + "." + vs, "", middleware.ErrMalformedToken},
 		// HS256 keyed with the public key, in the encodings a verifier might use.
-		{"HS256 with PEM PKIX public key", hs256(hsHeader, vp, pemPKIX), ""},
-		{"HS256 with PEM PKCS1 public key", hs256(hsHeader, vp, pemPKCS1), ""},
-		{"HS256 with DER public key", hs256(hsHeader, vp, pubPKIX), ""},
-		{"HS256 with the JWK JSON", hs256(hsHeader, vp, jwkJSON), ""},
-		{"HS256 with the modulus bytes", hs256(hsHeader, vp, priv.N.Bytes()), ""},
-		{"HS256 with the kid", hs256(hsHeader, vp, []byte(kid)), ""},
+		{"HS256 with PEM PKIX public key", hs256(hsHeader, vp, pemPKIX), "", middleware.ErrUnsupportedAlgorithm},
+		{"HS256 with PEM PKCS1 public key", hs256(hsHeader, vp, pemPKCS1), "", middleware.ErrUnsupportedAlgorithm},
+		{"HS256 with DER public key", hs256(hsHeader, vp, pubPKIX), "", middleware.ErrUnsupportedAlgorithm},
+		{"HS256 with the JWK JSON", hs256(hsHeader, vp, jwkJSON), "", middleware.ErrUnsupportedAlgorithm},
+		{"HS256 with the modulus bytes", hs256(hsHeader, vp, priv.N.Bytes()), "", middleware.ErrUnsupportedAlgorithm},
+		{"HS256 with the kid", hs256(hsHeader, vp, []byte(kid)), "", middleware.ErrUnsupportedAlgorithm},
 		// alg header mismatch with how it was signed.
-		{"header says RS512, signed RS256", rs256(t, priv, header(with(map[string]any{"alg": "RS512"})), vp), ""},
-		{"header says PS256, signed RS256", rs256(t, priv, header(with(map[string]any{"alg": "PS256"})), vp), ""},
-		{"header says ES256", rs256(t, priv, header(with(map[string]any{"alg": "ES256"})), vp), ""},
+		{"header says RS512, signed RS256", rs256(t, priv, header(with(map[string]any{"alg": "RS512"})), vp), "", middleware.ErrUnsupportedAlgorithm},
+		{"header says PS256, signed RS256", rs256(t, priv, header(with(map[string]any{"alg": "PS256"})), vp), "", middleware.ErrUnsupportedAlgorithm},
+		{"header says ES256", rs256(t, priv, header(with(map[string]any{"alg": "ES256"})), vp), "", middleware.ErrUnsupportedAlgorithm},
 		// Signature damage.
-		{"signature flipped", vh + "." + vp + "." + flip(vs), ""},
-		{"signature stripped", vh + "." + vp + ".", ""},
-		{"signature truncated", vh + "." + vp + "." + vs[:len(vs)/2], ""},
-		{"signature of another token", vh + "." + vp + "." + func() string { _, _, s := parts(tenant.AccessToken()); return s }(), ""},
-		{"payload tampered: scope added", vh + "." + payloadWith(t, valid, func(m map[string]any) { m["scp"] = "SecureData.Read Admin" }) + "." + vs, ""},
-		{"payload tampered: roles added", vh + "." + payloadWith(t, valid, func(m map[string]any) { m["roles"] = []string{"Admin"} }) + "." + vs, ""},
-		{"payload tampered: exp extended", vh + "." + payloadWith(t, valid, func(m map[string]any) { m["exp"] = time.Now().Add(24 * time.Hour).Unix() }) + "." + vs, ""},
+		{"signature flipped", vh + "." + vp + "." + flip(vs), "", middleware.ErrInvalidSignature},
+		{"signature stripped", vh + "." + vp + ".", "", middleware.ErrInvalidSignature},
+		{"signature truncated to half its bytes", vh + "." + vp + "." + vs[:172], "", middleware.ErrInvalidSignature},
+		{"signature of another token", vh + "." + vp + "." + func() string { _, _, s := parts(tenant.AccessToken()); return s }(), "", middleware.ErrInvalidSignature},
+		{"payload tampered: scope added", vh + "." + payloadWith(t, valid, func(m map[string]any) { m["scp"] = "SecureData.Read Admin" }) + "." + vs, "", middleware.ErrInvalidSignature},
+		{"payload tampered: roles added", vh + "." + payloadWith(t, valid, func(m map[string]any) { m["roles"] = []string{"Admin"} }) + "." + vs, "", middleware.ErrInvalidSignature},
+		{"payload tampered: exp extended", vh + "." + payloadWith(t, valid, func(m map[string]any) { m["exp"] = time.Now().Add(24 * time.Hour).Unix() }) + "." + vs, "", middleware.ErrInvalidSignature},
 		// Foreign keys.
-		{"foreign key, unknown kid", tenant.AccessToken(entratest.SignedWith(attacker)), ""},
-		{"foreign key, known kid", tenant.AccessToken(entratest.SignedWith(attacker), entratest.Header("kid", kid)), ""},
+		{"foreign key, unknown kid", tenant.AccessToken(entratest.SignedWith(attacker)), "", middleware.ErrUnknownSigningKey},
+		{"foreign key, known kid", tenant.AccessToken(entratest.SignedWith(attacker), entratest.Header("kid", kid)), "", middleware.ErrInvalidSignature},
 		// Key-locating headers: never used, never fetched.
-		{"jwk header with the attacker's key and known kid", rs256(t, attacker.PrivateKey(), header(with(map[string]any{"jwk": attackerJWK})), vp), ""},
-		{"jwk header with the attacker's key, no kid", rs256(t, attacker.PrivateKey(), header(with(map[string]any{"jwk": attackerJWK, "kid": nil})), vp), ""},
-		{"jku header pointing elsewhere", rs256(t, attacker.PrivateKey(), header(with(map[string]any{"jku": lure.URL + "/jwks"})), vp), ""},
-		{"jku header with unknown kid", rs256(t, attacker.PrivateKey(), header(with(map[string]any{"jku": lure.URL + "/jwks", "kid": "lure"})), vp), ""},
-		{"x5u header pointing elsewhere", rs256(t, attacker.PrivateKey(), header(with(map[string]any{"x5u": lure.URL + "/cert.pem", "kid": "lure2"})), vp), ""},
-		{"x5c header with the attacker's certificate", rs256(t, attacker.PrivateKey(), header(with(map[string]any{"x5c": []string{base64.StdEncoding.EncodeToString(attacker.Certificate())}})), vp), ""},
+		{"jwk header with the attacker's key and known kid", rs256(t, attacker.PrivateKey(), header(with(map[string]any{"jwk": attackerJWK})), vp), "", middleware.ErrInvalidSignature},
+		{"jwk header with the attacker's key, no kid", rs256(t, attacker.PrivateKey(), header(with(map[string]any{"jwk": attackerJWK, "kid": nil})), vp), "", middleware.ErrMissingKeyID},
+		{"jku header pointing elsewhere", rs256(t, attacker.PrivateKey(), header(with(map[string]any{"jku": lure.URL + "/jwks"})), vp), "", middleware.ErrInvalidSignature},
+		{"jku header with unknown kid", rs256(t, attacker.PrivateKey(), header(with(map[string]any{"jku": lure.URL + "/jwks", "kid": "lure"})), vp), "", middleware.ErrUnknownSigningKey},
+		{"x5u header pointing elsewhere", rs256(t, attacker.PrivateKey(), header(with(map[string]any{"x5u": lure.URL + "/cert.pem", "kid": "lure2"})), vp), "", middleware.ErrUnknownSigningKey},
+		{"x5c header with the attacker's certificate", rs256(t, attacker.PrivateKey(), header(with(map[string]any{"x5c": []string{base64.StdEncoding.EncodeToString(attacker.Certificate())}})), vp), "", middleware.ErrInvalidSignature},
 		// kid games.
-		{"kid path traversal", rs256(t, attacker.PrivateKey(), header(with(map[string]any{"kid": "../../../../dev/null"})), vp), ""},
-		{"kid SQL injection", rs256(t, attacker.PrivateKey(), header(with(map[string]any{"kid": "x' OR '1'='1"})), vp), ""},
-		{"kid with NUL and newline", rs256(t, attacker.PrivateKey(), header(with(map[string]any{"kid": "a\x00b\nc"})), vp), ""},
-		{"kid 10 KiB long", rs256(t, attacker.PrivateKey(), header(with(map[string]any{"kid": strings.Repeat("k", 10<<10)})), vp), ""},
-		{"kid a number", rs256(t, priv, header(with(map[string]any{"kid": 1})), vp), ""},
-		{"kid an object", rs256(t, priv, header(with(map[string]any{"kid": map[string]any{"a": kid}})), vp), ""},
-		{"kid empty", rs256(t, priv, header(with(map[string]any{"kid": ""})), vp), ""},
+		{"kid path traversal", rs256(t, attacker.PrivateKey(), header(with(map[string]any{"kid": "../../../../dev/null"})), vp), "", middleware.ErrUnknownSigningKey},
+		{"kid SQL injection", rs256(t, attacker.PrivateKey(), header(with(map[string]any{"kid": "x' OR '1'='1"})), vp), "", middleware.ErrUnknownSigningKey},
+		{"kid with NUL and newline", rs256(t, attacker.PrivateKey(), header(with(map[string]any{"kid": "a\x00b\nc"})), vp), "", middleware.ErrUnknownSigningKey},
+		{"kid 10 KiB long", rs256(t, attacker.PrivateKey(), header(with(map[string]any{"kid": strings.Repeat("k", 10<<10)})), vp), "", middleware.ErrMalformedToken},
+		{"kid a number", rs256(t, priv, header(with(map[string]any{"kid": 1})), vp), "", middleware.ErrMalformedToken},
+		{"kid an object", rs256(t, priv, header(with(map[string]any{"kid": map[string]any{"a": kid}})), vp), "", middleware.ErrMalformedToken},
+		{"kid empty", rs256(t, priv, header(with(map[string]any{"kid": ""})), vp), "", middleware.ErrMissingKeyID},
 		// crit, even correctly signed.
-		{"crit header", rs256(t, priv, header(with(map[string]any{"crit": []string{"b64"}, "b64": false})), vp), ""},
-		{"duplicate alg in the header, correctly signed", rs256(t, priv, b64.EncodeToString([]byte(`{"alg":"none","alg":"RS256","kid":"`+kid+`"}`)), vp), ""},
-		{"duplicate kid in the header, correctly signed", rs256(t, priv, b64.EncodeToString([]byte(`{"alg":"RS256","kid":"x","kid":"`+kid+`"}`)), vp), ""},
-		{"kid and KID in the header, correctly signed", rs256(t, priv, b64.EncodeToString([]byte(`{"alg":"RS256","KID":"x","kid":"`+kid+`"}`)), vp), ""},
-		{"alg and ALG in the header, correctly signed", rs256(t, priv, b64.EncodeToString([]byte(`{"ALG":"none","alg":"RS256","kid":"`+kid+`"}`)), vp), ""},
+		{"crit header", rs256(t, priv, header(with(map[string]any{"crit": []string{"b64"}, "b64": false})), vp), "", middleware.ErrCriticalHeader},
+		{"duplicate alg in the header, correctly signed", rs256(t, priv, b64.EncodeToString([]byte(`{"alg":"none","alg":"RS256","kid":"`+kid+`"}`)), vp), "", middleware.ErrMalformedToken},
+		{"duplicate kid in the header, correctly signed", rs256(t, priv, b64.EncodeToString([]byte(`{"alg":"RS256","kid":"x","kid":"`+kid+`"}`)), vp), "", middleware.ErrMalformedToken},
+		{"kid and KID in the header, correctly signed", rs256(t, priv, b64.EncodeToString([]byte(`{"alg":"RS256","KID":"x","kid":"`+kid+`"}`)), vp), "", middleware.ErrMalformedToken},
+		{"alg and ALG in the header, correctly signed", rs256(t, priv, b64.EncodeToString([]byte(`{"ALG":"none","alg":"RS256","kid":"`+kid+`"}`)), vp), "", middleware.ErrMalformedToken},
 		// Structure.
-		{"one segment", vh, ""},
-		{"two segments", vh + "." + vp, ""},
-		{"four segments", valid + ".x", ""},
-		{"five segments (JWE shape)", vh + "." + vp + "." + vs + ".a.b", ""},
-		{"empty segments", "..", ""},
-		{"bad base64 in header", "!!!." + vp + "." + vs, ""},
-		{"bad base64 in payload", vh + ".!!!." + vs, ""},
-		{"bad base64 in signature", vh + "." + vp + ".!!!", ""},
-		{"standard base64 alphabet", strings.NewReplacer("-", "+", "_", "/").Replace(valid), ""},
-		{"padded base64 header", padded(`{"alg":"RS256","kid":"`+kid+`","typ":"JWT"}`) + "." + vp + "." + vs, ""},
-		{"header not JSON", rs256(t, priv, b64.EncodeToString([]byte("alg=RS256")), vp), ""},
-		{"header a JSON array", rs256(t, priv, b64.EncodeToString([]byte(`["RS256"]`)), vp), ""},
-		{"header with trailing data", rs256(t, priv, b64.EncodeToString([]byte(`{"alg":"RS256","kid":"`+kid+`"}{}`)), vp), ""},
-		{"payload not JSON", rs256(t, priv, stdHeader, b64.EncodeToString([]byte("hello"))), ""},
-		{"payload a JSON array", rs256(t, priv, stdHeader, b64.EncodeToString([]byte(`[1,2]`))), ""},
-		{"payload a number", rs256(t, priv, stdHeader, b64.EncodeToString([]byte(`12`))), ""},
-		{"payload null", rs256(t, priv, stdHeader, b64.EncodeToString([]byte(`null`))), ""},
-		{"payload empty object", rs256(t, priv, stdHeader, b64.EncodeToString([]byte(`{}`))), ""},
+		{"one segment", vh, "", middleware.ErrMalformedToken},
+		{"two segments", vh + "." + vp, "", middleware.ErrMalformedToken},
+		{"four segments", valid + ".x", "", middleware.ErrMalformedToken},
+		{"five segments (JWE shape)", vh + "." + vp + "." + vs + ".a.b", "", middleware.ErrMalformedToken},
+		{"empty segments", "..", "", middleware.ErrMalformedToken},
+		{"bad base64 in header", "!!!." + vp + "." + vs, "", middleware.ErrMalformedToken},
+		{"bad base64 in payload", vh + ".!!!." + vs, "", middleware.ErrMalformedToken},
+		{"bad base64 in signature", vh + "." + vp + ".!!!", "", middleware.ErrMalformedToken},
+		{"standard base64 alphabet", strings.NewReplacer("-", "+", "_", "/").Replace(valid), "", middleware.ErrMalformedToken},
+		{"padded base64 header", padded(`{"alg":"RS256","kid":"`+kid+`","typ":"JWT"}`) + "." + vp + "." + vs, "", middleware.ErrMalformedToken},
+		{"header not JSON", rs256(t, priv, b64.EncodeToString([]byte("alg=RS256")), vp), "", middleware.ErrMalformedToken},
+		{"header a JSON array", rs256(t, priv, b64.EncodeToString([]byte(`["RS256"]`)), vp), "", middleware.ErrMalformedToken},
+		{"header with trailing data", rs256(t, priv, b64.EncodeToString([]byte(`{"alg":"RS256","kid":"`+kid+`"}{}`)), vp), "", middleware.ErrMalformedToken},
+		{"payload not JSON", rs256(t, priv, stdHeader, b64.EncodeToString([]byte("hello"))), "", middleware.ErrMalformedToken},
+		{"payload a JSON array", rs256(t, priv, stdHeader, b64.EncodeToString([]byte(`[1,2]`))), "", middleware.ErrMalformedToken},
+		{"payload a number", rs256(t, priv, stdHeader, b64.EncodeToString([]byte(`12`))), "", middleware.ErrMalformedToken},
+		{"payload null", rs256(t, priv, stdHeader, b64.EncodeToString([]byte(`null`))), "", middleware.ErrMalformedToken},
+		{"payload empty object", rs256(t, priv, stdHeader, b64.EncodeToString([]byte(`{}`))), "", middleware.ErrMalformedToken},
 		// NumericDate and aud shapes, correctly signed.
-		{"exp as a string", tenant.AccessToken(entratest.Claim("exp", "4102444800")), ""},
-		{"exp as a float", tenant.AccessToken(entratest.Claim("exp", float64(time.Now().Add(time.Hour).Unix())+0.5)), ""},
-		{"exp huge", tenant.AccessToken(entratest.Claim("exp", json.Number("1"+strings.Repeat("0", 30)))), ""},
-		{"exp in exponent form", tenant.AccessToken(entratest.Claim("exp", json.Number("4.1e9"))), ""},
-		{"exp negative", tenant.AccessToken(entratest.Claim("exp", -1)), ""},
-		{"exp null", tenant.AccessToken(entratest.Claim("exp", nil)), ""},
-		{"nbf as a string", tenant.AccessToken(entratest.Claim("nbf", "0")), ""},
-		{"iat as a string", tenant.AccessToken(entratest.Claim("iat", "0")), ""},
-		{"aud empty array", tenant.AccessToken(entratest.Audience([]string{})), ""},
-		{"aud array without the API", tenant.AccessToken(entratest.Audience([]string{"a", "b"})), ""},
-		{"aud as a number", tenant.AccessToken(entratest.Audience(42)), ""},
-		{"aud as an object", tenant.AccessToken(entratest.Audience(map[string]string{"aud": tenant.ClientID})), ""},
-		{"aud with different case", tenant.AccessToken(entratest.Audience(strings.ToUpper(tenant.ClientID))), ""},
-		{"scp as an array", tenant.AccessToken(entratest.Claim("scp", []string{"SecureData.Read"})), ""},
-		{"roles as a string", tenant.AppToken(entratest.Claim("roles", "Admin")), ""},
-		{"aud of another API, AUD of this one", rs256(t, priv, stdHeader, payloadWith(t, valid, func(m map[string]any) { m["aud"] = "other"; m["AUD"] = tenant.ClientID })), ""},
-		{"scp missing, SCP present", rs256(t, priv, stdHeader, payloadWith(t, valid, func(m map[string]any) { delete(m, "scp"); m["SCP"] = "SecureData.Read" })), ""},
-		{"tid of another tenant", tenant.AccessToken(entratest.Claim("tid", entratest.NewGUID())), ""},
-		{"tid and TID, correctly signed", tenant.AccessToken(entratest.Claim("TID", entratest.NewGUID())), ""},
-		{"roles and Roles, correctly signed", tenant.AppToken(entratest.Roles("R"), entratest.Claim("Roles", []string{"Admin"})), ""},
+		{"exp as a string", tenant.AccessToken(entratest.Claim("exp", "4102444800")), "", middleware.ErrMalformedToken},
+		{"exp as a float", tenant.AccessToken(entratest.Claim("exp", float64(time.Now().Add(time.Hour).Unix())+0.5)), "", middleware.ErrMalformedToken},
+		{"exp huge", tenant.AccessToken(entratest.Claim("exp", json.Number("1"+strings.Repeat("0", 30)))), "", middleware.ErrMalformedToken},
+		{"exp in exponent form", tenant.AccessToken(entratest.Claim("exp", json.Number("4.1e9"))), "", middleware.ErrMalformedToken},
+		{"exp negative", tenant.AccessToken(entratest.Claim("exp", -1)), "", middleware.ErrMalformedToken},
+		{"exp null", tenant.AccessToken(entratest.Claim("exp", nil)), "", middleware.ErrMalformedToken},
+		{"nbf as a string", tenant.AccessToken(entratest.Claim("nbf", "0")), "", middleware.ErrMalformedToken},
+		{"iat as a string", tenant.AccessToken(entratest.Claim("iat", "0")), "", middleware.ErrMalformedToken},
+		{"aud empty array", tenant.AccessToken(entratest.Audience([]string{})), "", middleware.ErrInvalidAudience},
+		{"aud array without the API", tenant.AccessToken(entratest.Audience([]string{"a", "b"})), "", middleware.ErrInvalidAudience},
+		{"aud as a number", tenant.AccessToken(entratest.Audience(42)), "", middleware.ErrMalformedToken},
+		{"aud as an object", tenant.AccessToken(entratest.Audience(map[string]string{"aud": tenant.ClientID})), "", middleware.ErrMalformedToken},
+		{"aud with different case", tenant.AccessToken(entratest.Audience(strings.ToUpper(tenant.ClientID))), "", middleware.ErrInvalidAudience},
+		{"scp as an array", tenant.AccessToken(entratest.Claim("scp", []string{"SecureData.Read"})), "", middleware.ErrMalformedToken},
+		{"roles as a string", tenant.AppToken(entratest.Claim("roles", "Admin")), "", middleware.ErrMalformedToken},
+		{"aud of another API, AUD of this one", rs256(t, priv, stdHeader, payloadWith(t, valid, func(m map[string]any) { m["aud"] = "other"; m["AUD"] = tenant.ClientID })), "", middleware.ErrMalformedToken},
+		{"scp missing, SCP present", rs256(t, priv, stdHeader, payloadWith(t, valid, func(m map[string]any) { delete(m, "scp"); m["SCP"] = "SecureData.Read" })), "", middleware.ErrNotAccessToken},
+		{"tid of another tenant", tenant.AccessToken(entratest.Claim("tid", entratest.NewGUID())), "", middleware.ErrInvalidIssuer},
+		{"tid and TID, correctly signed", tenant.AccessToken(entratest.Claim("TID", entratest.NewGUID())), "", middleware.ErrMalformedToken},
+		{"roles and Roles, correctly signed", tenant.AppToken(entratest.Roles("R"), entratest.Claim("Roles", []string{"Admin"})), "", middleware.ErrMalformedToken},
 		// Size.
-		{"huge token", rs256(t, priv, stdHeader, payloadWith(t, valid, func(m map[string]any) { m["pad"] = strings.Repeat("A", 64<<10) })), ""},
-		{"ID token", tenant.IDToken(), ""},
+		{"huge token", rs256(t, priv, stdHeader, payloadWith(t, valid, func(m map[string]any) { m["pad"] = strings.Repeat("A", 64<<10) })), "", middleware.ErrTokenTooLarge},
+		{"ID token", tenant.IDToken(), "", middleware.ErrIDToken},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -249,6 +257,9 @@ func TestHostileTokens(t *testing.T) {
 			}
 			if p := challengeParams(t, r.challenge); p["error"] != code {
 				t.Errorf("challenge %q, want error %q", r.challenge, code)
+			}
+			if got, want := r.header.Get("X-Reason"), middleware.ReasonName(c.reason); got != want || c.reason == nil {
+				t.Errorf("refused for %s, want %s", got, want)
 			}
 		})
 	}

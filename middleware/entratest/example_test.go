@@ -87,3 +87,45 @@ func ExampleServer_SetFault() {
 	// provider back: true
 	// new key accepted: true
 }
+
+// Testing a multi-tenant API: tenants of one server share its keys and the
+// API's client ID, the server answers common and organizations too, and
+// the API's authority is EntraMultiTenant on the server's URL.
+func ExampleServer_multiTenant() {
+	srv := entratest.NewServer()
+	defer srv.Close()
+	apiID := entratest.NewGUID()
+	customer := srv.NewTenant(entratest.WithClientID(apiID))
+	stranger := srv.NewTenant(entratest.WithClientID(apiID))
+
+	auth, err := middleware.New(context.Background(), middleware.Config{
+		ClientID: apiID,
+		Authorities: []middleware.Authority{
+			middleware.EntraMultiTenant(middleware.Organizations, middleware.TenantAdmission{
+				AllowedTenantIDs: []string{customer.ID},
+			}).WithHost(srv.URL), // in production: no WithHost, Entra's own host
+		},
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer auth.Close()
+
+	for name, token := range map[string]string{
+		"customer, v2":   customer.AccessToken(),
+		"customer, v1":   customer.AccessToken(entratest.V1()),
+		"stranger":       stranger.AccessToken(),
+		"customer's tid": stranger.AccessToken(entratest.Claim("tid", customer.ID)),
+	} {
+		verdict := "accepted"
+		if _, err := auth.Validate(context.Background(), token); err != nil {
+			verdict = middleware.ReasonName(err)
+		}
+		fmt.Printf("%s: %s\n", name, verdict)
+	}
+	// Unordered output:
+	// customer, v2: accepted
+	// customer, v1: accepted
+	// stranger: tenant_not_allowed
+	// customer's tid: invalid_issuer
+}

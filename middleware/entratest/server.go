@@ -92,8 +92,10 @@ func (f Fault) String() string {
 // common and organizations authorities, shaped like Microsoft's. Like
 // Entra, it signs for all its tenants with the same published keys.
 type Server struct {
-	// URL is the authority host, e.g. http://127.0.0.1:53211. Use it as
-	// middleware.Config.AuthorityHost.
+	// URL is the authority host, e.g. http://127.0.0.1:53211: the host of
+	// the API's authorities, as in middleware.EntraTenant(t.ID).WithHost(URL)
+	// or middleware.EntraMultiTenant(...).WithHost(URL), which is what
+	// Tenant.Authority and Tenant.Config return.
 	URL string
 
 	srv     *httptest.Server

@@ -10,7 +10,7 @@ import (
 	"github.com/entragate/entragate/middleware/entratest"
 )
 
-// Entra's per-key issuer rule (source.go, keyMaySign): Entra states which
+// Entra's per-key issuer rule (signingkey.go, keyMaySign): Entra states which
 // issuer a key may sign for only in its v2.0 key sets, and the rule binds
 // v1.0 tokens too, whatever TokenVersions says and whichever key set
 // states it.
