@@ -82,10 +82,17 @@ func (w *wireClaims) set(name, v []byte) error {
 			return nil
 		}
 	}
+	if err == nil {
+		return nil
+	}
+	return claimError(name, err)
+}
+
+// claimError is the *ParseError for claim name's err. Apart from set, so
+// that the error's target does not make every claim cost an allocation.
+func claimError(name []byte, err error) error {
 	var pe *ParseError
 	switch {
-	case err == nil:
-		return nil
 	case errors.As(err, &pe):
 		return pe
 	case errors.Is(err, errWrongType):
