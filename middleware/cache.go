@@ -276,7 +276,7 @@ func (a *Authenticator) stillVerified(ent *cacheEntry) bool {
 	cur := ent.src.state.Load()
 	pub, err := cur.publicKey(context.Background(), ent.kid)
 	return err == nil && pub.Equal(ent.pub) &&
-		ent.src.keyMaySign(nil, cur, ent.kid, ent.claims.Issuer, tenantOf(cur, ent.claims)) == nil &&
+		ent.src.keyMaySign(context.Background(), cur, ent.kid, ent.claims.Issuer, tenantOf(cur, ent.claims), false) == nil &&
 		slices.Contains(a.p.router.index.Load().lookup(ent.claims.Issuer, ent.claims.TenantID), ent.src)
 }
 

@@ -41,7 +41,7 @@ func (src *source) verificationKey(ctx context.Context, st *sourceState, kid, is
 	case err != nil:
 		return nil, nil, newError(ErrUnknownSigningKey, "", err)
 	}
-	if e := src.keyMaySign(ctx, st, kid, iss, tid); e != nil {
+	if e := src.keyMaySign(ctx, st, kid, iss, tid, true); e != nil {
 		return nil, nil, e
 	}
 	return pub, st, nil
@@ -66,11 +66,11 @@ func (st *sourceState) publicKey(ctx context.Context, kid string) (*rsa.PublicKe
 var errIssuersUnknown = errors.New("the issuers of the signing keys are not known yet")
 
 // keyMaySign applies Entra's per-key issuer rule to key kid of state st for
-// a token of issuer iss and tenant tid. With ctx set, it waits for (or
-// answers 503 while it cannot load) the document that names the key's
-// issuer; without, a document not loaded yet is errIssuersUnknown.
-func (src *source) keyMaySign(ctx context.Context, st *sourceState, kid, iss, tid string) *Error {
-	keyIss, e := src.statedIssuer(ctx, st, kid)
+// a token of issuer iss and tenant tid. With wait, it waits for (or answers
+// 503 while it cannot load) the document that names the key's issuer;
+// without, a document not loaded yet is errIssuersUnknown.
+func (src *source) keyMaySign(ctx context.Context, st *sourceState, kid, iss, tid string, wait bool) *Error {
+	keyIss, e := src.statedIssuer(ctx, st, kid, wait)
 	if e != nil {
 		return e
 	}
@@ -84,7 +84,7 @@ func (src *source) keyMaySign(ctx context.Context, st *sourceState, kid, iss, ti
 // or else in the authority's v2.0 key set, which is where Entra states it
 // (its v1.0 key sets name none). "" means no issuer is stated: any issuer
 // of the authority may use the key.
-func (src *source) statedIssuer(ctx context.Context, st *sourceState, kid string) (string, *Error) {
+func (src *source) statedIssuer(ctx context.Context, st *sourceState, kid string, wait bool) (string, *Error) {
 	if iss := st.keyIssuers[kid]; iss != "" {
 		return iss, nil
 	}
@@ -94,7 +94,7 @@ func (src *source) statedIssuer(ctx context.Context, st *sourceState, kid string
 		}
 		other := sibling.state.Load()
 		if other == nil {
-			if ctx == nil {
+			if !wait {
 				return "", newError(ErrKeysUnavailable, "", errIssuersUnknown)
 			}
 			var err error

@@ -40,6 +40,9 @@ type Setup struct {
 	Tenant *entratest.Tenant // nil when configured for a real tenant
 	Addr   string
 	Logger *slog.Logger
+	// MoreHelp, when set, prints more offline curl lines after the usual
+	// ones, for a sample's routes of its own.
+	MoreHelp func(w io.Writer, t *entratest.Tenant, base string)
 }
 
 // Close stops the fake tenant, if any.
@@ -162,6 +165,9 @@ func (s *Setup) Serve(name string, auth *middleware.Authenticator, handler http.
 		base := BaseURL(addr)
 		if s.Tenant != nil {
 			PrintOfflineHelp(os.Stdout, s.Tenant, base)
+			if s.MoreHelp != nil {
+				s.MoreHelp(os.Stdout, s.Tenant, base)
+			}
 		}
 		s.Logger.Info(name+" listening", "url", base, "keys_ready", auth.Ready())
 	})
