@@ -2,6 +2,8 @@ package middleware
 
 import (
 	"context"
+	"errors"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -120,6 +122,52 @@ func (a *Authenticator) Validate(ctx context.Context, rawToken string) (*claims.
 // rule's *Error (403 insufficient_scope with the scopes that would do).
 func (a *Authenticator) Authorize(ctx context.Context, rawToken string, rule Rule) (*claims.Claims, error) {
 	return a.check(ctx, rawToken, &rule)
+}
+
+// AuthorizeHeader is Authorize for a request's Authorization header
+// values, as a transport carries them (gRPC's authorization metadata, a
+// gateway's forwarded header), returning ctx with the request's own copy
+// of the claims, for claims.FromContext, as RequireAuth does. The Bearer
+// scheme is read the way RequireAuth reads it, case-insensitively; no
+// value is ErrMissingToken, as is another scheme; several values, an
+// empty token or several tokens in one value are ErrMalformedRequest.
+func (a *Authenticator) AuthorizeHeader(ctx context.Context, authorization []string, rule Rule) (context.Context, error) {
+	d := decision{token: "access"}
+	observed := a.s.observer.Decision != nil
+	if observed {
+		d.start = time.Now()
+	}
+	raw, e := bearerToken(authorization)
+	var c *claims.Claims
+	if e == nil {
+		if c, e = a.validate(ctx, raw, true, &d); e == nil {
+			e = rule.apply(ctx, c)
+		}
+	}
+	if observed {
+		a.report(ctx, &d, e, time.Now())
+	}
+	if e != nil {
+		return nil, e
+	}
+	return claims.NewContext(ctx, c), nil
+}
+
+// Challenge is the WWW-Authenticate value the HTTP side sends with err (an
+// *Error from Validate, Authorize or AuthorizeHeader), in this API's realm:
+// for a transport that passes it on, as gRPC metadata or a gateway's
+// response header. It is "" for an answer without one (503) and for an
+// error that is no *Error.
+func (a *Authenticator) Challenge(err error) string {
+	var e *Error
+	if !errors.As(err, &e) {
+		return ""
+	}
+	switch e.Status {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusBadRequest:
+		return challenge(e, a.s.realm)
+	}
+	return ""
 }
 
 func (a *Authenticator) check(ctx context.Context, raw string, rule *Rule) (*claims.Claims, error) {

@@ -29,7 +29,7 @@ func (a *Authenticator) RequireAuth(next http.Handler) http.Handler {
 		if observed {
 			d.start = time.Now()
 		}
-		raw, e := bearerToken(r)
+		raw, e := bearerToken(r.Header["Authorization"]) // the canonical key: Values would canonicalise it again
 		var c *claims.Claims
 		if e == nil {
 			c, e = a.validate(ctx, raw, true, &d)
@@ -97,8 +97,7 @@ func stateFrom(r *http.Request) *authContext {
 // case-insensitive (RFC 7235 §2.1).
 // A token holding a space, tab or comma is refused later, by
 // checkOneToken, once the cache has been asked: a cached token holds none.
-func bearerToken(r *http.Request) (string, *Error) {
-	values := r.Header["Authorization"] // the canonical key: Values would canonicalise it again
+func bearerToken(values []string) (string, *Error) {
 	switch len(values) {
 	case 0:
 		return "", newError(ErrMissingToken, "this API requires a bearer token", nil)

@@ -15,7 +15,8 @@ import (
 // the same values and get the same *Error (403 insufficient_scope, with
 // the scopes that would satisfy it) when a token lacks what a rule needs.
 //
-// Build rules with AnyScope, AllScopes, AnyRole, AllRoles or ScopeOrRole.
+// Build rules with Authenticated, AnyScope, AllScopes, AnyRole, AllRoles or
+// ScopeOrRole.
 // Names match exactly and case-sensitively, like Entra's scope and role
 // values; the names given are copied. A constructor panics when given no
 // name, an empty name or one with a space, quote or backslash, or a full
@@ -50,6 +51,13 @@ func (r Rule) String() string {
 		return "no token (zero Rule)"
 	}
 	return r.desc
+}
+
+// Authenticated passes every token the Authenticator accepts: the API's
+// own rules (APIConfig.Scopes and Roles, guests) and nothing more, as
+// RequireAuth without a guard.
+func Authenticated() Rule {
+	return Rule{desc: "any token this API accepts", check: func(context.Context, *claims.Claims) *Error { return nil }}
 }
 
 // AnyScope passes a token with at least one of the delegated scopes (scp).

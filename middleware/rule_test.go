@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"testing"
 
@@ -39,6 +40,8 @@ func TestRules(t *testing.T) {
 		{"scope or role, neither", middleware.ScopeOrRole([]string{"Other"}, []string{"Other.All"}), daemon, false, []string{"Other"}},
 		{"roles only", middleware.ScopeOrRole(nil, []string{"Approver"}), user, true, nil},
 		{"zero rule", middleware.Rule{}, user, false, nil},
+		{"authenticated, a user", middleware.Authenticated(), user, true, nil},
+		{"authenticated, a daemon", middleware.Authenticated(), daemon, true, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -132,5 +135,55 @@ func TestAuthorize(t *testing.T) {
 	}
 	if _, err := a.Authorize(t.Context(), tenant.AccessToken(), middleware.Rule{}); !errors.Is(err, middleware.ErrInsufficientScope) {
 		t.Errorf("the zero Rule: %v, want every token refused", err)
+	}
+}
+
+// AuthorizeHeader reads Authorization values as RequireAuth does, and
+// Challenge is the header RequireAuth sends for the same refusal.
+func TestAuthorizeHeaderAnswersAsRequireAuth(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	a := newAuth(t, tenant, func(c *middleware.Config) { c.Realm = "orders" })
+	rule := middleware.AnyScope("Orders.Read")
+	srv := httptest.NewServer(a.RequireAuth(middleware.Require(rule)(echoClaims)))
+	t.Cleanup(srv.Close)
+	good := tenant.AccessToken(entratest.Scopes("Orders.Read"))
+	tests := []struct {
+		name   string
+		values []string
+		want   error
+	}{
+		{"the token", []string{"Bearer " + good}, nil},
+		{"scheme in another case", []string{"bEARER " + good}, nil},
+		{"no value", nil, middleware.ErrMissingToken},
+		{"another scheme", []string{"Basic dXNlcjpwYXNz"}, middleware.ErrMissingToken},
+		{"an empty value", []string{""}, middleware.ErrMissingToken},
+		{"two values", []string{"Bearer " + good, "Bearer " + good}, middleware.ErrMalformedRequest},
+		{"two tokens in one value", []string{"Bearer " + good + " " + good}, middleware.ErrMalformedRequest},
+		{"no token after the scheme", []string{"Bearer "}, middleware.ErrMalformedRequest},
+		{"expired", []string{"Bearer " + tenant.AccessToken(entratest.Scopes("Orders.Read"), entratest.Expired())}, middleware.ErrTokenExpired},
+		{"without the scope", []string{"Bearer " + tenant.AccessToken(entratest.Scopes("Other"))}, middleware.ErrInsufficientScope},
+	}
+	for _, tc := range tests {
+		ctx, err := a.AuthorizeHeader(t.Context(), tc.values, rule)
+		if err == nil {
+			if c, ok := claims.FromContext(ctx); !ok || c.ObjectID != tenant.User.ObjectID {
+				t.Errorf("%s: the context carries claims %v", tc.name, c)
+			}
+		}
+		if !errors.Is(err, tc.want) || (err == nil) != (tc.want == nil) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+			continue
+		}
+		httpAnswer := get(t, srv.URL, tc.values...)
+		var e *middleware.Error
+		if errors.As(err, &e) && httpAnswer.status != e.Status {
+			t.Errorf("%s: status %d over HTTP, %d from AuthorizeHeader", tc.name, httpAnswer.status, e.Status)
+		}
+		if got := a.Challenge(err); got != httpAnswer.challenge {
+			t.Errorf("%s: Challenge %q, RequireAuth sends %q", tc.name, got, httpAnswer.challenge)
+		}
+	}
+	if got := a.Challenge(errors.New("other")); got != "" {
+		t.Errorf("Challenge of a foreign error: %q", got)
 	}
 }

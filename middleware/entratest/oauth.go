@@ -170,6 +170,7 @@ type oauthState struct {
 	consents  map[string]map[string]bool // tenant|user|client -> scope keys
 	graph     map[string]graphToken      // Graph tokens issued
 	now       func() time.Time           // when codes, refresh tokens and Graph tokens expire
+	lifetime  time.Duration              // of the access tokens the token endpoint issues; 0: DefaultLifetime
 }
 
 // SetClock sets the clock the OAuth endpoints judge expiry by (codes,
@@ -179,6 +180,25 @@ func (s *Server) SetClock(now func() time.Time) {
 	s.oauth.mu.Lock()
 	defer s.oauth.mu.Unlock()
 	s.oauth.now = now
+}
+
+// SetTokenLifetime sets the lifetime of the access tokens the token
+// endpoint issues (and the expires_in it answers), so that a client's
+// renewal before expiry can be tested. Default DefaultLifetime; zero
+// restores it.
+func (s *Server) SetTokenLifetime(d time.Duration) {
+	s.oauth.mu.Lock()
+	defer s.oauth.mu.Unlock()
+	s.oauth.lifetime = d
+}
+
+func (s *Server) tokenLifetime() time.Duration {
+	s.oauth.mu.Lock()
+	defer s.oauth.mu.Unlock()
+	if s.oauth.lifetime > 0 {
+		return s.oauth.lifetime
+	}
+	return DefaultLifetime
 }
 
 func (o *oauthState) clock() time.Time {

@@ -176,8 +176,9 @@ func (s *Server) userTokens(w http.ResponseWriter, r *http.Request, g grant, sco
 		names = append(names, sc.name)
 	}
 	var access string
-	expires := s.oauth.clock().Add(DefaultLifetime)
-	opts := []TokenOption{ForUser(g.user), ClientApp(g.app.ClientID), Claim("azpacr", "1"), Claim("sid", g.sid)}
+	life := s.tokenLifetime()
+	expires := s.oauth.clock().Add(life)
+	opts := []TokenOption{ForUser(g.user), ClientApp(g.app.ClientID), Claim("azpacr", "1"), Claim("sid", g.sid), Lifetime(life)}
 	if resource == "api" {
 		access = t.AccessToken(append(opts, Scopes(names...))...)
 	} else {
@@ -190,7 +191,7 @@ func (s *Server) userTokens(w http.ResponseWriter, r *http.Request, g grant, sco
 		s.oauth.mu.Unlock()
 	}
 	body := map[string]any{
-		"token_type": "Bearer", "expires_in": int(DefaultLifetime / time.Second), "ext_expires_in": int(DefaultLifetime / time.Second),
+		"token_type": "Bearer", "expires_in": int(life / time.Second), "ext_expires_in": int(life / time.Second),
 		"access_token": access, "scope": fullScopes(t, granted, scopes),
 	}
 	if hasScope(scopes, "openid") {
@@ -224,7 +225,8 @@ func (s *Server) appToken(w http.ResponseWriter, t *Tenant, app *App, asked []sc
 		writeJSON(w, http.StatusBadRequest, aadError("invalid_scope", "AADSTS1002012: The provided value for scope "+raw+" is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."))
 		return
 	}
-	opts := []TokenOption{ClientApp(app.ClientID), Claim("oid", app.ObjectID), Claim("sub", app.ObjectID)}
+	life := s.tokenLifetime()
+	opts := []TokenOption{ClientApp(app.ClientID), Claim("oid", app.ObjectID), Claim("sub", app.ObjectID), Lifetime(life)}
 	if scopes[0].resource == "graph" {
 		opts = append(opts, Audience(GraphAppID), Header("nonce", opaque(32)))
 	} else if len(app.Roles) > 0 {
@@ -232,7 +234,7 @@ func (s *Server) appToken(w http.ResponseWriter, t *Tenant, app *App, asked []sc
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, map[string]any{
-		"token_type": "Bearer", "expires_in": int(DefaultLifetime / time.Second), "ext_expires_in": int(DefaultLifetime / time.Second),
+		"token_type": "Bearer", "expires_in": int(life / time.Second), "ext_expires_in": int(life / time.Second),
 		"access_token": t.AppToken(opts...),
 	})
 }
