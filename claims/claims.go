@@ -94,8 +94,11 @@ type Claims struct {
 	Roles []string `json:"roles,omitempty"`
 	// Groups are group object IDs (groups), when the API asks for them.
 	Groups []string `json:"groups,omitempty"`
-	// GroupOverage is true when the user is in too many groups for the token
-	// to list: groups is then absent and must be read from Microsoft Graph.
+	// GroupOverage is true when the user is in too many groups for the
+	// token to list them (Entra's overage: _claim_names names a source for
+	// groups, or hasgroups is true): Groups is then empty, and the groups
+	// must be read from Microsoft Graph. It tells "too many to list" from
+	// "no groups", which an empty Groups alone does not.
 	GroupOverage bool `json:"group_overage,omitempty"`
 	// DirectoryRoles are the wids claim: tenant-wide role template IDs.
 	DirectoryRoles []string `json:"wids,omitempty"`
@@ -108,8 +111,12 @@ type Claims struct {
 	// TokenID is the uti claim, Entra's unique token identifier.
 	TokenID string `json:"uti,omitempty"`
 	// ClientCapabilities is xms_cc, e.g. ["cp1"] for clients that handle
-	// claims challenges.
+	// claims challenges. Entra puts it in access tokens only when the
+	// API's registration asks for the xms_cc optional claim.
 	ClientCapabilities []string `json:"xms_cc,omitempty"`
+	// AuthContexts are the Conditional Access authentication contexts the
+	// user satisfied (acrs), e.g. ["c1"].
+	AuthContexts []string `json:"acrs,omitempty"`
 	// AccountStatus is the acct optional claim: AccountMember (0) or
 	// AccountGuest (1); nil when the token does not carry it.
 	AccountStatus *int `json:"acct,omitempty"`
@@ -167,6 +174,19 @@ type payload struct {
 // is exact and case-sensitive, as Entra's scope values are.
 func (c *Claims) HasScope(scope string) bool {
 	return c != nil && slices.Contains(c.Scopes, scope)
+}
+
+// HasAuthContext reports whether the user satisfied the Conditional Access
+// authentication context id (acrs), e.g. "c1". IDs match exactly.
+func (c *Claims) HasAuthContext(id string) bool {
+	return c != nil && slices.Contains(c.AuthContexts, id)
+}
+
+// CanHandleClaimsChallenges reports whether the client declared the cp1
+// capability (xms_cc, case-insensitive): that it can act on a claims
+// challenge by asking Entra for a new token with the claims it names.
+func (c *Claims) CanHandleClaimsChallenges() bool {
+	return c != nil && slices.ContainsFunc(c.ClientCapabilities, func(s string) bool { return strings.EqualFold(s, "cp1") })
 }
 
 // HasRole reports whether the token carries the app role (exact,
@@ -302,7 +322,7 @@ const inlineStrings = 16
 // another), and AccountStatus into acct.
 func (c *Claims) copyTo(dst *Claims, buf []string, acct *int) {
 	*dst = *c
-	for _, list := range []*[]string{&dst.Audience, &dst.Scopes, &dst.Roles, &dst.Groups, &dst.DirectoryRoles, &dst.ClientCapabilities} {
+	for _, list := range []*[]string{&dst.Audience, &dst.Scopes, &dst.Roles, &dst.Groups, &dst.DirectoryRoles, &dst.ClientCapabilities, &dst.AuthContexts} {
 		if *list == nil {
 			continue
 		}

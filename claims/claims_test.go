@@ -276,7 +276,7 @@ func BenchmarkParse(b *testing.B) {
 // original: every list, every pointer is its own, and appending to one
 // list never writes over another.
 func TestCloneSharesNothingChangeable(t *testing.T) {
-	c, err := claims.Parse([]byte(`{"aud":"a","scp":"s1 s2","roles":["r"],"groups":["g"],"wids":["w"],"xms_cc":["cp1"],"acct":0,"x":1}`))
+	c, err := claims.Parse([]byte(`{"aud":"a","scp":"s1 s2","roles":["r"],"groups":["g"],"wids":["w"],"xms_cc":["cp1"],"acrs":["c1"],"acct":0,"x":1}`))
 	if err != nil {
 		t.Fatal(err)
 	}

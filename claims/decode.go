@@ -163,6 +163,8 @@ func (w *wireClaims) listClaim(name []byte) *[]string {
 		return &w.Wids
 	case "xms_cc":
 		return &w.XmsCc
+	case "acrs":
+		return &w.Acrs
 	}
 	return nil
 }

@@ -87,7 +87,7 @@ func (w *wireClaims) fill(c *Claims) {
 		Name: w.Name, PreferredUsername: w.PreferredUsername, UPN: w.Upn, UniqueName: w.UniqueName,
 		ClientAppID: w.Azp, ClientAuth: ClientAuth(w.Azpacr),
 		Roles: w.Roles, Groups: w.Groups, DirectoryRoles: w.Wids, TokenType: w.Idtyp,
-		IdentityProvider: w.Idp, TokenID: w.Uti, ClientCapabilities: w.XmsCc, AccountStatus: w.Acct,
+		IdentityProvider: w.Idp, TokenID: w.Uti, ClientCapabilities: w.XmsCc, AuthContexts: w.Acrs, AccountStatus: w.Acct,
 		Policy: w.Tfp, ACR: w.Acr, Email: w.Email, SessionID: w.Sid, LoginHint: w.LoginHint,
 		IssuedAt: w.Iat.t, NotBefore: w.Nbf.t, ExpiresAt: w.Exp.t, AuthTime: w.AuthTime.t,
 		idTokenMarkers: w.Nonce != nil || w.AtHash != nil || w.CHash != nil,
@@ -153,6 +153,7 @@ type wireClaims struct {
 	Idp               string                     `json:"idp"`
 	Uti               string                     `json:"uti"`
 	XmsCc             []string                   `json:"xms_cc"`
+	Acrs              []string                   `json:"acrs"`
 	HasGroups         bool                       `json:"hasgroups"`
 	Acct              *int                       `json:"acct"`
 	Tfp               string                     `json:"tfp"`

@@ -109,7 +109,7 @@ func normalise(w wireClaims) string {
 	_, overage := w.ClaimNames["groups"]
 	b, _ := json.Marshal([]any{
 		w.Ver, w.Iss, []string(w.Aud), w.Tid, w.Oid, w.Sub, w.Name, w.PreferredUsername, w.Upn, w.UniqueName,
-		w.Azp, w.Azpacr, w.Appid, w.Appidacr, w.Scp, w.Roles, w.Groups, w.Wids, w.Idtyp, w.Idp, w.Uti, w.XmsCc,
+		w.Azp, w.Azpacr, w.Appid, w.Appidacr, w.Scp, w.Roles, w.Groups, w.Wids, w.Idtyp, w.Idp, w.Uti, w.XmsCc, w.Acrs,
 		w.HasGroups, acct, w.Tfp, w.Acr, w.Email, w.Sid, w.LoginHint, overage,
 		w.Nonce != nil, w.AtHash != nil, w.CHash != nil, nonceValue(w.Nonce), times,
 	})
