@@ -120,7 +120,19 @@ type Config struct {
 	// cache also holds at most TokenCacheSize × 4 KiB of tokens and claims.
 	TokenCacheSize int
 
+	// ChallengeOnlyCapableClients answers a step-up rule's claims
+	// challenge (AuthContext, IssuedAfter) only to clients that declared
+	// the cp1 capability (xms_cc): others get 403, saying they cannot be
+	// asked for a new token, as Microsoft's samples answer them. The API's
+	// registration must then request the xms_cc optional claim, or every
+	// client looks incapable. By default every client gets the challenge:
+	// an RFC 6750 answer that a client unable to act on it treats as any
+	// other 401.
+	ChallengeOnlyCapableClients bool
+
 	// Realm, when set, is sent as the realm parameter of WWW-Authenticate.
+	// A claims challenge names the API's tenant instead (or "" for a
+	// multi-tenant API), as Entra has it.
 	Realm string
 
 	// ErrorHandler writes the response for a refused request. The default,
@@ -191,6 +203,7 @@ type APIConfig struct {
 	Leeway                          time.Duration
 	MaxTokenSize                    int
 	TokenCacheSize                  int
+	ChallengeOnlyCapableClients     bool
 	Realm                           string
 	ErrorHandler                    func(w http.ResponseWriter, r *http.Request, err *Error)
 	// Logger receives refusals; Observer's Decision is called.
@@ -220,7 +233,8 @@ func (c Config) split() (ProviderConfig, APIConfig, error) {
 		}, APIConfig{
 			ClientID: c.ClientID, Audiences: c.Audiences, Scopes: c.Scopes, Roles: c.Roles,
 			AllowTokensWithoutScopesOrRoles: c.AllowTokensWithoutScopesOrRoles, DenyGuestUsers: c.DenyGuestUsers,
-			Leeway: c.Leeway, MaxTokenSize: c.MaxTokenSize, TokenCacheSize: c.TokenCacheSize, Realm: c.Realm,
+			Leeway: c.Leeway, MaxTokenSize: c.MaxTokenSize, TokenCacheSize: c.TokenCacheSize,
+			ChallengeOnlyCapableClients: c.ChallengeOnlyCapableClients, Realm: c.Realm,
 			ErrorHandler: c.ErrorHandler, Logger: c.Logger, Observer: c.Observer,
 		}, nil
 }
@@ -324,15 +338,18 @@ type apiSettings struct {
 	maxTokenSize  int
 	cacheSize     int // 0: no cache
 	realm         string
-	errorHandler  func(http.ResponseWriter, *http.Request, *Error)
-	logger        *slog.Logger // refusals
-	observer      Observer
+	// capableClientsOnly: ChallengeOnlyCapableClients.
+	capableClientsOnly bool
+	errorHandler       func(http.ResponseWriter, *http.Request, *Error)
+	logger             *slog.Logger // refusals
+	observer           Observer
 }
 
 func newAPISettings(cfg APIConfig) (*apiSettings, error) {
 	s := &apiSettings{
 		allowNoScopes: cfg.AllowTokensWithoutScopesOrRoles, denyGuests: cfg.DenyGuestUsers,
-		realm: cfg.Realm, errorHandler: cfg.ErrorHandler, logger: cfg.Logger, observer: cfg.Observer,
+		realm: cfg.Realm, capableClientsOnly: cfg.ChallengeOnlyCapableClients,
+		errorHandler: cfg.ErrorHandler, logger: cfg.Logger, observer: cfg.Observer,
 	}
 	var err error
 	if s.clientID, err = checkClientID(cfg.ClientID); err != nil {

@@ -47,6 +47,15 @@ var (
 	// ErrGuestUser: the token is valid but its user is a guest of the
 	// tenant, and Config.DenyGuestUsers is set. 403 insufficient_scope.
 	ErrGuestUser = errors.New("token is a guest user's")
+	// ErrInsufficientClaims: the token is valid but lacks what a step-up
+	// rule needs: a Conditional Access authentication context (acrs), or
+	// an issue time after the one IssuedAfter requires. 401
+	// insufficient_claims with Entra's claims challenge (Error.Claims),
+	// which a client answers by asking Entra for a new token with those
+	// claims. 403 insufficient_scope when no new token can help: an
+	// app-only token, or, with APIConfig.ChallengeOnlyCapableClients, a
+	// client that did not declare the cp1 capability.
+	ErrInsufficientClaims = errors.New("token lacks claims a step-up rule requires")
 
 	// ErrKeysUnavailable: the signing keys could not be loaded from Entra, so
 	// the token cannot be checked either way. 503 with Retry-After; the
@@ -57,6 +66,12 @@ var (
 	// token's tenant cannot be admitted or refused right now. 503 with
 	// Retry-After.
 	ErrTenantCheckUnavailable = errors.New("tenant admission check is unavailable")
+
+	// ErrAuthorizationUnavailable: what a rule needs to decide could not
+	// be read right now: a user's groups from Microsoft Graph, or the time
+	// an IssuedAfter rule asks for. 503 with Retry-After: never a 403 for a
+	// user who may well be allowed, never a 200 for one who may not.
+	ErrAuthorizationUnavailable = errors.New("authorization data is unavailable")
 
 	// ErrClosed: the Authenticator (or its Provider) was closed. 503 with
 	// Retry-After.
@@ -78,8 +93,9 @@ var reasonNames = map[error]string{
 	ErrNotAccessToken: "not_access_token", ErrIDToken: "id_token",
 	ErrNotIDToken: "not_id_token", ErrInvalidNonce: "invalid_nonce",
 	ErrInsufficientScope: "insufficient_scope", ErrGuestUser: "guest_user",
-	ErrKeysUnavailable: "keys_unavailable", ErrTenantCheckUnavailable: "tenant_check_unavailable",
-	ErrClosed: "closed",
+	ErrInsufficientClaims: "insufficient_claims",
+	ErrKeysUnavailable:    "keys_unavailable", ErrTenantCheckUnavailable: "tenant_check_unavailable",
+	ErrAuthorizationUnavailable: "authorization_unavailable", ErrClosed: "closed",
 }
 
 // ReasonName is the short name of a reason (one of the Err* sentinels, or
@@ -107,6 +123,10 @@ const (
 	CodeInvalidRequest    = "invalid_request"
 	CodeInvalidToken      = "invalid_token"
 	CodeInsufficientScope = "insufficient_scope"
+	// CodeInsufficientClaims is Entra's extension for a claims challenge
+	// (401): the client must get a new token with the claims in the
+	// challenge's claims parameter.
+	CodeInsufficientClaims = "insufficient_claims"
 	// CodeTemporarilyUnavailable is used in the JSON body of 503 answers.
 	CodeTemporarilyUnavailable = "temporarily_unavailable"
 )
@@ -124,7 +144,8 @@ type Error struct {
 	Reason error
 	// Status is the HTTP status for the response: 400, 401, 403 or 503.
 	Status int
-	// Code is the RFC 6750 error code, empty for ErrMissingToken.
+	// Code is the RFC 6750 error code (or Entra's insufficient_claims),
+	// empty for ErrMissingToken.
 	Code string
 	// Description is safe to send to the caller: it names the problem
 	// without echoing token content or internal details.
@@ -134,6 +155,18 @@ type Error struct {
 	Scopes []string
 	// RetryAfterSeconds is set for 503 answers.
 	RetryAfterSeconds int
+	// Claims is the claims request of an insufficient_claims answer, as
+	// JSON, e.g. {"access_token":{"acrs":{"essential":true,"value":"c1"}}}:
+	// what the client passes to MSAL (WithClaims) to get a token that
+	// passes. The challenge's claims parameter is its standard base64.
+	Claims string
+	// AuthorizationURI is the authorization_uri of an insufficient_claims
+	// challenge: the authorize endpoint of the API's tenant, or of common
+	// for a multi-tenant API, in the API's cloud.
+	AuthorizationURI string
+	// claimsRealm is the realm of an insufficient_claims challenge: the
+	// API's tenant, or "" for a multi-tenant API, as Entra has it.
+	claimsRealm string
 	// Err is the underlying cause, for logs. It is never sent to callers.
 	Err error
 }
@@ -181,7 +214,9 @@ func statusFor(reason error) (int, string) {
 		return http.StatusBadRequest, CodeInvalidRequest
 	case ErrInsufficientScope, ErrGuestUser:
 		return http.StatusForbidden, CodeInsufficientScope
-	case ErrKeysUnavailable, ErrTenantCheckUnavailable, ErrClosed:
+	case ErrInsufficientClaims:
+		return http.StatusUnauthorized, CodeInsufficientClaims
+	case ErrKeysUnavailable, ErrTenantCheckUnavailable, ErrAuthorizationUnavailable, ErrClosed:
 		return http.StatusServiceUnavailable, CodeTemporarilyUnavailable
 	}
 	return http.StatusUnauthorized, CodeInvalidToken

@@ -41,6 +41,7 @@ func (a *Authenticator) RequireAuth(next http.Handler) http.Handler {
 			}
 			return
 		}
+		ctx.src = d.src // where the guards' claims challenges send the user
 		// The request's own copy of the claims: what a handler does with
 		// them never reaches the cache or another request.
 		r = r.WithContext(claims.NewContext(ctx, c))
@@ -60,7 +61,8 @@ func (a *Authenticator) RequireAuth(next http.Handler) http.Handler {
 type authContext struct {
 	context.Context
 	a       *Authenticator
-	refusal *Error // the first refusal, by RequireAuth or a guard
+	src     *source // the document that checked the token
+	refusal *Error  // the first refusal, by RequireAuth or a guard
 }
 
 type stateKey struct{}
@@ -77,6 +79,7 @@ func (c *authContext) String() string { return "entragate.RequireAuth context" }
 // refuse logs and answers a refused request, the first refusal of which
 // decides the request's decision.
 func (c *authContext) refuse(w http.ResponseWriter, r *http.Request, e *Error, cl *claims.Claims) {
+	e = c.a.completeChallenge(e, c.src, cl)
 	if c.refusal == nil {
 		c.refusal = e
 	}

@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -65,6 +66,19 @@ func challenge(e *Error, realm string) string {
 		b.WriteString(quotable(value))
 		b.WriteString(`"`)
 		sep = ", "
+	}
+	if e.Code == CodeInsufficientClaims {
+		// Entra's claims challenge, in the form Microsoft documents and
+		// MSAL reads: realm always (empty for a multi-tenant API), the
+		// authorize endpoint, the code and the base64 claims request; no
+		// description, which the JSON body carries.
+		param("realm", e.claimsRealm)
+		if e.AuthorizationURI != "" {
+			param("authorization_uri", e.AuthorizationURI)
+		}
+		param("error", e.Code)
+		param("claims", base64.StdEncoding.EncodeToString([]byte(e.Claims)))
+		return b.String()
 	}
 	if realm != "" {
 		param("realm", realm)

@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"context"
+	"net/http"
 	"slices"
 	"strings"
 
@@ -164,13 +165,93 @@ func mustBareScopes(fn string, scopes []string) {
 	}
 }
 
-func mustNames(fn string, names []string) {
-	if len(names) == 0 {
-		panic("entragate: " + fn + " needs at least one scope or role")
+func mustNames(fn string, names []string) { mustValues(fn, "scope or role name", names) }
+
+// mustValues panics unless values holds at least one value, each a valid
+// name; what says what they are, for the message.
+func mustValues(fn, what string, values []string) {
+	if len(values) == 0 {
+		panic("entragate: " + fn + " needs at least one " + what)
 	}
-	for _, n := range names {
-		if !validName(n) {
-			panic("entragate: " + fn + ": invalid scope or role name " + `"` + n + `"`)
+	for _, v := range values {
+		if !validName(v) {
+			panic("entragate: " + fn + ": invalid " + what + " " + `"` + v + `"`)
 		}
 	}
+}
+
+// All passes a token that passes every one of rules: AnyScope("Payments.Write")
+// and AuthContext("c1") together, say. A token that fails several gets the
+// answer that helps it most: a refusal no new token can change (403)
+// before a rule's unavailability (503), and either before a claims
+// challenge, so that a user is never sent to step up only to be refused.
+func All(rules ...Rule) Rule {
+	mustRules("All", rules)
+	rules = slices.Clone(rules)
+	return Rule{desc: "all of (" + describeRules(rules) + ")", check: func(ctx context.Context, c *claims.Claims) *Error {
+		var pending *Error // the first 503 or claims challenge
+		for _, r := range rules {
+			e := r.check(ctx, c)
+			switch {
+			case e == nil:
+			case e.Status == http.StatusForbidden:
+				return e
+			case pending == nil || (pending.Status != http.StatusServiceUnavailable && e.Status == http.StatusServiceUnavailable):
+				pending = e
+			}
+		}
+		return pending
+	}}
+}
+
+// Any passes a token that passes at least one of rules: ScopeOrRole across
+// rule kinds, e.g. Any(AnyRole("Approver"), groups.Any(approversGroupID)).
+// A token that passes none gets, in order of preference, a rule's
+// unavailability (503: it might have passed), a claims challenge (the
+// client can do something about it), or the first rule's answer.
+func Any(rules ...Rule) Rule {
+	mustRules("Any", rules)
+	rules = slices.Clone(rules)
+	return Rule{desc: "any of (" + describeRules(rules) + ")", check: func(ctx context.Context, c *claims.Claims) *Error {
+		var first, unavailable, challenge *Error
+		for _, r := range rules {
+			e := r.check(ctx, c)
+			switch {
+			case e == nil:
+				return nil
+			case e.Status == http.StatusServiceUnavailable && unavailable == nil:
+				unavailable = e
+			case e.Reason == ErrInsufficientClaims && e.Status == http.StatusUnauthorized && challenge == nil:
+				challenge = e
+			case first == nil:
+				first = e
+			}
+		}
+		switch {
+		case unavailable != nil:
+			return unavailable
+		case challenge != nil:
+			return challenge
+		}
+		return first
+	}}
+}
+
+func mustRules(fn string, rules []Rule) {
+	if len(rules) == 0 {
+		panic("entragate: " + fn + " needs at least one rule")
+	}
+	for _, r := range rules {
+		if r.check == nil {
+			panic("entragate: " + fn + ": a zero Rule refuses every token; build rules with the constructors")
+		}
+	}
+}
+
+func describeRules(rules []Rule) string {
+	descs := make([]string, len(rules))
+	for i, r := range rules {
+		descs[i] = r.desc
+	}
+	return strings.Join(descs, "; ")
 }

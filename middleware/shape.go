@@ -36,6 +36,10 @@ type shape interface {
 	// overlap is equal for two authorities that announce the same issuers
 	// whatever their configuration, "" when there is no such risk.
 	overlap(a *Authority) string
+	// stepUp is where the users of a token routed to st get a new token
+	// with more claims: the realm and authorization_uri of a claims
+	// challenge. ok is false when the authority has no Conditional Access.
+	stepUp(a *Authority, st *sourceState) (realm, authorizationURI string, ok bool)
 }
 
 // sourceSpec is one metadata document an authority is read from: one per
@@ -170,6 +174,15 @@ func (entraTenant) checkTenant(_ *authority, st *sourceState, c *claims.Claims) 
 	return tidNamesIssuersTenant(st, c)
 }
 
+// stepUp names the tenant by ID once its metadata has said it.
+func (entraTenant) stepUp(a *Authority, st *sourceState) (string, string, bool) {
+	tenant := a.tenant
+	if st != nil && st.tenantID != "" {
+		tenant = st.tenantID
+	}
+	return tenant, a.host + "/" + url.PathEscape(tenant) + "/oauth2/authorize", true
+}
+
 // entraMultiTenant is EntraMultiTenant: organizations or common, issuer
 // templates filled from tid, and tenant admission.
 type entraMultiTenant struct{}
@@ -212,6 +225,11 @@ func (entraMultiTenant) checkTenant(a *authority, _ *sourceState, c *claims.Clai
 	return a.admit.personalAccountRule(strings.ToLower(c.TenantID))
 }
 
+// stepUp goes through common, where the realm must be empty.
+func (entraMultiTenant) stepUp(a *Authority, _ *sourceState) (string, string, bool) {
+	return "", a.host + "/" + Common + "/oauth2/authorize", true
+}
+
 // externalID is ExternalIDTenant: a customer tenant on ciamlogin.com,
 // v2.0 tokens only, its issuer naming the tenant twice.
 type externalID struct{}
@@ -246,6 +264,11 @@ func (externalID) pick(candidates []*source, c *claims.Claims, version string) (
 }
 func (externalID) checkTenant(_ *authority, st *sourceState, c *claims.Claims) *Error {
 	return tidNamesIssuersTenant(st, c)
+}
+
+// stepUp: External ID serves the v2.0 endpoints only.
+func (externalID) stepUp(a *Authority, _ *sourceState) (string, string, bool) {
+	return a.tenantID, a.host + "/" + url.PathEscape(a.tenantID) + "/oauth2/v2.0/authorize", true
 }
 
 // b2c is B2CTenant: a document and key set per user flow, the flow named
@@ -312,6 +335,10 @@ func (b2c) pick(candidates []*source, c *claims.Claims, _ string) (*source, *Err
 	}
 	return nil, newError(ErrPolicyNotAllowed, "the token's B2C user flow or policy (tfp or acr) is not accepted by this API", nil)
 }
+
+// stepUp: B2C has user flows and custom policies, not Conditional Access
+// authentication contexts; no B2C token carries acrs.
+func (b2c) stepUp(*Authority, *sourceState) (string, string, bool) { return "", "", false }
 
 // checkTenant: tid is optional; when the issuer names the tenant by
 // domain, tid (a GUID) cannot be compared with it, the issuer pins it.

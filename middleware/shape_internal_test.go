@@ -48,6 +48,9 @@ func (pinnedDocument) checkTenant(_ *authority, st *sourceState, c *claims.Claim
 }
 func (pinnedDocument) guestsApply() bool         { return true }
 func (pinnedDocument) overlap(*Authority) string { return "" }
+func (pinnedDocument) stepUp(a *Authority, _ *sourceState) (string, string, bool) {
+	return a.tenantID, a.host + "/pinned/" + a.tenantID + "/authorize", true
+}
 
 func pinnedAuthority(host, tenantID string) Authority {
 	return Authority{shape: pinnedDocument{}, host: host, tenant: tenantID, tenantID: tenantID}

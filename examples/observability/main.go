@@ -28,8 +28,8 @@ import (
 	"github.com/entragate/entragate/examples/internal/demo"
 	"github.com/entragate/entragate/examples/secure-data/api"
 	entragate "github.com/entragate/entragate/middleware"
-	"github.com/entragate/entragate/middleware/entratest"
 	"github.com/entragate/entragate/middleware/entraotel"
+	"github.com/entragate/entragate/middleware/entratest"
 )
 
 func main() {

@@ -26,19 +26,19 @@ import (
 // documented are the series the README's table documents, with the labels
 // each must carry (beyond OpenTelemetry's otel_scope_* labels).
 var documented = map[string][]string{
-	"entragate_token_decisions_total":               {"entragate_outcome", "entragate_reason", "entragate_authority", "entragate_cached", "entragate_token_type"},
-	"entragate_token_decision_duration_seconds":     {"entragate_outcome", "entragate_cached"},
-	"entragate_key_document_loads_total":            {"entragate_authority", "entragate_document", "entragate_result"},
-	"entragate_key_document_load_duration_seconds":  {"entragate_authority", "entragate_document", "entragate_result"},
-	"entragate_key_document_last_success_seconds":   {"entragate_authority", "entragate_document"},
-	"entragate_key_document_keys":                   {"entragate_authority", "entragate_document"},
-	"entragate_token_cache_entries":                 {"entragate_api"},
-	"entragate_token_cache_hits_total":              {"entragate_api"},
-	"entragate_token_cache_misses_total":            {"entragate_api"},
-	"entragate_token_cache_evictions_total":         {"entragate_api"},
-	"entragate_admission_calls_total":               {"entragate_authority", "entragate_result"},
-	"entragate_admission_duration_seconds":          {"entragate_authority", "entragate_result"},
-	"http_server_request_duration_seconds":          {"entragate_outcome", "entragate_reason"},
+	"entragate_token_decisions_total":              {"entragate_outcome", "entragate_reason", "entragate_authority", "entragate_cached", "entragate_token_type"},
+	"entragate_token_decision_duration_seconds":    {"entragate_outcome", "entragate_cached"},
+	"entragate_key_document_loads_total":           {"entragate_authority", "entragate_document", "entragate_result"},
+	"entragate_key_document_load_duration_seconds": {"entragate_authority", "entragate_document", "entragate_result"},
+	"entragate_key_document_last_success_seconds":  {"entragate_authority", "entragate_document"},
+	"entragate_key_document_keys":                  {"entragate_authority", "entragate_document"},
+	"entragate_token_cache_entries":                {"entragate_api"},
+	"entragate_token_cache_hits_total":             {"entragate_api"},
+	"entragate_token_cache_misses_total":           {"entragate_api"},
+	"entragate_token_cache_evictions_total":        {"entragate_api"},
+	"entragate_admission_calls_total":              {"entragate_authority", "entragate_result"},
+	"entragate_admission_duration_seconds":         {"entragate_authority", "entragate_result"},
+	"http_server_request_duration_seconds":         {"entragate_outcome", "entragate_reason"},
 }
 
 // offlineService starts the example as `go run .` does with no
@@ -102,7 +102,7 @@ func traffic(t *testing.T, api *httptest.Server, tenant, partner *entratest.Tena
 	for _, tok := range []string{
 		good, good, good,
 		tenant.AppToken(entratest.Roles(demo.ReadRole)),
-		tenant.AccessToken(entratest.Scopes("Profile.Read")), // forbidden
+		tenant.AccessToken(entratest.Scopes("Profile.Read")),  // forbidden
 		tenant.AccessToken(entratest.Expired()),               // refused
 		partner.AccessToken(entratest.Scopes(demo.ReadScope)), // admitted by the Check
 		partner.AccessToken(entratest.Scopes(demo.ReadScope), entratest.Claim("tid", entratest.NewGUID()), entratest.Issuer("")),

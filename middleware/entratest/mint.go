@@ -74,6 +74,25 @@ func Roles(roles ...string) TokenOption {
 // Groups sets the groups array.
 func Groups(ids ...string) TokenOption { return Claim("groups", ids) }
 
+// GroupOverageLimit is the most groups Entra lists in a JWT; a user in more
+// gets GroupOverage's claims instead.
+const GroupOverageLimit = 200
+
+// GroupOverage mints the token of a user in more groups than a JWT lists:
+// no groups claim, and _claim_names and _claim_sources pointing at the
+// user's memberships, as Entra marks overage.
+func GroupOverage() TokenOption {
+	return editClaims(func(s *tokenSpec, c map[string]any) { s.setOverage(c) })
+}
+
+// AuthContexts sets acrs: the Conditional Access authentication contexts
+// the user satisfied, e.g. "c1".
+func AuthContexts(ids ...string) TokenOption { return Claim("acrs", ids) }
+
+// ClientCapabilities sets xms_cc, e.g. "cp1" for a client that handles
+// claims challenges.
+func ClientCapabilities(caps ...string) TokenOption { return Claim("xms_cc", caps) }
+
 // Audience sets aud; pass a string or a []string.
 func Audience(aud any) TokenOption { return Claim("aud", aud) }
 
@@ -367,4 +386,25 @@ func (s *tokenSpec) setUser(c map[string]any, u User) {
 	} else {
 		c["preferred_username"] = u.Username
 	}
+	delete(c, "groups")
+	delete(c, "_claim_names")
+	delete(c, "_claim_sources")
+	switch {
+	case len(u.Groups) > GroupOverageLimit:
+		s.setOverage(c)
+	case len(u.Groups) > 0 && s.kind != idToken:
+		c["groups"] = u.Groups
+	}
+}
+
+// setOverage marks the token's user as in group overage, as Entra does:
+// the source names the legacy Azure AD Graph, which an API must not call
+// (Microsoft Graph's transitiveMemberOf gives the groups).
+func (s *tokenSpec) setOverage(c map[string]any) {
+	delete(c, "groups")
+	oid, _ := c["oid"].(string)
+	c["_claim_names"] = map[string]any{"groups": "src1"}
+	c["_claim_sources"] = map[string]any{"src1": map[string]any{
+		"endpoint": "https://graph.windows.net/" + s.t.ID + "/users/" + oid + "/getMemberObjects",
+	}}
 }

@@ -62,6 +62,11 @@ type User struct {
 	Username   string // preferred_username, upn, unique_name
 	GivenName  string
 	FamilyName string
+	// Groups are the object IDs of the user's groups, direct and
+	// transitive. Access tokens list them in groups, or, for more than
+	// GroupOverageLimit, mark the overage; the Graph endpoint
+	// transitiveMemberOf pages through them.
+	Groups []string
 }
 
 // TenantOption customises a tenant at creation.
