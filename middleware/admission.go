@@ -49,7 +49,7 @@ func newAdmitter(ctx context.Context, a *authority, s *providerSettings) *admitt
 	ad.checks = &lookups[bool]{
 		what: "TenantAdmission.Check", call: t.Check, ttl: t.CheckCacheTTL, timeout: t.CheckTimeout,
 		errTTL:     func(error) time.Duration { return admissionErrorTTL },
-		maxEntries: maxAdmissionEntries, maxRunning: maxRunningChecks, now: s.now, closing: ctx,
+		maxEntries: maxAdmissionEntries, maxRunning: maxRunningChecks, now: s.now, closing: ctx, logger: s.logger,
 		answers: map[string]*answer[bool]{},
 	}
 	if ad.checks.ttl == 0 {

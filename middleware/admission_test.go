@@ -99,3 +99,63 @@ func TestHungAdmissionCheckHoldsNoRequest(t *testing.T) {
 		return err == nil
 	})
 }
+
+// A Check serves every request waiting for it: the one that started it
+// going away does not cancel it (the others get the answer); a request
+// that goes away stops waiting at once; Close cancels the running calls.
+func TestAdmissionCheckOutlivesItsFirstRequest(t *testing.T) {
+	m := newMultiTenant(t)
+	started := make(chan struct{}, 10)
+	cancelled := make(chan struct{}, 10)
+	hold := make(chan struct{})
+	check := func(ctx context.Context, tid string) (bool, error) {
+		started <- struct{}{}
+		select {
+		case <-hold:
+			return true, nil
+		case <-ctx.Done():
+			cancelled <- struct{}{}
+			return false, ctx.Err()
+		}
+	}
+	a := m.auth(t, middleware.Organizations, middleware.TenantAdmission{Check: check, CheckTimeout: 5 * time.Second})
+	tok := m.allowed.AccessToken()
+
+	first, cancel := context.WithCancel(t.Context())
+	firstDone := make(chan error, 1)
+	go func() { _, err := a.Validate(first, tok); firstDone <- err }()
+	<-started
+	second := make(chan error, 1)
+	go func() { _, err := a.Validate(t.Context(), tok); second <- err }()
+	cancel()
+	select {
+	case err := <-firstDone:
+		if !errors.Is(err, middleware.ErrTenantCheckUnavailable) {
+			t.Errorf("the request that went away: %v", err)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("a request that went away kept waiting for the check")
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(hold)
+	if err := <-second; err != nil {
+		t.Errorf("the request still waiting, once the check answered: %v", err)
+	}
+	select {
+	case <-cancelled:
+		t.Error("the first request's cancellation cancelled the check")
+	default:
+	}
+
+	// Another tenant's call, running when the Authenticator closes, is
+	// cancelled by Close.
+	hold = make(chan struct{})
+	go func() { _, _ = a.Validate(t.Context(), m.other.AccessToken()) }()
+	<-started
+	a.Close()
+	select {
+	case <-cancelled:
+	case <-time.After(time.Second):
+		t.Error("Close left a running check uncancelled")
+	}
+}

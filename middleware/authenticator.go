@@ -59,6 +59,7 @@ func (p *Provider) NewAuthenticator(cfg APIConfig) (*Authenticator, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.observer = p.observerFor(s.observer)
 	a := &Authenticator{p: p, s: s}
 	if s.cacheSize > 0 {
 		a.cache = newTokenCache(s.cacheSize, s.cacheSize*tokenCacheEntryCost)
@@ -194,9 +195,6 @@ func (a *Authenticator) check(ctx context.Context, raw string, rule *Rule) (*cla
 
 // report tells the Observer about a decision ended with e.
 func (a *Authenticator) report(ctx context.Context, d *decision, e *Error, end time.Time) {
-	if d.claims != nil && a.s.observer.IncludeClaims {
-		d.claims = d.claims.Clone() // the observer's own
-	}
 	reportDecision(ctx, &a.s.observer, d, e, end)
 }
 
@@ -242,7 +240,7 @@ func (a *Authenticator) validate(ctx context.Context, raw string, fromHeader boo
 	// validation makes the entry's first hit check it again.
 	generation := a.p.generation.Load()
 	v, e := a.p.verify(ctx, tok, c)
-	d.src = v.src // once routed, refusals name the authority too
+	d.src, d.verified = v.src, e == nil // once routed, refusals name the authority too
 	if e != nil {
 		return c, e
 	}

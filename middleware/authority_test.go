@@ -605,3 +605,123 @@ func TestB2CTenantNamedByDomain(t *testing.T) {
 		}
 	}
 }
+
+// Documents whose issuer has the wrong form for their shape are refused
+// when loaded, and never route a token; B2C's tfp form is the right one.
+func TestDocumentIssuersMustFitTheirShape(t *testing.T) {
+	srv := entratest.NewServer()
+	t.Cleanup(srv.Close)
+	work := srv.NewTenant()
+	b2c := srv.NewTenant(entratest.B2C("contosob2c", "B2C_1_signin"), entratest.WithClientID(work.ClientID))
+	tfpIssuer := func(host string) string { return host + "/tfp/" + b2c.ID + "/b2c_1_signin/v2.0/" }
+	tests := []struct {
+		name      string
+		tenant    *entratest.Tenant
+		authority func(host string) middleware.Authority
+		issuer    func(host string) string // what the document announces
+		loads     bool
+	}{
+		{"multi-tenant document with a literal issuer", work,
+			func(host string) middleware.Authority {
+				return middleware.EntraMultiTenant(middleware.Organizations, middleware.TenantAdmission{AllowAnyTenant: true}).WithHost(host)
+			},
+			func(host string) string { return host + "/" + work.ID + "/v2.0" }, false},
+		{"B2C issuer naming the domain, then a template", b2c,
+			func(host string) middleware.Authority {
+				return middleware.B2CTenant("contosob2c", "B2C_1_signin").WithHost(host)
+			},
+			func(host string) string { return host + "/contosob2c.onmicrosoft.com/{tenantid}/v2.0/" }, false},
+		{"B2C issuer in the tfp form", b2c,
+			func(host string) middleware.Authority {
+				return middleware.B2CTenant("contosob2c", "B2C_1_signin").WithHost(host)
+			},
+			tfpIssuer, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var host string
+			proxy := rewritingAuthority(t, tc.tenant, func(path string, doc map[string]any) {
+				if strings.HasSuffix(path, "/v2.0/.well-known/openid-configuration") {
+					doc["issuer"] = tc.issuer(host)
+				}
+			})
+			host = proxy.URL
+			a := newAuth(t, tc.tenant, func(c *middleware.Config) {
+				c.Authorities = []middleware.Authority{tc.authority(host)}
+				c.FetchTimeout = time.Second
+			})
+			var v2 middleware.SourceStats
+			for _, s := range a.Stats().Sources {
+				if s.Version == "2.0" {
+					v2 = s
+				}
+			}
+			if v2.Ready != tc.loads {
+				t.Fatalf("document announcing %s: ready %v (error %v), want %v", tc.issuer(host), v2.Ready, v2.LastError, tc.loads)
+			}
+			if tc.loads {
+				if _, err := a.Validate(t.Context(), b2c.AccessToken(entratest.Issuer(tfpIssuer(host)))); err != nil {
+					t.Errorf("token of the tfp issuer: %v", err)
+				}
+			}
+		})
+	}
+}
+
+// An authority that accepts v1.0 tokens only still reads its v2.0
+// document (for the keys' issuers), but routes no v2.0 token through it,
+// even beside an authority that accepts them.
+func TestV1OnlyAuthorityBesideAV2One(t *testing.T) {
+	srv := entratest.NewServer()
+	t.Cleanup(srv.Close)
+	v1Only := srv.NewTenant()
+	both := srv.NewTenant(entratest.WithClientID(v1Only.ClientID))
+	a := newAuth(t, v1Only, func(c *middleware.Config) {
+		c.Authorities = []middleware.Authority{
+			middleware.EntraTenant(v1Only.ID).WithHost(srv.URL).WithTokenVersions(middleware.TokenV1),
+			middleware.EntraTenant(both.ID).WithHost(srv.URL),
+		}
+	})
+	if _, err := a.Validate(t.Context(), v1Only.AccessToken()); err == nil {
+		t.Error("v2.0 token of the v1-only authority accepted")
+	}
+	for name, tok := range map[string]string{"v1 of the v1-only": v1Only.AccessToken(entratest.V1()), "v2 of the other": both.AccessToken()} {
+		if _, err := a.Validate(t.Context(), tok); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// A B2C token carries no tid; beside a multi-tenant authority (whose
+// issuer templates need one) it still waits for its B2C document: 503
+// while that cannot load, never a 401 for a token that may be genuine.
+func TestB2CTokenWaitsBesideAMultiTenantAuthority(t *testing.T) {
+	srv := entratest.NewServer()
+	t.Cleanup(srv.Close)
+	b2c := srv.NewTenant(entratest.B2C("contosob2c", "B2C_1_signin"))
+	down := entratest.NewServer()
+	t.Cleanup(down.Close)
+	down.SetFault(entratest.All, entratest.Unavailable)
+	a := newAuth(t, b2c, func(c *middleware.Config) {
+		c.FetchTimeout = 200 * time.Millisecond
+		c.Authorities = []middleware.Authority{
+			middleware.EntraMultiTenant(middleware.Organizations, middleware.TenantAdmission{AllowAnyTenant: true}).WithHost(srv.URL),
+			middleware.B2CTenant("contosob2c", "B2C_1_signin").WithHost(down.URL),
+		}
+	})
+	_, err := a.Validate(t.Context(), b2c.AccessToken())
+	var e *middleware.Error
+	if !errors.As(err, &e) || e.Status != http.StatusServiceUnavailable {
+		t.Errorf("B2C token while its document is down: %v, want 503", err)
+	}
+}
+
+// DenyGuestUsers does not apply to B2C, whose idp names the social or
+// local provider a customer signed in with, not a home tenant.
+func TestB2CCustomersAreNoGuests(t *testing.T) {
+	b2c := entratest.NewTenant(t, entratest.B2C("contosob2c", "B2C_1_signin"))
+	a := newAuth(t, b2c, func(c *middleware.Config) { c.DenyGuestUsers = true })
+	if _, err := a.Validate(t.Context(), b2c.AccessToken(entratest.Claim("tid", b2c.ID), entratest.Claim("idp", "google.com"))); err != nil {
+		t.Errorf("B2C customer who signed in with Google: %v", err)
+	}
+}

@@ -246,7 +246,7 @@ func (a *Authenticator) fromCache(ctx context.Context, raw string, d *decision) 
 		ent.generation.Store(g)
 	}
 	c = ent.claims
-	d.cached, d.src, d.claims = true, ent.src, c
+	d.cached, d.verified, d.src, d.claims = true, true, ent.src, c
 	now := a.p.s.now()
 	nanos := now.UnixNano()
 	if nanos < ent.validFrom || nanos >= ent.validUntil {

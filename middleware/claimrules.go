@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -53,11 +54,26 @@ func malformed(what string, err error) *Error {
 	case pe.Name == "":
 		what += ": " + pe.Problem
 	case pe.Header:
-		what += ": member " + `"` + pe.Name + `" ` + pe.Problem
+		what += ": member " + `"` + shortName(pe.Name) + `" ` + pe.Problem
 	default:
-		what += ": claim " + `"` + pe.Name + `" ` + pe.Problem
+		what += ": claim " + `"` + shortName(pe.Name) + `" ` + pe.Problem
 	}
 	return newError(ErrMalformedToken, what, err)
+}
+
+// shortName cuts a claim name the caller chose to 40 bytes, so that a
+// refusal's description (and its WWW-Authenticate header) stays short
+// whatever the token holds.
+func shortName(name string) string {
+	const limit = 40
+	if len(name) <= limit {
+		return name
+	}
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(name[cut]) {
+		cut--
+	}
+	return name[:cut] + "..."
 }
 
 // checkClaims applies the rules that need no keys or metadata. It runs on

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/entragate/entragate/middleware"
 	"github.com/entragate/entragate/middleware/entratest"
@@ -261,5 +262,22 @@ func TestPreciseDescriptions(t *testing.T) {
 	var e *middleware.Error
 	if !errors.As(err, &e) || !strings.Contains(e.Description, "no valid tid") {
 		t.Errorf("multi-tenant token with a tid that is not a GUID: %v", err)
+	}
+}
+
+// A refusal names the claim it refuses, cut short: a token's claim names
+// are the caller's to choose, and must not make the answer long.
+func TestRefusalsNameClaimsBriefly(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	a := newAuth(t, tenant)
+	srv := protectedServer(t, a)
+	long := strings.Repeat("é", 300) // two bytes each: the cut must not split one
+	tok := tenant.AccessToken(entratest.Claim("X"+long, 1), entratest.Claim("x"+long, 2))
+	r := get(t, srv.URL, "Bearer "+tok)
+	if r.status != http.StatusUnauthorized || len(r.challenge) > 300 || !strings.Contains(r.body["error_description"].(string), "...") {
+		t.Errorf("%d, challenge of %d bytes: %s", r.status, len(r.challenge), r.challenge)
+	}
+	if !utf8.ValidString(r.body["error_description"].(string)) {
+		t.Errorf("description cut inside a character: %q", r.body["error_description"])
 	}
 }

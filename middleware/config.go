@@ -45,6 +45,8 @@ const (
 	maxLeeway           = time.Hour
 	minMaxTokenSize     = 1 << 10 // an RS256 signature alone is 342 bytes; no Entra token is smaller
 	tokenCacheEntryCost = 4 << 10 // bytes of budget per TokenCacheSize entry
+	// maxTokenCacheSize caps TokenCacheSize: 4 GiB of tokens and claims.
+	maxTokenCacheSize = 1 << 20
 )
 
 // Config is what New needs for the common case: one API, its authorities,
@@ -185,9 +187,12 @@ type ProviderConfig struct {
 	FetchTimeout       time.Duration
 	KeyRefreshInterval time.Duration
 	MinLoadInterval    time.Duration
-	// Logger receives failed loads (Warn); Observer's Load and Admission
-	// are called.
-	Logger   *slog.Logger
+	// Logger receives failed loads (Warn).
+	Logger *slog.Logger
+	// Observer's Load and Admission are called for the Provider's loads
+	// and admission calls; its Decision (and IncludeClaims) is the default
+	// of the Provider's verifiers whose own config sets no Decision, so
+	// that one Observer here sees everything.
 	Observer Observer
 	Now      func() time.Time
 }
@@ -206,8 +211,12 @@ type APIConfig struct {
 	ChallengeOnlyCapableClients     bool
 	Realm                           string
 	ErrorHandler                    func(w http.ResponseWriter, r *http.Request, err *Error)
-	// Logger receives refusals; Observer's Decision is called.
-	Logger   *slog.Logger
+	// Logger receives refusals.
+	Logger *slog.Logger
+	// Observer's Decision is called for each decision (default: the
+	// Provider's). Load and Admission are the Provider's own events: set
+	// them in ProviderConfig.Observer; here they are a configuration
+	// error.
 	Observer Observer
 }
 
@@ -229,13 +238,14 @@ func (c Config) split() (ProviderConfig, APIConfig, error) {
 	return ProviderConfig{
 			Authorities: authorities, HTTPClient: c.HTTPClient, FetchTimeout: c.FetchTimeout,
 			KeyRefreshInterval: c.KeyRefreshInterval, MinLoadInterval: c.MinLoadInterval,
-			Logger: c.Logger, Observer: c.Observer, Now: c.Now,
+			Logger: c.Logger, Observer: Observer{Load: c.Observer.Load, Admission: c.Observer.Admission}, Now: c.Now,
 		}, APIConfig{
 			ClientID: c.ClientID, Audiences: c.Audiences, Scopes: c.Scopes, Roles: c.Roles,
 			AllowTokensWithoutScopesOrRoles: c.AllowTokensWithoutScopesOrRoles, DenyGuestUsers: c.DenyGuestUsers,
 			Leeway: c.Leeway, MaxTokenSize: c.MaxTokenSize, TokenCacheSize: c.TokenCacheSize,
 			ChallengeOnlyCapableClients: c.ChallengeOnlyCapableClients, Realm: c.Realm,
-			ErrorHandler: c.ErrorHandler, Logger: c.Logger, Observer: c.Observer,
+			ErrorHandler: c.ErrorHandler, Logger: c.Logger,
+			Observer: Observer{Decision: c.Observer.Decision, IncludeClaims: c.Observer.IncludeClaims},
 		}, nil
 }
 
@@ -345,11 +355,32 @@ type apiSettings struct {
 	observer           Observer
 }
 
+// checkVerifierObserver refuses the Provider's events on a verifier's
+// Observer, where they would never be called.
+func checkVerifierObserver(config string, o Observer) error {
+	if o.Load != nil || o.Admission != nil {
+		return configError("%s.Observer: Load and Admission are called for the Provider's loads and admission calls: set them in ProviderConfig.Observer", config)
+	}
+	return nil
+}
+
+// observerFor is a verifier's Observer: its own Decision, or else the
+// Provider's.
+func (p *Provider) observerFor(o Observer) Observer {
+	if o.Decision == nil {
+		return Observer{Decision: p.s.observer.Decision, IncludeClaims: p.s.observer.IncludeClaims}
+	}
+	return o
+}
+
 func newAPISettings(cfg APIConfig) (*apiSettings, error) {
 	s := &apiSettings{
 		allowNoScopes: cfg.AllowTokensWithoutScopesOrRoles, denyGuests: cfg.DenyGuestUsers,
 		realm: cfg.Realm, capableClientsOnly: cfg.ChallengeOnlyCapableClients,
 		errorHandler: cfg.ErrorHandler, logger: cfg.Logger, observer: cfg.Observer,
+	}
+	if err := checkVerifierObserver("APIConfig", cfg.Observer); err != nil {
+		return nil, err
 	}
 	var err error
 	if s.clientID, err = checkClientID(cfg.ClientID); err != nil {
@@ -370,6 +401,8 @@ func newAPISettings(cfg APIConfig) (*apiSettings, error) {
 	switch {
 	case cfg.TokenCacheSize == 0:
 		s.cacheSize = DefaultTokenCacheSize
+	case cfg.TokenCacheSize > maxTokenCacheSize:
+		return nil, configError("TokenCacheSize %d is above %d: the cache would hold up to %d GiB", cfg.TokenCacheSize, maxTokenCacheSize, int64(cfg.TokenCacheSize)*tokenCacheEntryCost>>30)
 	case cfg.TokenCacheSize > 0:
 		s.cacheSize = cfg.TokenCacheSize
 	}
@@ -463,7 +496,7 @@ func validName(v string) bool { return v != "" && !strings.ContainsAny(v, " \t\"
 // requests the URI, but scp carries the bare name, so every real token
 // would be refused. "" when v is a bare name.
 func scopeURIMistake(v string) string {
-	if !strings.Contains(v, "://") && !strings.HasPrefix(v, "api:") {
+	if !strings.Contains(v, "://") && !strings.HasPrefix(strings.ToLower(v), "api:") {
 		return ""
 	}
 	bare := v[strings.LastIndexByte(v, '/')+1:]

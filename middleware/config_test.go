@@ -53,6 +53,8 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 		{"negative token size", middleware.Config{TenantID: tid, ClientID: cid, MaxTokenSize: -1}, "MaxTokenSize -1"},
 		{"full scope URI", middleware.Config{TenantID: tid, ClientID: cid, Scopes: []string{"api://" + cid + "/Orders.Read"}}, `require "Orders.Read"`},
 		{"Graph scope URI", middleware.Config{TenantID: tid, ClientID: cid, Scopes: []string{"https://graph.microsoft.com/User.Read"}}, `require "User.Read"`},
+		{"scope URI in another case", middleware.Config{TenantID: tid, ClientID: cid, Scopes: []string{"Api:" + cid + "/Orders.Read"}}, `require "Orders.Read"`},
+		{"token cache of a billion entries", middleware.Config{TenantID: tid, ClientID: cid, TokenCacheSize: 1 << 30}, "TokenCacheSize 1073741824 is above 1048576"},
 		{"admission check timeout typo", middleware.Config{ClientID: cid, Authorities: []middleware.Authority{middleware.EntraMultiTenant("organizations", middleware.TenantAdmission{
 			Check: func(context.Context, string) (bool, error) { return true, nil }, CheckTimeout: 5})}}, "CheckTimeout 5ns"},
 		{"admission check timeout without a check", middleware.Config{ClientID: cid, Authorities: []middleware.Authority{middleware.EntraMultiTenant("organizations", middleware.TenantAdmission{

@@ -120,7 +120,7 @@ func NewGroups(cfg GroupsConfig) (*Groups, error) {
 		what: "GroupResolver.MemberGroups", call: g.resolve,
 		ttl: orDefault(cfg.CacheTTL, DefaultGroupCacheTTL), timeout: orDefault(cfg.LookupTimeout, DefaultGroupLookupTimeout),
 		errTTL: retryDelay, maxEntries: orDefault(cfg.CacheSize, DefaultGroupCacheSize), maxRunning: maxRunningGroupLookups,
-		now: time.Now, closing: context.Background(), answers: map[string]*answer[[]string]{},
+		now: time.Now, closing: context.Background(), logger: g.logger, answers: map[string]*answer[[]string]{},
 	}
 	return g, nil
 }

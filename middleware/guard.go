@@ -15,9 +15,12 @@ import (
 //   - It must run after RequireAuth, e.g. chi's
 //     r.With(middleware.RequireAnyScope("Files.Read")) inside a group that
 //     uses auth.RequireAuth, or RequireAuth(RequireAnyScope(...)(h)) on a
-//     ServeMux. It reads the claims RequireAuth stored; without them it
-//     fails closed: every request gets 401, and the misconfiguration is
-//     logged once (to slog.Default), not on every request.
+//     ServeMux. It decides on the claims RequireAuth verified, not on the
+//     request's copy (claims.FromContext), which code in between may have
+//     changed; without RequireAuth it reads claims.FromContext (claims a
+//     test put there), and without those it fails closed: every request
+//     gets 401, and the misconfiguration is logged once (to
+//     slog.Default), not on every request.
 //   - A token without the permission gets 403 insufficient_scope (or what
 //     the rule answers), written by the ErrorHandler of the RequireAuth
 //     before it, which also counts the request as refused for its
@@ -67,7 +70,13 @@ func guard(rule Rule) func(http.Handler) http.Handler {
 	var misplaced sync.Once
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			st := stateFrom(r)
 			c, ok := claims.FromContext(r.Context())
+			if st != nil && st.verified != nil {
+				// The verified claims, not the request's copy, which code
+				// between RequireAuth and the guard may have changed.
+				c, ok = st.verified, true
+			}
 			if !ok {
 				// Fail closed: the guard was mounted without RequireAuth.
 				misplaced.Do(func() {
@@ -78,7 +87,7 @@ func guard(rule Rule) func(http.Handler) http.Handler {
 				return
 			}
 			if e := rule.apply(r.Context(), c); e != nil {
-				if st := stateFrom(r); st != nil {
+				if st != nil {
 					st.refuse(w, r, e, c)
 				} else {
 					// Claims put in the context by other means (a test's

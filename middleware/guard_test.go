@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/entragate/entragate/claims"
 	"github.com/entragate/entragate/middleware"
 	"github.com/entragate/entragate/middleware/entratest"
 )
@@ -275,5 +276,26 @@ func TestMisplacedGuardRefusesAndLogsOnce(t *testing.T) {
 	}
 	if n := strings.Count(buf.String(), "without RequireAuth"); n != 1 {
 		t.Errorf("misplaced guard logged %d times, want once:\n%s", n, buf.String())
+	}
+}
+
+// A guard decides on the claims RequireAuth verified: a middleware between
+// them that changes the request's copy (claims.FromContext) changes what
+// the handler sees, not what the guard lets through.
+func TestGuardsDecideOnVerifiedClaims(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	a := newAuth(t, tenant)
+	promote := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if c, ok := claims.FromContext(r.Context()); ok {
+				c.Roles = append(c.Roles, "Admin")
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	srv := httptest.NewServer(a.RequireAuth(promote(middleware.RequireAnyRole("Admin")(echoClaims))))
+	t.Cleanup(srv.Close)
+	if r := get(t, srv.URL, "Bearer "+tenant.AccessToken()); r.status != http.StatusForbidden {
+		t.Errorf("a token without the role, given it after RequireAuth: %d, want 403", r.status)
 	}
 }

@@ -19,7 +19,9 @@ type IDTokenConfig struct {
 	Leeway time.Duration
 	// DenyGuestUsers refuses guest (B2B) users, as Config.DenyGuestUsers.
 	DenyGuestUsers bool
-	// Observer's Decision is called for each ID token checked.
+	// Observer's Decision is called for each ID token checked (default:
+	// the Provider's); Load and Admission here are a configuration error,
+	// as in APIConfig.
 	Observer Observer
 }
 
@@ -45,7 +47,10 @@ func (p *Provider) NewIDTokenVerifier(cfg IDTokenConfig) (*IDTokenVerifier, erro
 	if err != nil {
 		return nil, err
 	}
-	return &IDTokenVerifier{p: p, clientID: clientID, leeway: leeway, guests: cfg.DenyGuestUsers, observer: cfg.Observer}, nil
+	if err := checkVerifierObserver("IDTokenConfig", cfg.Observer); err != nil {
+		return nil, err
+	}
+	return &IDTokenVerifier{p: p, clientID: clientID, leeway: leeway, guests: cfg.DenyGuestUsers, observer: p.observerFor(cfg.Observer)}, nil
 }
 
 // Verify checks an ID token and returns its claims (Name,
@@ -75,9 +80,6 @@ func (v *IDTokenVerifier) Verify(ctx context.Context, rawIDToken, nonce string) 
 	}
 	c, e := v.verify(ctx, rawIDToken, nonce, &d)
 	if observed {
-		if !v.observer.IncludeClaims {
-			d.claims = nil
-		}
 		reportDecision(ctx, &v.observer, &d, e, time.Now())
 	}
 	if e != nil {
@@ -107,7 +109,7 @@ func (v *IDTokenVerifier) verify(ctx context.Context, raw, nonce string, d *deci
 		return nil, e
 	}
 	ver, e := v.p.verify(ctx, tok, c)
-	d.src = ver.src
+	d.src, d.verified = ver.src, e == nil
 	if e != nil {
 		return nil, e
 	}

@@ -3,6 +3,7 @@ package middleware
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,7 @@ type lookups[V any] struct {
 	// observe, if set, is told of each call's end (its deadline, if the
 	// function did not return by then).
 	observe func(parent context.Context, key string, v V, err error, start time.Time, d time.Duration)
+	logger  *slog.Logger // an observer's panics
 
 	mu      sync.Mutex
 	answers map[string]*answer[V]
@@ -133,7 +135,8 @@ func (l *lookups[V]) run(parent context.Context, key string, ans *answer[V]) {
 			ans.err = fmt.Errorf("%s did not answer within %v: %w", l.what, l.timeout, ctx.Err())
 		}
 		if l.observe != nil {
-			l.observe(parent, key, ans.v, ans.err, start, time.Since(start))
+			d := time.Since(start)
+			observeSafely(l.logger, "Admission", func() { l.observe(parent, key, ans.v, ans.err, start, d) })
 		}
 	}
 	ttl := l.ttl

@@ -41,7 +41,10 @@ func (a *Authenticator) RequireAuth(next http.Handler) http.Handler {
 			}
 			return
 		}
-		ctx.src = d.src // where the guards' claims challenges send the user
+		// What the guards after it decide on: the verified claims
+		// themselves, which no handler or middleware in between can
+		// change, and where their claims challenges send the user.
+		ctx.verified, ctx.src = c, d.src
 		// The request's own copy of the claims: what a handler does with
 		// them never reaches the cache or another request.
 		r = r.WithContext(claims.NewContext(ctx, c))
@@ -60,9 +63,10 @@ func (a *Authenticator) RequireAuth(next http.Handler) http.Handler {
 // decides how the request is reported.
 type authContext struct {
 	context.Context
-	a       *Authenticator
-	src     *source // the document that checked the token
-	refusal *Error  // the first refusal, by RequireAuth or a guard
+	a        *Authenticator
+	verified *claims.Claims // the token's, not to be changed: the guards read them
+	src      *source        // the document that checked the token
+	refusal  *Error         // the first refusal, by RequireAuth or a guard
 }
 
 type stateKey struct{}

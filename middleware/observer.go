@@ -2,14 +2,15 @@ package middleware
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/entragate/entragate/claims"
 )
 
 // Observer receives what the guard does, for metrics, traces or logs of
-// one's own (the middleware/otel module turns it into OpenTelemetry
-// instruments). Each field is optional; a nil one costs nothing. Each is
+// one's own (the middleware/entraotel module turns it into
+// OpenTelemetry instruments). Each field is optional; a nil one costs nothing. Each is
 // called from one place: Decision once per token decision, Load once per
 // load of a metadata document, Admission once per call of
 // TenantAdmission.Check. They run on the request's goroutine (Decision)
@@ -23,7 +24,9 @@ type Observer struct {
 	// when the request's fate is known (after the route guards, so that a
 	// request refused by a guard is one refused decision, not an accepted
 	// one), for Validate, Authorize and IDTokenVerifier.Verify when they
-	// return. ctx is the request's.
+	// return. ctx is the request's. A handler that panics after its
+	// token was accepted was an accepted decision: the guard's part ended
+	// well.
 	Decision func(ctx context.Context, d Decision)
 
 	// Load is called after each attempt to load a metadata document and
@@ -80,18 +83,20 @@ type Decision struct {
 	// Authority.String does), "" when the token was refused before its
 	// issuer was known.
 	Authority string
-	// TenantID is the token's tenant, once its issuer was routed; ""
-	// before. It is a tenant, never a user, but a multi-tenant API sees as
-	// many as there are tenants in the world.
+	// TenantID is the token's tenant once its signature verified, ""
+	// before (a forged token names any tenant it likes, and must not mint
+	// metric labels). It is a tenant, never a user, but a multi-tenant API
+	// sees as many as there are tenants in the world.
 	TenantID string
 	// Cached is true when the token was answered from the cache of
 	// verified tokens.
 	Cached bool
-	// Duration is the time the decision took, the route guards included.
+	// Start is when the decision began; Duration the time it took, the
+	// route guards included.
+	Start    time.Time
 	Duration time.Duration
-	// Claims are the token's claims, with Observer.IncludeClaims only;
-	// they are verified only when Outcome is Accepted or Status is 403.
-	// They are shared: read them, do not modify them.
+	// Claims are the token's claims, with Observer.IncludeClaims only: the
+	// observer's own copy. They are verified only when TenantID is set.
 	Claims *claims.Claims
 }
 
@@ -137,8 +142,11 @@ type decision struct {
 	token  string // "access" or "id"
 	start  time.Time
 	cached bool
-	src    *source
-	claims *claims.Claims
+	// verified: the token's signature and issuer were checked, so its
+	// claims are the issuer's, not a caller's invention.
+	verified bool
+	src      *source
+	claims   *claims.Claims
 }
 
 // reportDecision calls obs.Decision, if set, for d ended with e (nil:
@@ -147,7 +155,7 @@ func reportDecision(ctx context.Context, obs *Observer, d *decision, e *Error, e
 	if obs.Decision == nil {
 		return
 	}
-	out := Decision{Outcome: Accepted, Status: 200, Token: d.token, Cached: d.cached, Duration: end.Sub(d.start)}
+	out := Decision{Outcome: Accepted, Status: 200, Token: d.token, Cached: d.cached, Start: d.start, Duration: end.Sub(d.start)}
 	if e != nil {
 		out.Outcome, out.Reason, out.Status = Refused, e.Reason, e.Status
 		if e.Status == 503 {
@@ -156,12 +164,24 @@ func reportDecision(ctx context.Context, obs *Observer, d *decision, e *Error, e
 	}
 	if d.src != nil {
 		out.Authority = d.src.auth.name
-		if d.claims != nil {
+		if d.verified && d.claims != nil {
 			out.TenantID = tenantOf(d.src.state.Load(), d.claims)
 		}
 	}
-	if obs.IncludeClaims {
-		out.Claims = d.claims
+	if obs.IncludeClaims && d.claims != nil {
+		out.Claims = d.claims.Clone() // the observer's own
 	}
 	obs.Decision(ctx, out)
+}
+
+// observeSafely makes an Observer call on one of the guard's own
+// goroutines (a loader's, a lookup's): a panic in it is logged and the
+// event dropped, never a crash of the process or a load left unfinished.
+func observeSafely(logger *slog.Logger, event string, call func()) {
+	defer func() {
+		if p := recover(); p != nil {
+			logger.Error("entragate: an Observer's "+event+" function panicked; the event is dropped", slog.Any("panic", p))
+		}
+	}()
+	call()
 }

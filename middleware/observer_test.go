@@ -129,7 +129,8 @@ func TestTransportNeutralCallsAreDecisionsToo(t *testing.T) {
 	if _, err := a.Authorize(t.Context(), tok, middleware.AnyScope("Data.Write")); !errors.Is(err, middleware.ErrInsufficientScope) {
 		t.Fatalf("Authorize without the scope: %v", err)
 	}
-	v, err := a.Provider().NewIDTokenVerifier(middleware.IDTokenConfig{ClientID: tenant.ClientApp, Observer: obs})
+	v, err := a.Provider().NewIDTokenVerifier(middleware.IDTokenConfig{ClientID: tenant.ClientApp,
+		Observer: middleware.Observer{Decision: obs.Decision, IncludeClaims: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,5 +237,94 @@ func TestReasonNames(t *testing.T) {
 		if got := middleware.ReasonName(tc.err); got != tc.want {
 			t.Errorf("ReasonName(%v) = %q, want %q", tc.err, got, tc.want)
 		}
+	}
+}
+
+// A decision names the token's tenant only once its signature verified:
+// a forged token names any tenant it likes, and must not mint metric
+// labels. ID-token decisions name it too, and IncludeClaims gives each
+// observer call claims of its own.
+func TestDecisionsNameOnlyVerifiedTenants(t *testing.T) {
+	srv := entratest.NewServer()
+	t.Cleanup(srv.Close)
+	tenant := srv.NewTenant()
+	var rec recorder
+	obs := rec.observer()
+	obs.IncludeClaims = true
+	p, err := middleware.NewProvider(t.Context(), middleware.ProviderConfig{
+		Authorities: []middleware.Authority{middleware.EntraMultiTenant(middleware.Organizations, middleware.TenantAdmission{AllowAnyTenant: true}).WithHost(srv.URL)},
+		Observer:    obs, // the Provider's Decision is its verifiers' default
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	a, err := p.NewAuthenticator(middleware.APIConfig{ClientID: tenant.ClientID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := p.NewIDTokenVerifier(middleware.IDTokenConfig{ClientID: tenant.ClientID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := entratest.NewGUID()
+	_, _ = a.Validate(t.Context(), tenant.AccessToken(entratest.Claim("tid", forged),
+		entratest.Issuer(strings.Replace(tenant.IssuerV2(), tenant.ID, forged, 1)), entratest.SignedWith(srv.NewKey())))
+	if _, err := a.Validate(t.Context(), tenant.AccessToken()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(t.Context(), tenant.IDToken(entratest.Nonce("n")), "n"); err != nil {
+		t.Fatal(err)
+	}
+	d := rec.takeDecisions()
+	if len(d) != 3 {
+		t.Fatalf("%d decisions, want 3", len(d))
+	}
+	if d[0].Outcome != middleware.Refused || d[0].Authority == "" || d[0].TenantID != "" {
+		t.Errorf("forged token: %+v, want refused, its authority named and no tenant", d[0])
+	}
+	for _, ok := range d[1:] {
+		if ok.Outcome != middleware.Accepted || ok.TenantID != tenant.ID || ok.Start.IsZero() {
+			t.Errorf("%s token: %+v, want accepted, naming %s, with its start", ok.Token, ok, tenant.ID)
+		}
+	}
+	if d[1].Claims == nil || d[2].Claims == nil {
+		t.Fatal("IncludeClaims gave no claims")
+	}
+	d[1].Claims.Scopes[0] = "changed by an observer"
+	if c, err := a.Validate(t.Context(), tenant.AccessToken()); err != nil || c.Scopes[0] == "changed by an observer" {
+		t.Errorf("an observer's claims are shared: %v %v", c, err)
+	}
+}
+
+// Load and Admission are the Provider's: on a verifier's Observer they are
+// a configuration error, not silently never called.
+func TestVerifierObserversTakeDecisionsOnly(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	a := newAuth(t, tenant)
+	load := middleware.Observer{Load: func(middleware.LoadEvent) {}}
+	admission := middleware.Observer{Admission: func(context.Context, middleware.AdmissionEvent) {}}
+	for name, obs := range map[string]middleware.Observer{"Load": load, "Admission": admission} {
+		if _, err := a.Provider().NewAuthenticator(middleware.APIConfig{ClientID: tenant.ClientID, Observer: obs}); err == nil || !strings.Contains(err.Error(), "ProviderConfig.Observer") {
+			t.Errorf("APIConfig.Observer.%s: %v", name, err)
+		}
+		if _, err := a.Provider().NewIDTokenVerifier(middleware.IDTokenConfig{ClientID: tenant.ClientID, Observer: obs}); err == nil {
+			t.Errorf("IDTokenConfig.Observer.%s accepted", name)
+		}
+	}
+}
+
+// An Observer that panics on a loader's goroutine drops its event: the
+// load completes and the process lives.
+func TestPanickingLoadObserverIsContained(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	a := newAuth(t, tenant, func(c *middleware.Config) {
+		c.Observer = middleware.Observer{Load: func(middleware.LoadEvent) { panic("observer bug") }}
+	})
+	if !a.Ready() {
+		t.Fatal("keys not loaded past a panicking observer")
+	}
+	if _, err := a.Validate(t.Context(), tenant.AccessToken()); err != nil {
+		t.Error(err)
 	}
 }

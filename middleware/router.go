@@ -98,10 +98,6 @@ func (idx *issuerIndex) lookup(iss, tid string) []*source {
 func (r *router) route(ctx context.Context, c *claims.Claims, version string) (*source, *sourceState, *Error) {
 	idx := r.index.Load()
 	candidates := idx.lookup(c.Issuer, c.TenantID)
-	if candidates == nil && len(idx.templates) > 0 && !isGUID(c.TenantID) {
-		// Issuer templates are filled from tid, which must be a tenant ID.
-		return nil, nil, newError(ErrInvalidIssuer, "the token has no valid tid claim (a tenant ID) to check its issuer with", nil)
-	}
 	if candidates == nil {
 		var e *Error
 		if candidates, e = r.awaitPending(ctx, c, version); e != nil {
@@ -138,7 +134,7 @@ func (r *router) awaitPending(ctx context.Context, c *claims.Claims, version str
 		}
 	}
 	if len(pending) == 0 {
-		return nil, issuerNotAccepted(c.Issuer)
+		return nil, r.notAccepted(c)
 	}
 	var firstErr *Error
 	for _, src := range pending {
@@ -153,11 +149,21 @@ func (r *router) awaitPending(ctx context.Context, c *claims.Claims, version str
 		// The issuer may be one of those we could not load.
 		return nil, firstErr
 	}
-	return nil, issuerNotAccepted(c.Issuer)
+	return nil, r.notAccepted(c)
 }
 
-// issuerNotAccepted refuses an issuer no document announces; the index
-// never matches a literal {tenantid}, and the description says why.
+// notAccepted refuses an issuer no document announces, saying why: the
+// index never matches a literal {tenantid}, and issuer templates are
+// filled from tid, which must be a tenant ID. A token without one (B2C's
+// may have none) is refused so only once no document that might announce
+// its issuer is still loading.
+func (r *router) notAccepted(c *claims.Claims) *Error {
+	if len(r.index.Load().templates) > 0 && !isGUID(c.TenantID) {
+		return newError(ErrInvalidIssuer, "the token has no valid tid claim (a tenant ID) to check its issuer with", nil)
+	}
+	return issuerNotAccepted(c.Issuer)
+}
+
 func issuerNotAccepted(iss string) *Error {
 	if strings.Contains(iss, tenantPlaceholder) {
 		return newError(ErrInvalidIssuer, "the token's issuer is a template, not an issuer", nil)

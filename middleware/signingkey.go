@@ -66,47 +66,70 @@ func (st *sourceState) publicKey(ctx context.Context, kid string) (*rsa.PublicKe
 var errIssuersUnknown = errors.New("the issuers of the signing keys are not known yet")
 
 // keyMaySign applies Entra's per-key issuer rule to key kid of state st for
-// a token of issuer iss and tenant tid. With wait, it waits for (or answers
-// 503 while it cannot load) the document that names the key's issuer;
-// without, a document not loaded yet is errIssuersUnknown.
+// a token of issuer iss and tenant tid: the issuer st's own key set names
+// for the key, if any, and the one the authority's v2.0 key set names,
+// which binds every document of the authority; the stricter wins. With
+// wait, it waits for (or answers 503 while it cannot load) the v2.0 key
+// set; without, a v2.0 key set not loaded, or lacking the key, is
+// errIssuersUnknown.
 func (src *source) keyMaySign(ctx context.Context, st *sourceState, kid, iss, tid string, wait bool) *Error {
-	keyIss, e := src.statedIssuer(ctx, st, kid, wait)
+	if own := st.keyIssuers[kid]; own != "" && !keyIssuerAllows(own, iss, tid) {
+		return keyIssuerRefusal()
+	}
+	if src.spec.namesKeyIssuers {
+		return nil
+	}
+	stated, e := src.v2StatedIssuer(ctx, kid, wait)
 	if e != nil {
 		return e
 	}
-	if keyIss != "" && !keyIssuerAllows(keyIss, iss, tid) {
-		return newError(ErrInvalidIssuer, "the token's signing key is not valid for its issuer", nil)
+	if stated != "" && !keyIssuerAllows(stated, iss, tid) {
+		return keyIssuerRefusal()
 	}
 	return nil
 }
 
-// statedIssuer is the issuer Entra names for key kid: in st's own key set,
-// or else in the authority's v2.0 key set, which is where Entra states it
-// (its v1.0 key sets name none). "" means no issuer is stated: any issuer
-// of the authority may use the key.
-func (src *source) statedIssuer(ctx context.Context, st *sourceState, kid string, wait bool) (string, *Error) {
-	if iss := st.keyIssuers[kid]; iss != "" {
-		return iss, nil
-	}
+func keyIssuerRefusal() *Error {
+	return newError(ErrInvalidIssuer, "the token's signing key is not valid for its issuer", nil)
+}
+
+// v2StatedIssuer is the issuer the authority's v2.0 key set names for key
+// kid, "" when it names none (or the authority has no such key set). A key
+// the v2.0 key set does not hold yet cannot be told from one restricted to
+// another tenant: the set is reloaded for it (within MinLoadInterval), and
+// until it holds the key, tokens signed with it get 503.
+func (src *source) v2StatedIssuer(ctx context.Context, kid string, wait bool) (string, *Error) {
 	for _, sibling := range src.auth.sources {
 		if sibling == src || !sibling.spec.namesKeyIssuers {
 			continue
 		}
 		other := sibling.state.Load()
-		if other == nil {
+		if other == nil || !other.holds(ctx, kid) {
 			if !wait {
 				return "", newError(ErrKeysUnavailable, "", errIssuersUnknown)
 			}
 			var err error
-			if other, err = sibling.current(ctx); err != nil {
-				// Until it loads, a key that may be restricted to another
-				// tenant cannot be told from one that is not.
+			if other == nil {
+				other, err = sibling.current(ctx)
+			} else {
+				other, err = sibling.await(ctx, true)
+			}
+			switch {
+			case err != nil:
 				return "", sibling.unavailable(err)
+			case !other.holds(ctx, kid):
+				return "", sibling.unavailable(fmt.Errorf("%w: key %q is not in the v2.0 key set", errIssuersUnknown, kid))
 			}
 		}
 		return other.keyIssuers[kid], nil
 	}
 	return "", nil
+}
+
+// holds reports whether the state's key set has key kid.
+func (st *sourceState) holds(ctx context.Context, kid string) bool {
+	_, err := st.keys.Storage().KeyRead(ctx, kid)
+	return err == nil
 }
 
 // keyIssuerAllows applies Microsoft's signing-key issuer validation

@@ -3,6 +3,7 @@ package middleware_test
 import (
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -158,5 +159,62 @@ func TestKeyIssuerNamesATenant(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// A key Entra publishes after the v2.0 key set was read, restricted to
+// another tenant: a v1.0 token signed with it makes the v2.0 key set load
+// again, and is refused, not judged by the stale set that lacks the key.
+// The v1.0 key set alone (where the v1.0 token's kid is looked up) names
+// no issuer, so the stale v2.0 set must not pass for "unrestricted".
+func TestKeysPublishedLaterBindV1TokensToo(t *testing.T) {
+	for _, cfg := range acceptedVersions {
+		t.Run(cfg.name, func(t *testing.T) {
+			srv := entratest.NewServer()
+			t.Cleanup(srv.Close)
+			tenant := srv.NewTenant()
+			other := srv.NewTenant(entratest.WithClientID(tenant.ClientID))
+			a := newAuth(t, tenant, func(c *middleware.Config) {
+				c.MinLoadInterval = time.Second
+				c.Authorities = []middleware.Authority{middleware.EntraMultiTenant(middleware.Organizations,
+					middleware.TenantAdmission{AllowAnyTenant: true}).WithHost(srv.URL).WithTokenVersions(cfg.versions)}
+			})
+			k := srv.NewKey()
+			srv.PublishKeyFor(k, other.ID)
+			time.Sleep(1100 * time.Millisecond) // past MinLoadInterval: the unknown kid may reload
+			for range 2 {                       // the second time, from whatever the first left behind
+				if _, err := a.Validate(t.Context(), tenant.AccessToken(entratest.V1(), entratest.SignedWith(k))); !errors.Is(err, middleware.ErrInvalidIssuer) {
+					t.Errorf("v1 token of another tenant signed with a key published later for %s alone: %v, want ErrInvalidIssuer", other.ID, err)
+				}
+			}
+			if _, err := a.Validate(t.Context(), other.AccessToken(entratest.V1(), entratest.SignedWith(k))); err != nil {
+				t.Errorf("the key's own tenant: %v", err)
+			}
+		})
+	}
+}
+
+// The stricter of the two stated issuers wins: a v1.0 key set that names
+// an issuer for a key does not override the v2.0 key set's restriction.
+func TestBothStatedIssuersBind(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	other := tenant.Server().NewTenant()
+	k := tenant.Server().NewKey()
+	tenant.Server().PublishKeyFor(k, other.ID)
+	proxy := rewritingAuthority(t, tenant, func(path string, doc map[string]any) {
+		if keys, ok := doc["keys"].([]any); ok && strings.HasSuffix(path, "/discovery/keys") {
+			for _, entry := range keys {
+				if m := entry.(map[string]any); m["kid"] == k.ID {
+					m["issuer"] = "https://sts.windows.net/" + tenant.ID + "/" // the v1 set claims the key for this tenant
+				}
+			}
+		}
+	})
+	a := newAuth(t, tenant, func(c *middleware.Config) {
+		c.Authorities = []middleware.Authority{middleware.EntraTenant(tenant.ID).WithHost(proxy.URL)}
+	})
+	tok := tenant.AccessToken(entratest.V1(), entratest.SignedWith(k), entratest.Issuer("https://sts.windows.net/"+tenant.ID+"/"))
+	if _, err := a.Validate(t.Context(), tok); !errors.Is(err, middleware.ErrInvalidIssuer) {
+		t.Errorf("v1 token with a key the v2.0 set restricts to another tenant: %v, want ErrInvalidIssuer", err)
 	}
 }

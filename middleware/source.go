@@ -207,7 +207,7 @@ func (src *source) refresh() error {
 		if st != nil {
 			ev.Keys = len(st.kids)
 		}
-		obs(ev)
+		observeSafely(src.s.logger, "Load", func() { obs(ev) })
 	}
 
 	src.mu.Lock()

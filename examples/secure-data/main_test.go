@@ -168,8 +168,12 @@ func TestConfigurationMistakesNameTheVariable(t *testing.T) {
 	clearEnv(t)
 	t.Setenv("AZURE_SUBSCRIPTION_ID", entratest.NewGUID())
 	t.Setenv("AZURE_CORE_OUTPUT", "json")
+	// Nor what a platform sets for the Azure SDK's credentials (AKS
+	// workload identity, for one).
+	t.Setenv("AZURE_FEDERATED_TOKEN_FILE", "/var/run/secrets/azure/tokens/azure-identity-token")
+	t.Setenv("AZURE_CLIENT_SECRET", "not read by an API")
 	if setup, err := demo.FromEnv(&bytes.Buffer{}); err != nil {
-		t.Errorf("with the Azure CLI's own variables set: %v", err)
+		t.Errorf("with the Azure tools' and SDK's own variables set: %v", err)
 	} else {
 		setup.Close()
 	}
@@ -196,7 +200,7 @@ func TestReadinessFollowsTheSigningKeys(t *testing.T) {
 		t.Fatalf("readyz body %s: want the two documents", body)
 	}
 	for _, src := range ready.Sources {
-		if src["ready"] != false || src["failing_since"] == nil || src["version"] == nil {
+		if src["ready"] != false || src["last_failure"] == nil || src["version"] == nil {
 			t.Errorf("readyz document %v: want not ready, failing since a time", src)
 		}
 	}

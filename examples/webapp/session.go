@@ -41,11 +41,16 @@ type cookie struct {
 	Expires   time.Time
 }
 
-// signedInSession is what the server keeps of a signed-in browser.
+// signedInSession is what the server keeps of a signed-in browser, or,
+// under an account's key, when the account last signed out.
 type signedInSession struct {
 	AccountID string
 	Claims    map[string]string
-	Expires   time.Time
+	// SignedIn is when the session began; SignedOut, in an account's
+	// record, when the account signed out: every session of the account
+	// that began before is over (its tokens left MSAL's cache with it).
+	SignedIn, SignedOut time.Time
+	Expires             time.Time
 }
 
 // SessionStore keeps signed-in sessions on the server, by ID. IDs reach it
@@ -92,12 +97,23 @@ func (m *sessions) load(r *http.Request) *session {
 		return s
 	}
 	in, err := m.store.Get(r.Context(), storeKey(s.SessionID))
-	if err != nil || in == nil || time.Now().After(in.Expires) {
+	if err != nil || in == nil || time.Now().After(in.Expires) || m.endedBySignOut(r.Context(), in) {
 		s.SessionID = ""
 		return s
 	}
 	s.AccountID, s.Claims = in.AccountID, in.Claims
 	return s
+}
+
+// endedBySignOut reports whether the account signed out, in any browser,
+// since the session began. A store that cannot say ends the session: it
+// fails closed.
+func (m *sessions) endedBySignOut(ctx context.Context, in *signedInSession) bool {
+	out, err := m.store.Get(ctx, accountKey(in.AccountID))
+	if err != nil {
+		return true
+	}
+	return out != nil && !in.SignedIn.After(out.SignedOut)
 }
 
 func (m *sessions) open(r *http.Request) cookie {
@@ -151,7 +167,16 @@ func (m *sessions) signIn(ctx context.Context, w http.ResponseWriter, s *session
 	if _, err := rand.Read(id); err != nil {
 		return err
 	}
-	in := &signedInSession{AccountID: accountID, Claims: claims, Expires: time.Now().Add(sessionLifetime)}
+	now := time.Now()
+	in := &signedInSession{AccountID: accountID, Claims: claims, SignedIn: now, Expires: now.Add(sessionLifetime)}
+	if s.SessionID != "" {
+		// The session this sign-in replaces ends: a copy of its cookie
+		// must not open it (nor, for another account, the previous
+		// user's profile).
+		if err := m.store.Delete(ctx, storeKey(s.SessionID)); err != nil {
+			return err
+		}
+	}
 	s.SessionID = base64.RawURLEncoding.EncodeToString(id)
 	if err := m.store.Put(ctx, storeKey(s.SessionID), in); err != nil {
 		return err
@@ -160,11 +185,17 @@ func (m *sessions) signIn(ctx context.Context, w http.ResponseWriter, s *session
 	return m.save(w, s)
 }
 
-// signOut ends the session on the server, then in the browser.
+// signOut ends the session on the server, and every other session of its
+// account (whose tokens leave MSAL's cache with this sign-out), then the
+// browser's cookie.
 func (m *sessions) signOut(ctx context.Context, w http.ResponseWriter, s *session) error {
 	var err error
+	if s.AccountID != "" {
+		now := time.Now()
+		err = m.store.Put(ctx, accountKey(s.AccountID), &signedInSession{AccountID: s.AccountID, SignedOut: now, Expires: now.Add(sessionLifetime)})
+	}
 	if s.SessionID != "" {
-		err = m.store.Delete(ctx, storeKey(s.SessionID))
+		err = errors.Join(err, m.store.Delete(ctx, storeKey(s.SessionID)))
 	}
 	m.clear(w)
 	*s = session{}
@@ -180,6 +211,12 @@ func (m *sessions) clear(w http.ResponseWriter) {
 func storeKey(id string) string {
 	sum := sha256.Sum256([]byte(id))
 	return "session:" + hex.EncodeToString(sum[:])
+}
+
+// accountKey is the store's name for an account's sign-out record.
+func accountKey(accountID string) string {
+	sum := sha256.Sum256([]byte(accountID))
+	return "signed-out:" + hex.EncodeToString(sum[:])
 }
 
 // memorySessions is a SessionStore in this process's memory: sessions end

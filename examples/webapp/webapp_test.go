@@ -419,6 +419,50 @@ func TestSignOutEndsTheSessionOnTheServer(t *testing.T) {
 	}
 }
 
+// A new sign-in in the same browser ends the session it replaces: a copy
+// of the earlier cookie (of another account, here) opens nothing.
+func TestSigningInAgainEndsTheReplacedSession(t *testing.T) {
+	s := startOffline(t)
+	u := newUser(t, s)
+	if st, _ := u.signIn(s, 0, grantAll); st != 200 {
+		t.Fatal(st)
+	}
+	earlier := u.cookies(s)
+	if st, _ := u.signIn(s, 1, grantAll); st != 200 {
+		t.Fatal(st)
+	}
+	if signedInWith(t, s, earlier) {
+		t.Error("the session a new sign-in replaced still opens the earlier user's profile")
+	}
+	if !signedInWith(t, s, u.cookies(s)) {
+		t.Error("the new sign-in is not signed in")
+	}
+}
+
+// Signing out removes the account's tokens from MSAL's cache, so it ends
+// the account's sessions in every browser: none comes back to life when
+// the user signs in again elsewhere.
+func TestSignOutEndsTheAccountsOtherSessions(t *testing.T) {
+	s := startOffline(t)
+	first, second := newUser(t, s), newUser(t, s)
+	first.signIn(s, 0, grantAll)
+	second.signIn(s, 0, grantAll)
+	other := second.cookies(s)
+	if !signedInWith(t, s, other) {
+		t.Fatal("the second browser is not signed in: the test proves nothing")
+	}
+	first.post(s.URL+"/logout", nil)
+	if st, _ := first.signIn(s, 0, grantAll); st != 200 {
+		t.Fatal(st)
+	}
+	if signedInWith(t, s, other) {
+		t.Error("a session of the account that signed out elsewhere is signed in again")
+	}
+	if !signedInWith(t, s, first.cookies(s)) {
+		t.Error("the new sign-in is not signed in")
+	}
+}
+
 // Offline, the web app keeps to loopback like the sample API.
 func TestOfflineWebAppStaysOnLoopback(t *testing.T) {
 	for _, v := range variables {

@@ -5,7 +5,7 @@
 // download it.
 //
 //	inst, err := entraotel.New(entraotel.Config{}) // the global MeterProvider and TracerProvider
-//	cfg.Observer = inst.Observer()                 // middleware.Config, ProviderConfig or APIConfig
+//	cfg.Observer = inst.Observer()                 // middleware.Config or ProviderConfig (its verifiers report to it too)
 //	cfg.HTTPClient = inst.HTTPClient(nil)          // client spans for key document fetches
 //	auth, err := middleware.New(ctx, cfg)
 //	inst.ObserveCache("orders", auth)              // the token cache's gauges

@@ -233,23 +233,23 @@ func Healthz(w http.ResponseWriter, _ *http.Request) {
 // Readyz is a readiness probe: 503 until the signing keys of every
 // document the API reads are loaded, so a load balancer sends no traffic
 // an instance cannot check. The body says which documents are not ready
-// and since when they fail, not why: the reasons, which name internal
+// and when each last failed, not why: the reasons, which name internal
 // URLs, go to the log (the middleware logs each failed load at Warn).
 func Readyz(auth *middleware.Authenticator) http.HandlerFunc {
 	type source struct {
-		Authority    string `json:"authority"`
-		Version      string `json:"version"`
-		Policy       string `json:"policy,omitempty"`
-		Ready        bool   `json:"ready"`
-		FailingSince string `json:"failing_since,omitempty"`
-		LastSuccess  string `json:"last_success,omitempty"`
+		Authority   string `json:"authority"`
+		Version     string `json:"version"`
+		Policy      string `json:"policy,omitempty"`
+		Ready       bool   `json:"ready"`
+		LastFailure string `json:"last_failure,omitempty"`
+		LastSuccess string `json:"last_success,omitempty"`
 	}
 	return func(w http.ResponseWriter, _ *http.Request) {
 		var sources []source
 		for _, s := range auth.Stats().Sources {
 			src := source{Authority: s.Authority, Version: s.Version, Policy: s.Policy, Ready: s.Ready}
 			if s.LastError != nil {
-				src.FailingSince = s.LastErrorAt.UTC().Format(time.RFC3339)
+				src.LastFailure = s.LastErrorAt.UTC().Format(time.RFC3339)
 			}
 			if !s.LastSuccess.IsZero() {
 				src.LastSuccess = s.LastSuccess.UTC().Format(time.RFC3339)

@@ -45,8 +45,10 @@ func New(known ...string) *Vars {
 }
 
 // azureToolVariable reports whether name is set by Azure tools for
-// themselves (the Azure CLI, the Azure Developer CLI), not identity
-// configuration a sample might mean to read.
+// themselves (the Azure CLI, the Azure Developer CLI), or is one of the
+// Azure SDK's credential variables, which a platform may set for every
+// process (AKS workload identity injects AZURE_FEDERATED_TOKEN_FILE and
+// AZURE_AUTHORITY_HOST): not a mistake in a sample's configuration.
 func azureToolVariable(name string) bool {
 	for _, prefix := range []string{"AZURE_CORE_", "AZURE_DEFAULTS_", "AZURE_EXTENSION_", "AZURE_DEV_"} {
 		if strings.HasPrefix(name, prefix) {
@@ -55,7 +57,12 @@ func azureToolVariable(name string) bool {
 	}
 	switch name {
 	case "AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZURE_LOCATION", "AZURE_ENV_NAME",
-		"AZURE_CONFIG_DIR", "AZURE_HTTP_USER_AGENT", "AZURE_PRINCIPAL_ID":
+		"AZURE_CONFIG_DIR", "AZURE_HTTP_USER_AGENT", "AZURE_PRINCIPAL_ID",
+		// The Azure SDK's EnvironmentCredential and WorkloadIdentityCredential.
+		"AZURE_FEDERATED_TOKEN_FILE", "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH",
+		"AZURE_CLIENT_CERTIFICATE_PASSWORD", "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", "AZURE_USERNAME",
+		"AZURE_PASSWORD", "AZURE_ADDITIONALLY_ALLOWED_TENANTS", "AZURE_TOKEN_CREDENTIALS",
+		"AZURE_REGIONAL_AUTHORITY_NAME", "AZURE_POD_IDENTITY_AUTHORITY_HOST":
 		return true
 	}
 	return false
