@@ -128,14 +128,24 @@ func tidNamesIssuersTenant(st *sourceState, c *claims.Claims) *Error {
 	return nil
 }
 
+// withOptions names the With options a shape uses.
+type withOptions uint8
+
+const (
+	usesIssuers withOptions = 1 << iota
+	usesAppSigningKeys
+	usesTokenVersions
+	usesAllOptions = usesIssuers | usesAppSigningKeys | usesTokenVersions
+)
+
 // checkUnusedOptions refuses the With options a shape has no use for.
-func checkUnusedOptions(a *Authority, issuers, appID, versions bool) error {
+func checkUnusedOptions(a *Authority, used withOptions) error {
 	switch {
-	case !issuers && len(a.issuers) > 0:
+	case used&usesIssuers == 0 && len(a.issuers) > 0:
 		return fmt.Errorf("%s: WithIssuers applies to single-tenant Entra and External ID authorities only", a.shape.name())
-	case !appID && a.appID != "":
+	case used&usesAppSigningKeys == 0 && a.appID != "":
 		return fmt.Errorf("%s: WithAppSigningKeys applies to Entra and External ID authorities only", a.shape.name())
-	case !versions && a.versions != 0:
+	case used&usesTokenVersions == 0 && a.versions != 0:
 		return fmt.Errorf("%s: WithTokenVersions applies to Entra authorities only", a.shape.name())
 	}
 	return nil
@@ -160,7 +170,7 @@ func (entraTenant) check(a *Authority) error {
 	case !isGUID(a.tenant) && !dnsNamePattern.MatchString(a.tenant):
 		return fmt.Errorf("EntraTenant(%q): not a tenant ID (GUID) or a domain name", a.tenant)
 	}
-	return checkUnusedOptions(a, true, true, true)
+	return checkUnusedOptions(a, usesAllOptions)
 }
 
 func (entraTenant) documents(a *Authority) []sourceSpec { return entraDocuments(a, a.tenant) }
@@ -196,7 +206,7 @@ func (entraMultiTenant) check(a *Authority) error {
 	if a.tenant != Organizations && a.tenant != Common {
 		return fmt.Errorf("EntraMultiTenant(%q): the tenant must be %q or %q", a.tenant, Organizations, Common)
 	}
-	if err := checkUnusedOptions(a, false, true, true); err != nil {
+	if err := checkUnusedOptions(a, usesAppSigningKeys|usesTokenVersions); err != nil {
 		return err
 	}
 	return a.admission.check(a.tenant)
@@ -249,7 +259,7 @@ func (externalID) check(a *Authority) error {
 	case a.versions != 0:
 		return fmt.Errorf("ExternalIDTenant: External ID issues v2.0 tokens only; WithTokenVersions does not apply")
 	}
-	return checkUnusedOptions(a, true, true, true)
+	return checkUnusedOptions(a, usesAllOptions)
 }
 
 func (externalID) documents(a *Authority) []sourceSpec {
@@ -298,7 +308,7 @@ func (b2c) check(a *Authority) error {
 			return fmt.Errorf("B2CTenant(%q): invalid policy name %q", name, p)
 		}
 	}
-	return checkUnusedOptions(a, false, false, false)
+	return checkUnusedOptions(a, 0)
 }
 
 // documents: one per policy; each routes both versions, since B2C issues
