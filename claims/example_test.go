@@ -1,6 +1,7 @@
 package claims_test
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -40,4 +41,21 @@ func ExampleClaims_Decode() {
 	_ = c.Decode("ctry", &country)
 	fmt.Println(country, c.ClientCapabilities, c.HasScope("Files.Read"))
 	// Output: FR [cp1] true
+}
+
+// A client that gets 401 insufficient_claims from an API reads the claims
+// request and asks Entra for a token carrying it (with MSAL for Go:
+// confidential.WithClaims(ch.Claims) or public.WithClaims(ch.Claims)),
+// then retries the call once.
+func ExampleParseClaimsChallenge() {
+	// resp.Header.Values("WWW-Authenticate") of the API's 401:
+	values := []string{`Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", ` +
+		`error="insufficient_claims", claims="eyJhY2Nlc3NfdG9rZW4iOnsiYWNycyI6eyJlc3NlbnRpYWwiOnRydWUsInZhbHVlIjoiYzEifX19"`}
+	ch, err := claims.ParseClaimsChallenge(values...)
+	if errors.Is(err, claims.ErrNoClaimsChallenge) {
+		fmt.Println("an ordinary 401: no new token helps")
+		return
+	}
+	fmt.Println(ch.Claims)
+	// Output: {"access_token":{"acrs":{"essential":true,"value":"c1"}}}
 }
