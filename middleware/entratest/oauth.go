@@ -74,6 +74,13 @@ type App struct {
 	// Roles are the application permissions (app roles of the tenant's
 	// API) an administrator granted it: the roles of its app-only tokens.
 	Roles []string
+	// GraphRoles are the Microsoft Graph application permissions granted
+	// to it, e.g. "GroupMember.Read.All": the roles of its app-only Graph
+	// tokens, which the Graph endpoints check.
+	GraphRoles []string
+	// Groups are the object IDs of the groups its service principal is a
+	// member of, for Graph's transitiveMemberOf.
+	Groups []string
 }
 
 // RegisterApp registers an application in the tenant, for the OAuth
@@ -92,6 +99,8 @@ func (t *Tenant) RegisterApp(app App) *App {
 	app.RedirectURIs = slices.Clone(app.RedirectURIs)
 	app.Permissions = slices.Clone(app.Permissions)
 	app.Roles = slices.Clone(app.Roles)
+	app.GraphRoles = slices.Clone(app.GraphRoles)
+	app.Groups = slices.Clone(app.Groups)
 	o := &t.server.oauth
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -270,9 +279,12 @@ type authCode struct {
 	issued  []string // refresh tokens issued from it, revoked if it is reused
 }
 
+// graphToken is a Microsoft Graph token the server issued: a user's, or
+// an app's (user empty, app set).
 type graphToken struct {
 	tenant  *Tenant
 	user    User
+	app     *App
 	expires time.Time
 }
 

@@ -22,7 +22,7 @@ import (
 
 // Endpoint names the documents a Server serves, for faults and counts.
 // Values combine with |.
-type Endpoint uint8
+type Endpoint uint16
 
 const (
 	MetadataV2 Endpoint = 1 << iota // {tenant}/v2.0/.well-known/openid-configuration
@@ -33,6 +33,7 @@ const (
 	Token                           // {tenant}/oauth2/v2.0/token
 	Logout                          // {tenant}/oauth2/v2.0/logout
 	GraphMe                         // /v1.0/me
+	GraphGroups                     // /v1.0/users/{id}/transitiveMemberOf/microsoft.graph.group
 
 	Metadata = MetadataV1 | MetadataV2
 	Keys     = KeysV1 | KeysV2
@@ -40,13 +41,13 @@ const (
 	// usually aim at.
 	All = Metadata | Keys
 	// OAuth is the sign-in endpoints and Graph.
-	OAuth = Authorize | Token | Logout | GraphMe
+	OAuth = Authorize | Token | Logout | GraphMe | GraphGroups
 )
 
-var endpoints = []Endpoint{MetadataV2, MetadataV1, KeysV2, KeysV1, Authorize, Token, Logout, GraphMe}
+var endpoints = []Endpoint{MetadataV2, MetadataV1, KeysV2, KeysV1, Authorize, Token, Logout, GraphMe, GraphGroups}
 
 var endpointNames = map[Endpoint]string{MetadataV2: "MetadataV2", MetadataV1: "MetadataV1", KeysV2: "KeysV2", KeysV1: "KeysV1",
-	Authorize: "Authorize", Token: "Token", Logout: "Logout", GraphMe: "GraphMe"}
+	Authorize: "Authorize", Token: "Token", Logout: "Logout", GraphMe: "GraphMe", GraphGroups: "GraphGroups"}
 
 func (e Endpoint) String() string {
 	var names []string
@@ -435,8 +436,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 
 // serveOAuth answers the sign-in endpoints of a tenant, and Graph.
 func (s *Server) serveOAuth(w http.ResponseWriter, r *http.Request, req request) {
-	if req.endpoint == GraphMe {
+	switch req.endpoint {
+	case GraphMe:
 		s.graphMe(w, r)
+		return
+	case GraphGroups:
+		if !s.misbehave(w, r, req.endpoint) {
+			s.graphGroups(w, r)
+		}
 		return
 	}
 	t := req.tenant
@@ -466,6 +473,9 @@ func (s *Server) serveOAuth(w http.ResponseWriter, r *http.Request, req request)
 func (s *Server) parse(r *http.Request) (request, bool) {
 	if r.URL.Path == "/v1.0/me" {
 		return request{endpoint: GraphMe}, true
+	}
+	if isGraphGroupsPath(r.URL.Path) {
+		return request{endpoint: GraphGroups}, true
 	}
 	segs := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")
 	req := request{segment: segs[0], appID: strings.ToLower(r.URL.Query().Get("appid"))}

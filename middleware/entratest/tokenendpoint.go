@@ -227,15 +227,24 @@ func (s *Server) appToken(w http.ResponseWriter, t *Tenant, app *App, asked []sc
 	}
 	life := s.tokenLifetime()
 	opts := []TokenOption{ClientApp(app.ClientID), Claim("oid", app.ObjectID), Claim("sub", app.ObjectID), Lifetime(life)}
-	if scopes[0].resource == "graph" {
-		opts = append(opts, Audience(GraphAppID), Header("nonce", opaque(32)))
-	} else if len(app.Roles) > 0 {
+	graph := scopes[0].resource == "graph"
+	switch {
+	case graph:
+		opts = append(opts, Audience(GraphAppID), Header("nonce", opaque(32)), Roles(app.GraphRoles...))
+	case len(app.Roles) > 0:
 		opts = append(opts, Roles(app.Roles...))
+	}
+	access := t.AppToken(opts...)
+	if graph {
+		expires := s.oauth.clock().Add(life)
+		s.oauth.mu.Lock()
+		s.oauth.graph[access] = graphToken{tenant: t, app: app, expires: expires}
+		s.oauth.mu.Unlock()
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, map[string]any{
 		"token_type": "Bearer", "expires_in": int(life / time.Second), "ext_expires_in": int(life / time.Second),
-		"access_token": t.AppToken(opts...),
+		"access_token": access,
 	})
 }
 
@@ -276,6 +285,10 @@ func (s *Server) graphMe(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnauthorized, map[string]any{"error": map[string]any{
 			"code": "InvalidAuthenticationToken", "message": "Access token validation failure. Invalid audience.",
 		}})
+		return
+	}
+	if g.app != nil {
+		writeJSON(w, http.StatusBadRequest, graphError("BadRequest", "/me request is only valid with delegated authentication flow."))
 		return
 	}
 	given, family := g.user.GivenName, g.user.FamilyName
