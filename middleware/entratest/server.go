@@ -25,15 +25,15 @@ import (
 type Endpoint uint16
 
 const (
-	MetadataV2 Endpoint = 1 << iota // {tenant}/v2.0/.well-known/openid-configuration
-	MetadataV1                      // {tenant}/.well-known/openid-configuration
-	KeysV2                          // {tenant}/discovery/v2.0/keys
-	KeysV1                          // {tenant}/discovery/keys
-	Authorize                       // {tenant}/oauth2/v2.0/authorize
-	Token                           // {tenant}/oauth2/v2.0/token
-	Logout                          // {tenant}/oauth2/v2.0/logout
-	GraphMe                         // /v1.0/me
-	GraphGroups                     // /v1.0/users/{id}/transitiveMemberOf/microsoft.graph.group
+	MetadataV2  Endpoint = 1 << iota // {tenant}/v2.0/.well-known/openid-configuration
+	MetadataV1                       // {tenant}/.well-known/openid-configuration
+	KeysV2                           // {tenant}/discovery/v2.0/keys
+	KeysV1                           // {tenant}/discovery/keys
+	Authorize                        // {tenant}/oauth2/v2.0/authorize
+	Token                            // {tenant}/oauth2/v2.0/token
+	Logout                           // {tenant}/oauth2/v2.0/logout
+	GraphMe                          // /v1.0/me
+	GraphGroups                      // /v1.0/users/{id}/transitiveMemberOf/microsoft.graph.group
 
 	Metadata = MetadataV1 | MetadataV2
 	Keys     = KeysV1 | KeysV2
