@@ -31,6 +31,16 @@
 // WithoutHeader, SignedWith(server.NewKey()) for a key the tenant never
 // published.
 //
+// Sign-in: registered apps (Tenant.RegisterApp) sign users in through the
+// authorize, token and logout endpoints, with the sign-in, consent and
+// step-up pages a browser test can click: a claims request for an
+// authentication context (what a claims challenge asks a client to send)
+// shows the step-up page, and the tokens that follow carry acrs; a refresh
+// token without the step-up answers interaction_required. Graph's /me and
+// transitiveMemberOf answer the Graph tokens the token endpoint issued;
+// users in more than GroupOverageLimit groups get Entra's overage claims
+// instead of groups.
+//
 // Keys and faults: Server.RotateKey, PublishKey and RetireKey change the
 // published key set; SetFault takes endpoints down (5xx), makes them hang or
 // answer garbage; SetDelay slows them; Requests counts what each endpoint

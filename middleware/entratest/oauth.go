@@ -258,6 +258,7 @@ type authRequest struct {
 	challenge, method    string // PKCE
 	prompt, responseMode string
 	scopes               []scope
+	claims               claimsRequest
 	created              time.Time
 }
 
@@ -269,6 +270,10 @@ type grant struct {
 	sid     string
 	authAt  time.Time
 	expires time.Time
+	// contexts are the authentication contexts the user satisfied: on an
+	// SSO session, every step-up of the browser; on a code or refresh
+	// token, those its authorization request asked for.
+	contexts []string
 }
 
 type authCode struct {

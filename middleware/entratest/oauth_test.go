@@ -680,3 +680,73 @@ func TestTokenEndpointErrorsAreJSON(t *testing.T) {
 		t.Errorf("unknown tenant: %d %s %v", resp.StatusCode, resp.Header.Get("Content-Type"), e)
 	}
 }
+
+// A claims request for an authentication context (what a claims challenge
+// asks the client to send) shows a step-up page after sign-in; tokens of
+// the code, and of refresh tokens from it, carry acrs. A refresh token
+// without the step-up cannot give it: interaction_required, with the
+// claims. Client capabilities asked for come back as xms_cc.
+func TestClaimsRequestStepsUp(t *testing.T) {
+	tenant, web, _ := oauthTenant(t)
+	c := newOAuthClient(t, tenant, web)
+	api := apiAuth(t, tenant, tenant.ClientID)
+	apiScope := "api://" + tenant.ClientID + "/SecureData.Read"
+	scopes := "openid offline_access " + apiScope
+	const verifier = "verifier-0123456789-0123456789-0123456789-pkce"
+	c1 := `{"access_token":{"acrs":{"essential":true,"value":"c1"},"xms_cc":{"values":["cp1"]}}}`
+
+	// A plain sign-in first: its refresh token has no step-up.
+	back := c.signIn(c.authorizeURL(c.params(scopes, "s", "n", verifier)), 0, func(string) bool { return true })
+	plain := c.redeem(back.Query().Get("code"), verifier, apiScope+" offline_access")
+	if ac, err := api.Validate(t.Context(), plain.AccessToken); err != nil || len(ac.AuthContexts) != 0 {
+		t.Fatalf("plain sign-in: %v %+v", err, ac)
+	}
+	refused := c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {plain.RefreshToken}, "client_id": {web.ClientID},
+		"client_secret": {web.Secret}, "scope": {apiScope}, "claims": {c1}})
+	if refused.status != 400 || refused.Error != "interaction_required" || !strings.HasPrefix(refused.Description, "AADSTS50076") {
+		t.Fatalf("refresh asking for c1 without a step-up: %+v", refused)
+	}
+
+	// prompt=none cannot step up.
+	p := c.params(scopes, "s", "n", verifier)
+	p.Set("claims", c1)
+	p.Set("prompt", "none")
+	if _, _, loc := c.get(c.authorizeURL(p)); !strings.Contains(loc, "error=interaction_required") {
+		t.Errorf("prompt=none with an unsatisfied context: %s", loc)
+	}
+
+	// The interactive request: the session is signed in, so the step-up
+	// page comes at once; Cancel refuses, Verify gives the code.
+	p.Del("prompt")
+	status, body, _ := c.get(c.authorizeURL(p))
+	if status != 200 || !strings.Contains(body, `id="step-up"`) || !strings.Contains(body, "c1") {
+		t.Fatalf("authorize with claims: %d %s, want the step-up page", status, body)
+	}
+	_, _, loc := c.post(c.authorizeURL(p), url.Values{"request": {hiddenRequest.FindStringSubmatch(body)[1]}, "stepup": {"cancel"}})
+	if !strings.Contains(loc, "error=access_denied") {
+		t.Errorf("cancelled step-up: %s", loc)
+	}
+	_, body, _ = c.get(c.authorizeURL(p))
+	_, _, loc = c.post(c.authorizeURL(p), url.Values{"request": {hiddenRequest.FindStringSubmatch(body)[1]}, "stepup": {"verify"}})
+	stepped := c.redeem(c.parse(loc).Query().Get("code"), verifier, apiScope+" offline_access")
+	ac, err := api.Validate(t.Context(), stepped.AccessToken)
+	if err != nil || !ac.HasAuthContext("c1") || !ac.CanHandleClaimsChallenges() {
+		t.Fatalf("token after the step-up: %v %+v", err, ac)
+	}
+
+	// Its refresh token keeps the context; the session remembers the
+	// step-up, so the next request asking for c1 needs no page.
+	again := c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {stepped.RefreshToken}, "client_id": {web.ClientID},
+		"client_secret": {web.Secret}, "scope": {apiScope}, "claims": {c1}})
+	if ac, err := api.Validate(t.Context(), again.AccessToken); again.status != 200 || err != nil || !ac.HasAuthContext("c1") {
+		t.Errorf("refresh after the step-up: %+v %v", again, err)
+	}
+	if status, _, loc := c.get(c.authorizeURL(p)); status != http.StatusFound || !strings.Contains(loc, "code=") {
+		t.Errorf("a second request for c1 in the same session: %d %s, want a code at once", status, loc)
+	}
+
+	p.Set("claims", `{"access_token":{"acrs":`)
+	if _, _, loc := c.get(c.authorizeURL(p)); !strings.Contains(loc, "error=invalid_request") {
+		t.Errorf("malformed claims: %s", loc)
+	}
+}

@@ -28,6 +28,14 @@ type consentData struct {
 	Permissions []permission
 }
 
+type stepUpData struct {
+	Tenant   *Tenant
+	Request  string
+	App      string
+	User     User
+	Contexts []string
+}
+
 type errorData struct{ Code, Message string }
 
 func page(w http.ResponseWriter, status int, tmpl *template.Template, data any) {
@@ -71,6 +79,22 @@ var consentPage = template.Must(template.New("consent").Parse(`<!doctype html>
 {{range .Permissions}}<label><input type="checkbox" name="scope" value="{{.Key}}" checked id="scope-{{.Name}}"> {{.Label}} <small>{{.Name}}</small></label>
 {{end}}<button type="submit" name="consent" value="accept" class="primary" id="accept">Accept</button>
 <button type="submit" name="consent" value="cancel" id="cancel">Cancel</button>
+</form>
+</main></body></html>`))
+
+// stepUpPage stands for the Conditional Access policy of an
+// authentication context: a second factor, a compliant device.
+var stepUpPage = template.Must(template.New("stepup").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Verify your identity</title>` + pageStyle + `</head>
+<body><main>
+<p class="fake">entratest: a fake Microsoft Entra tenant. No second factor is asked.</p>
+<h1 id="step-up">Verify your identity</h1>
+<p><strong id="app">{{.App}}</strong> needs more verification of <span id="user">{{.User.Name}}</span> for this action
+(Conditional Access authentication context <code id="contexts">{{range $i, $c := .Contexts}}{{if $i}}, {{end}}{{$c}}{{end}}</code>).</p>
+<form method="post">
+<input type="hidden" name="request" value="{{.Request}}">
+<button type="submit" name="stepup" value="verify" class="primary" id="verify">Verify</button>
+<button type="submit" name="stepup" value="cancel" id="cancel">Cancel</button>
 </form>
 </main></body></html>`))
 

@@ -30,7 +30,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, t *Tenant) {
 		s.savePending(req)
 		page(w, http.StatusOK, signInPage, signInData{Tenant: t, Request: req.id, App: req.app.Name, Users: t.Users(), Hint: req.loginHint, Prompt: req.prompt})
 	default:
-		s.afterSignIn(w, r, req, session.user, session.sid)
+		s.afterSignIn(w, r, req, session.user, session.sid, s.satisfied(session))
 	}
 }
 
@@ -87,6 +87,9 @@ func (s *Server) authorizeRequest(w http.ResponseWriter, r *http.Request, t *Ten
 		return fail("invalid_scope", problem)
 	}
 	req.scopes = t.expandDefault(app, scopes)
+	if req.claims, problem = parseClaimsRequest(q.Get("claims")); problem != "" {
+		return fail("invalid_request", problem)
+	}
 	return req, true
 }
 
@@ -111,7 +114,16 @@ func (s *Server) authorizeAnswer(w http.ResponseWriter, r *http.Request, t *Tena
 		}
 		sid := NewGUID()
 		s.startSession(w, t, u, sid)
-		s.afterSignIn(w, r, req, u, sid)
+		s.afterSignIn(w, r, req, u, sid, nil)
+	case r.PostForm.Get("stepup") == "verify":
+		g := s.session(r, t)
+		if g == nil {
+			page(w, http.StatusBadRequest, errorPage, errorData{Code: "invalid_request", Message: "AADSTS50058: No user is signed in."})
+			return
+		}
+		s.afterSignIn(w, r, req, g.user, g.sid, s.stepUp(g, req.claims.contexts))
+	case r.PostForm.Get("stepup") == "cancel":
+		redirectError(w, r, req, "access_denied", "AADSTS50074: Strong authentication is required and the user did not complete it.")
 	case r.PostForm.Get("consent") == "accept":
 		g := s.session(r, t)
 		if g == nil {
@@ -125,7 +137,7 @@ func (s *Server) authorizeAnswer(w http.ResponseWriter, r *http.Request, t *Tena
 			}
 		}
 		s.oauth.consent(t, g.user, req.app, accepted)
-		s.issueCode(w, r, req, *g)
+		s.issueCode(w, r, req, codeGrant(req, g.user, g.sid, g.authAt, s.satisfied(g)))
 	case r.PostForm.Get("consent") == "cancel":
 		redirectError(w, r, req, "access_denied", "AADSTS65004: User declined to consent to access the app.")
 	default:
@@ -133,9 +145,21 @@ func (s *Server) authorizeAnswer(w http.ResponseWriter, r *http.Request, t *Tena
 	}
 }
 
-// afterSignIn asks for consent when the app wants permissions the user has
-// not granted it (or prompt=consent), else issues the code.
-func (s *Server) afterSignIn(w http.ResponseWriter, r *http.Request, req *authRequest, u User, sid string) {
+// afterSignIn asks for a step-up when the request's claims name an
+// authentication context the browser's session has not satisfied, then
+// for consent when the app wants permissions the user has not granted it
+// (or prompt=consent), else issues the code. satisfied are the session's
+// contexts.
+func (s *Server) afterSignIn(w http.ResponseWriter, r *http.Request, req *authRequest, u User, sid string, satisfied []string) {
+	if req.claims.missing(satisfied) {
+		if req.prompt == "none" {
+			redirectError(w, r, req, "interaction_required", "AADSTS50076: Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access this resource.")
+			return
+		}
+		s.savePending(req)
+		page(w, http.StatusOK, stepUpPage, stepUpData{Tenant: req.tenant, Request: req.id, App: req.app.Name, User: u, Contexts: req.claims.contexts})
+		return
+	}
 	needed := s.oauth.needsConsent(req, u)
 	if req.prompt == "consent" {
 		needed = slices.DeleteFunc(slices.Clone(req.scopes), func(sc scope) bool { return sc.resource == "" || sc.name == ".default" })
@@ -153,7 +177,35 @@ func (s *Server) afterSignIn(w http.ResponseWriter, r *http.Request, req *authRe
 		page(w, http.StatusOK, consentPage, consentData{Tenant: req.tenant, Request: req.id, App: req.app.Name, User: u, Permissions: perms})
 		return
 	}
-	s.issueCode(w, r, req, grant{tenant: req.tenant, user: u, app: req.app, sid: sid, authAt: time.Now()})
+	s.issueCode(w, r, req, codeGrant(req, u, sid, time.Now(), satisfied))
+}
+
+// codeGrant is what an authorization code for req gives: its tokens carry
+// the authentication contexts it asked for that the session satisfied.
+func codeGrant(req *authRequest, u User, sid string, authAt time.Time, satisfied []string) grant {
+	var contexts []string
+	for _, id := range req.claims.contexts {
+		if slices.Contains(satisfied, id) {
+			contexts = append(contexts, id)
+		}
+	}
+	return grant{tenant: req.tenant, user: u, app: req.app, sid: sid, authAt: authAt, contexts: contexts}
+}
+
+// satisfied are the authentication contexts a session satisfied.
+func (s *Server) satisfied(session *grant) []string {
+	s.oauth.mu.Lock()
+	defer s.oauth.mu.Unlock()
+	return slices.Clone(session.contexts)
+}
+
+// stepUp records that the session's user satisfied contexts (the step-up
+// page's verification), and returns all the session satisfied.
+func (s *Server) stepUp(session *grant, contexts []string) []string {
+	s.oauth.mu.Lock()
+	defer s.oauth.mu.Unlock()
+	session.contexts = appendNew(session.contexts, contexts...)
+	return slices.Clone(session.contexts)
 }
 
 func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, req *authRequest, g grant) {

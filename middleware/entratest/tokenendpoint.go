@@ -40,6 +40,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, t *Tenant) {
 // authenticated and the scopes parsed.
 func (s *Server) grant(w http.ResponseWriter, r *http.Request, t *Tenant, app *App, scopes []scope) {
 	f := r.PostForm
+	asked, problem := parseClaimsRequest(f.Get("claims"))
+	if problem != "" {
+		writeJSON(w, http.StatusBadRequest, aadError("invalid_request", problem))
+		return
+	}
 	switch f.Get("grant_type") {
 	case "authorization_code":
 		g, e := s.redeemCode(t, app, f.Get("code"), f.Get("redirect_uri"), f.Get("code_verifier"))
@@ -50,7 +55,12 @@ func (s *Server) grant(w http.ResponseWriter, r *http.Request, t *Tenant, app *A
 		if len(scopes) == 0 {
 			scopes = g.req.scopes
 		}
-		if rt := s.userTokens(w, r, g.grant, scopes, g.req.nonce); rt != "" {
+		asked = g.req.claims.merged(asked)
+		if asked.missing(g.contexts) {
+			writeJSON(w, http.StatusBadRequest, interactionRequired(asked.raw))
+			return
+		}
+		if rt := s.userTokens(w, r, g.grant, scopes, g.req.nonce, asked); rt != "" {
 			s.oauth.mu.Lock()
 			g.issued = append(g.issued, rt)
 			s.oauth.mu.Unlock()
@@ -66,8 +76,12 @@ func (s *Server) grant(w http.ResponseWriter, r *http.Request, t *Tenant, app *A
 		case s.oauth.clock().After(g.expires):
 			writeJSON(w, http.StatusBadRequest, aadError("invalid_grant", "AADSTS700082: The refresh token has expired due to inactivity."))
 			return
+		case asked.missing(g.contexts):
+			// A step-up needs the user: the refresh token cannot give it.
+			writeJSON(w, http.StatusBadRequest, interactionRequired(asked.raw))
+			return
 		}
-		s.userTokens(w, r, *g, scopes, "")
+		s.userTokens(w, r, *g, scopes, "", asked)
 	case "client_credentials":
 		if app.Public {
 			writeJSON(w, http.StatusBadRequest, aadError("unauthorized_client", "AADSTS7000218: A public client cannot use the client credentials flow."))
@@ -160,7 +174,7 @@ func (s *Server) redeemCode(t *Tenant, app *App, code, redirectURI, verifier str
 // resource of the scopes asked (only the permissions the user granted),
 // an ID token when openid is asked, a refresh token for offline_access,
 // which it returns.
-func (s *Server) userTokens(w http.ResponseWriter, r *http.Request, g grant, scopes []scope, nonce string) (refreshToken string) {
+func (s *Server) userTokens(w http.ResponseWriter, r *http.Request, g grant, scopes []scope, nonce string, asked claimsRequest) (refreshToken string) {
 	t := g.tenant
 	resource := resourceOf(scopes)
 	granted := s.oauth.grantedFor(g, resource, scopes)
@@ -180,6 +194,13 @@ func (s *Server) userTokens(w http.ResponseWriter, r *http.Request, g grant, sco
 	expires := s.oauth.clock().Add(life)
 	opts := []TokenOption{ForUser(g.user), ClientApp(g.app.ClientID), Claim("azpacr", "1"), Claim("sid", g.sid), Lifetime(life)}
 	if resource == "api" {
+		// The tenant's API asks for acrs and xms_cc as optional claims.
+		if len(g.contexts) > 0 {
+			opts = append(opts, AuthContexts(g.contexts...))
+		}
+		if len(asked.capabilities) > 0 {
+			opts = append(opts, ClientCapabilities(asked.capabilities...))
+		}
 		access = t.AccessToken(append(opts, Scopes(names...))...)
 	} else {
 		names = append(names, oidcNames(scopes)...)
