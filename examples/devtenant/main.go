@@ -9,12 +9,16 @@
 //
 //	curl 'http://127.0.0.1:9999/dev/token?kind=user&scopes=SecureData.Read'
 //	curl 'http://127.0.0.1:9999/dev/token?kind=app&roles=SecureData.Read.All&version=1'
+//	curl 'http://127.0.0.1:9999/dev/token?kind=user&acrs=c1&xms_cc=cp1'
 //
 // kind is user (delegated access token, the default), app (client
 // credentials) or id (ID token); version is 1 or 2 (default 2); scopes
 // (default SecureData.Read, for user tokens only: app tokens never carry
-// scopes) and roles are comma-separated. The flags take the same values
-// with the same defaults. The signing keys are generated at start-up.
+// scopes) and roles are comma-separated. acrs lists the Conditional Access
+// authentication contexts the user satisfied (a step-up: user tokens
+// only), xms_cc the client's capabilities (cp1: it handles claims
+// challenges). The flags take the same values with the same defaults. The
+// signing keys are generated at start-up.
 package main
 
 import (
@@ -42,6 +46,8 @@ type tokenRequest struct {
 	version string // 1 or 2
 	scopes  string // comma-separated, user tokens only
 	roles   string // comma-separated
+	acrs    string // comma-separated authentication contexts, user tokens only
+	xmsCC   string // comma-separated client capabilities
 }
 
 var defaultRequest = tokenRequest{kind: "user", version: "2", scopes: "SecureData.Read"}
@@ -55,6 +61,8 @@ func main() {
 	flag.StringVar(&req.version, "version", defaultRequest.version, "token version: 1 or 2")
 	flag.StringVar(&req.scopes, "scopes", defaultRequest.scopes, "comma-separated delegated scopes, for user tokens")
 	flag.StringVar(&req.roles, "roles", defaultRequest.roles, "comma-separated app roles")
+	flag.StringVar(&req.acrs, "acrs", "", "comma-separated authentication contexts the user satisfied (step-up), e.g. c1")
+	flag.StringVar(&req.xmsCC, "xms_cc", "", "comma-separated client capabilities, e.g. cp1")
 	flag.Parse()
 	if _, err := mint(nil, req); err != nil { // refuse bad flags before listening
 		fmt.Fprintln(os.Stderr, "devtenant:", err)
@@ -98,7 +106,8 @@ func tokenHandler(tenant *entratest.Tenant) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		req := defaultRequest
-		for name, field := range map[string]*string{"kind": &req.kind, "version": &req.version, "scopes": &req.scopes, "roles": &req.roles} {
+		for name, field := range map[string]*string{"kind": &req.kind, "version": &req.version, "scopes": &req.scopes, "roles": &req.roles,
+			"acrs": &req.acrs, "xms_cc": &req.xmsCC} {
 			if q.Has(name) {
 				*field = q.Get(name)
 			}
@@ -130,14 +139,23 @@ func mint(t *entratest.Tenant, req tokenRequest) (string, error) {
 	if req.roles != "" {
 		opts = append(opts, entratest.Roles(split(req.roles)...))
 	}
+	if req.xmsCC != "" {
+		opts = append(opts, entratest.ClientCapabilities(split(req.xmsCC)...))
+	}
 	switch req.kind {
 	case "user", "id":
 		if req.scopes != "" {
 			opts = append(opts, entratest.Scopes(split(req.scopes)...))
 		}
+		if req.acrs != "" {
+			opts = append(opts, entratest.AuthContexts(split(req.acrs)...))
+		}
 	case "app":
 		if req.scopes != "" && req.scopes != defaultRequest.scopes {
 			return "", fmt.Errorf("app tokens carry no scopes (scp): Entra issues them for app roles only; use -roles")
+		}
+		if req.acrs != "" {
+			return "", fmt.Errorf("app tokens carry no authentication contexts (acrs): only a user's sign-in satisfies one")
 		}
 	default:
 		return "", fmt.Errorf("unknown token kind %q: use user, app or id", req.kind)

@@ -43,6 +43,8 @@ func TestTokenEndpointMintsValidTokens(t *testing.T) {
 		{"version=3", 400, nil, false},
 		{"kind=user&version=", 400, nil, false},
 		{"kind=app&scopes=SecureData.Write&roles=SecureData.Read.All", 400, nil, false},
+		{"kind=user&acrs=c1&xms_cc=cp1", 200, nil, false},
+		{"kind=app&roles=R&acrs=c1", 400, nil, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.query, func(t *testing.T) {
@@ -67,6 +69,9 @@ func TestTokenEndpointMintsValidTokens(t *testing.T) {
 			}
 			if err == nil && tc.appOnly && len(c.Scopes) != 0 {
 				t.Errorf("app token carries scopes %v", c.Scopes)
+			}
+			if strings.Contains(tc.query, "acrs=c1") && (!c.HasAuthContext("c1") || !c.CanHandleClaimsChallenges()) {
+				t.Errorf("asked for acrs and xms_cc: %v %v", c.AuthContexts, c.ClientCapabilities)
 			}
 			if tc.query == "" && (err != nil || !c.HasScope("SecureData.Read")) {
 				t.Errorf("default token: %v, scopes %v; want the flags' default, a user token with SecureData.Read", err, c.Scopes)

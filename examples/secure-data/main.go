@@ -3,8 +3,9 @@
 //
 //	GET /healthz      public liveness probe
 //	GET /readyz       public readiness probe: 503 until Entra's signing keys are loaded
-//	GET /secure-data  scope SecureData.Read (users) or app role SecureData.Read.All (daemons)
-//	GET /me           any valid access token; echoes its typed claims
+//	GET /secure-data               scope SecureData.Read (users) or app role SecureData.Read.All (daemons)
+//	GET /secure-data/confidential  also authentication context c1 (a step-up); 401 with a claims challenge without it
+//	GET /me                        any valid access token; echoes its typed claims
 //
 // Configure it with AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_AUTHORITY_HOST
 // (optional, for sovereign clouds or a test tenant) and ADDR (default :8080);

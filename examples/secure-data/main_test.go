@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/entragate/entragate/claims"
 	"github.com/entragate/entragate/examples/internal/demo"
 	"github.com/entragate/entragate/examples/internal/demotest"
 	"github.com/entragate/entragate/examples/secure-data/api"
@@ -92,8 +93,9 @@ func TestOfflineModePrintsWorkingCurlCommands(t *testing.T) {
 	var out bytes.Buffer
 	demo.PrintOfflineHelp(&out, setup.Tenant, srv.URL)
 	curl := regexp.MustCompile(`^curl -i(?: -H "Authorization: (Bearer [^"]+)")? (\S+)$`)
-	wantStatus := []int{200, 200, 200, 403, 401, 200}
+	wantStatus := []int{200, 200, 200, 403, 401, 401, 200, 403, 200}
 	var got []int
+	var challenges []string
 	for _, line := range strings.Split(out.String(), "\n") {
 		if !strings.HasPrefix(line, "curl ") {
 			continue
@@ -112,6 +114,7 @@ func TestOfflineModePrintsWorkingCurlCommands(t *testing.T) {
 		}
 		resp.Body.Close()
 		got = append(got, resp.StatusCode)
+		challenges = append(challenges, resp.Header.Get("WWW-Authenticate"))
 	}
 	if len(got) != len(wantStatus) {
 		t.Fatalf("ran %d commands (%v), want %d", len(got), got, len(wantStatus))
@@ -120,6 +123,14 @@ func TestOfflineModePrintsWorkingCurlCommands(t *testing.T) {
 		if got[i] != wantStatus[i] {
 			t.Errorf("command %d answered %d, want %d (all: %v)", i+1, got[i], wantStatus[i], got)
 		}
+	}
+	// The step-up route's 401 is Entra's claims challenge for c1, naming
+	// the fake tenant as a real single-tenant API names its own.
+	ch, err := claims.ParseClaimsChallenge(challenges[5])
+	want := `{"access_token":{"acrs":{"essential":true,"value":"c1"}}}`
+	if err != nil || ch.Claims != want || ch.Realm != setup.Tenant.ID ||
+		ch.AuthorizationURI != setup.Tenant.Server().URL+"/"+setup.Tenant.ID+"/oauth2/authorize" {
+		t.Errorf("the confidential route's challenge %q: %+v, %v", challenges[5], ch, err)
 	}
 }
 

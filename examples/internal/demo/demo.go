@@ -31,6 +31,10 @@ import (
 const (
 	ReadScope = "SecureData.Read"
 	ReadRole  = "SecureData.Read.All"
+	// StepUpContext is the Conditional Access authentication context the
+	// confidential route needs: in a real tenant, one an administrator
+	// created and tied to a policy (MFA, a compliant device).
+	StepUpContext = "c1"
 )
 
 // Setup is the API's configuration from the environment, and in offline
@@ -215,6 +219,22 @@ func SecureData(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// Confidential answers the step-up route, for users who satisfied the
+// authentication context. It must be behind RequireAuth and the rule.
+func Confidential(w http.ResponseWriter, r *http.Request) {
+	c, ok := claims.FromContext(r.Context())
+	if !ok {
+		http.Error(w, "unauthenticated", http.StatusUnauthorized)
+		return
+	}
+	caller := CallerOf(c)
+	WriteJSON(w, http.StatusOK, map[string]any{
+		"message":      fmt.Sprintf("Hello %s, this is confidential data: you verified your identity for it.", caller.Name),
+		"auth_context": StepUpContext,
+		"caller":       caller,
+	})
+}
+
 // Me echoes the typed claims of the caller's token.
 func Me(w http.ResponseWriter, r *http.Request) {
 	c, ok := claims.FromContext(r.Context())
@@ -322,6 +342,7 @@ func PrintOfflineHelp(w io.Writer, t *entratest.Tenant, base string) {
 	user := t.AccessToken(entratest.Scopes(ReadScope))
 	daemon := t.AppToken(entratest.Roles(ReadRole))
 	noScope := t.AccessToken(entratest.Scopes("Profile.Read"))
+	steppedUp := t.AccessToken(entratest.Scopes(ReadScope), entratest.AuthContexts(StepUpContext))
 	lines := []string{
 		"entragate sample API, OFFLINE MODE: this API trusts a local fake Entra tenant, not Microsoft.",
 		"  It accepts only tokens minted by this process (signing keys generated at start-up)",
@@ -339,6 +360,13 @@ func PrintOfflineHelp(w io.Writer, t *entratest.Tenant, base string) {
 		`curl -i -H "Authorization: Bearer ` + noScope + `" ` + base + "/secure-data",
 		"# no token (401)",
 		"curl -i " + base + "/secure-data",
+		"# the same user, on the route that needs authentication context " + StepUpContext + ": 401 insufficient_claims,",
+		"# with the claims challenge a client answers by signing the user in again with those claims",
+		`curl -i -H "Authorization: Bearer ` + user + `" ` + base + "/secure-data/confidential",
+		"# a user who stepped up: acrs holds " + StepUpContext + " (200)",
+		`curl -i -H "Authorization: Bearer ` + steppedUp + `" ` + base + "/secure-data/confidential",
+		"# a daemon: app-only tokens cannot satisfy an authentication context (403)",
+		`curl -i -H "Authorization: Bearer ` + daemon + `" ` + base + "/secure-data/confidential",
 		"# the caller's typed claims",
 		`curl -i -H "Authorization: Bearer ` + user + `" ` + base + "/me",
 		"",
