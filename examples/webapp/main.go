@@ -2,7 +2,9 @@
 // Microsoft Entra ID through MSAL for Go (authorization code with PKCE,
 // state and nonce), verifies the ID token with entragate, shows the
 // profile with Microsoft Graph's /me, and calls the protected
-// /secure-data API with the user's access token.
+// /secure-data API with the user's access token. Its confidential page
+// answers the API's claims challenge: the user steps up through Entra
+// (authentication context c1) and the call is retried once.
 //
 //	cd examples/webapp && go run .
 //
@@ -76,6 +78,7 @@ func run(ctx context.Context, logger *slog.Logger, out *os.File) error {
   Open %s and sign in as %s, %s or %s (no password).
   The consent page lets you untick SecureData.Read, to see the API refuse you with 403,
   or "Sign you in and read your profile", to see why the app needs it.
+  "Confidential data" needs a step-up: the API's claims challenge sends you to verify your identity.
   fake tenant %s, API %s
 `, s.URL, users[0].Name, users[1].Name, users[2].Name, s.offline.Tenant.Server().URL, s.offline.APIURL)
 	} else {

@@ -36,6 +36,11 @@ func (s *session) signedIn() bool { return s.AccountID != "" }
 type cookie struct {
 	// The sign-in in progress: checked once on the way back, then cleared.
 	State, Nonce, Verifier string `json:",omitempty"`
+	// StepUpClaims are the claims a step-up sign-in in progress asks for
+	// (the API's claims challenge); SteppedUp says the user just completed
+	// one, so the page that asked is retried once and never asks again.
+	StepUpClaims string `json:",omitempty"`
+	SteppedUp    bool   `json:",omitempty"`
 	// SessionID names the signed-in session in the store.
 	SessionID string `json:",omitempty"`
 	Expires   time.Time

@@ -17,6 +17,7 @@ type pageData struct {
 }
 
 type apiResult struct {
+	Heading     string
 	URL         string
 	Status      int
 	Body        string
@@ -46,7 +47,7 @@ code{overflow-wrap:anywhere}
 .ok{background:#dff6dd;border-left:4px solid #107c10;padding:12px}
 </style></head>
 <body>
-<nav><a href="/" id="nav-home">Home</a>{{if .Session.AccountID}}<a href="/profile" id="nav-profile">Profile</a><a href="/call-api" id="nav-api">Call the API</a>
+<nav><a href="/" id="nav-home">Home</a>{{if .Session.AccountID}}<a href="/profile" id="nav-profile">Profile</a><a href="/call-api" id="nav-api">Call the API</a><a href="/confidential" id="nav-confidential">Confidential data</a>
 <form method="post" action="/logout"><button type="submit" id="sign-out">Sign out</button></form>{{end}}</nav>
 {{template "body" .}}
 </body></html>{{end}}`
@@ -69,15 +70,16 @@ var profilePage = page(`{{define "body"}}<h1 id="profile">Hello, {{index .Sessio
 <tr><td>userPrincipalName</td><td>{{index .Graph "userPrincipalName"}}</td></tr>
 <tr><td>id</td><td>{{index .Graph "id"}}</td></tr>
 <tr><td>mail</td><td>{{index .Graph "mail"}}</td></tr></table>{{end}}
-<p><a href="/call-api" id="call-api">Call the protected API</a></p>{{end}}`)
+<p><a href="/call-api" id="call-api">Call the protected API</a> ·
+<a href="/confidential" id="confidential">Read confidential data</a> (the API asks you to verify your identity first)</p>{{end}}`)
 
-var apiPage = page(`{{define "body"}}<h1>The protected API</h1>
+var apiPage = page(`{{define "body"}}<h1 id="api-heading">{{.API.Heading}}</h1>
 <p>GET <code>{{.API.URL}}</code> with your access token{{if .API.Status}}: <strong id="api-status">{{.API.Status}}</strong>{{end}}</p>
 {{if eq .API.Status 200}}<div class="ok" id="api-ok">The API accepted your token and answered:</div>{{end}}
 {{if .API.Explanation}}<p class="explain" id="api-explanation">{{.API.Explanation}}</p>{{end}}
 {{if .API.Body}}<pre id="api-body">{{.API.Body}}</pre>{{end}}{{end}}`)
 
-var errorPage = page(`{{define "body"}}<h1>Not signed in</h1>
+var errorPage = page(`{{define "body"}}<h1>{{if .Session.AccountID}}Not done{{else}}Not signed in{{end}}</h1>
 <p class="explain" id="error">{{.Message}}</p>{{if .Detail}}<p><small id="error-detail">{{.Detail}}</small></p>{{end}}
 <p>{{if .SignIn}}<a href="/login" id="sign-in-again">Sign in again</a> · {{end}}<a href="/">Home</a></p>{{end}}`)
 

@@ -86,8 +86,11 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	// cp1: the app answers claims challenges (step-up, revoked sessions),
+	// so Entra and the APIs may send them.
 	app, err := confidential.New(cfg.AuthorityHost+"/"+cfg.TenantID, cfg.ClientID, cred,
-		confidential.WithHTTPClient(cfg.HTTPClient), confidential.WithInstanceDiscovery(cfg.InstanceDiscovery))
+		confidential.WithHTTPClient(cfg.HTTPClient), confidential.WithInstanceDiscovery(cfg.InstanceDiscovery),
+		confidential.WithClientCapabilities([]string{"cp1"}))
 	if err != nil {
 		return nil, fmt.Errorf("MSAL: %w", err)
 	}
@@ -132,6 +135,7 @@ func (a *App) Handler() http.Handler {
 	mux.HandleFunc("GET /get_token", a.callback)
 	mux.HandleFunc("GET /profile", a.profile)
 	mux.HandleFunc("GET /call-api", a.callAPI)
+	mux.HandleFunc("GET /confidential", a.confidential)
 	mux.HandleFunc("POST /logout", a.logout)
 	mux.HandleFunc("GET /signed-out", a.signedOut)
 	// The sign-out form redirects to Entra's logout page: browsers apply
@@ -170,23 +174,38 @@ func (a *App) home(w http.ResponseWriter, r *http.Request) {
 	render(w, http.StatusOK, homePage, pageData{Session: s})
 }
 
-// login sends the browser to Entra's sign-in page. MSAL builds the
-// authorization URL; it has no option for state, nonce or PKCE in a
-// confidential client's URL, so the app adds them, keeping their secrets
-// in the sealed session: state binds the answer to this browser, nonce the
-// ID token to this sign-in, the PKCE verifier the code to this app.
+// login sends the browser to Entra's sign-in page.
 func (a *App) login(w http.ResponseWriter, r *http.Request) {
+	a.startSignIn(w, r, a.sessions.load(r), "")
+}
+
+// startSignIn sends the browser to Entra's authorize endpoint: a sign-in,
+// or with claims a step-up (the claims of an API's claims challenge,
+// which Entra satisfies by asking the user for more), for the signed-in
+// user. MSAL builds the authorization URL; it has no option for state,
+// nonce or PKCE in a confidential client's URL, so the app adds them,
+// keeping their secrets in the sealed session: state binds the answer to
+// this browser, nonce the ID token to this sign-in, the PKCE verifier the
+// code to this app.
+func (a *App) startSignIn(w http.ResponseWriter, r *http.Request, s *session, claims string) {
 	// openid for the ID token, offline_access for the refresh token MSAL
 	// needs to get the API's token later; MSAL for Go adds them to token
 	// requests but not to this URL.
 	scopes := append([]string{"openid", "profile", "offline_access", graphScope}, a.cfg.APIScopes...)
-	authURL, err := a.msal.AuthCodeURL(r.Context(), a.cfg.ClientID, a.cfg.RedirectURI, scopes)
+	opts := []confidential.AuthCodeURLOption{}
+	if claims != "" {
+		opts = append(opts, confidential.WithClaims(claims))
+		if hint := s.Claims["login_hint"]; hint != "" {
+			opts = append(opts, confidential.WithLoginHint(hint))
+		}
+	}
+	authURL, err := a.msal.AuthCodeURL(r.Context(), a.cfg.ClientID, a.cfg.RedirectURI, scopes, opts...)
 	if err != nil {
 		a.fail(w, http.StatusBadGateway, "The sign-in could not start: the identity provider's metadata could not be read.", err)
 		return
 	}
-	s := a.sessions.load(r)
 	s.State, s.Nonce, s.Verifier = oauth2.GenerateVerifier(), oauth2.GenerateVerifier(), oauth2.GenerateVerifier()
+	s.StepUpClaims, s.SteppedUp = claims, false
 	u, err := url.Parse(authURL)
 	if err != nil {
 		a.fail(w, http.StatusInternalServerError, "The sign-in could not start.", err)
@@ -197,7 +216,9 @@ func (a *App) login(w http.ResponseWriter, r *http.Request) {
 	q.Set("nonce", s.Nonce)
 	q.Set("code_challenge", oauth2.S256ChallengeFromVerifier(s.Verifier))
 	q.Set("code_challenge_method", "S256")
-	q.Set("prompt", "select_account")
+	if claims == "" {
+		q.Set("prompt", "select_account")
+	}
 	u.RawQuery = q.Encode()
 	if err := a.sessions.save(w, s); err != nil {
 		a.fail(w, http.StatusInternalServerError, "The sign-in could not start.", err)
@@ -212,8 +233,8 @@ func (a *App) login(w http.ResponseWriter, r *http.Request) {
 func (a *App) callback(w http.ResponseWriter, r *http.Request) {
 	s := a.sessions.load(r)
 	q := r.URL.Query()
-	state, nonce, verifier := s.State, s.Nonce, s.Verifier
-	s.State, s.Nonce, s.Verifier = "", "", "" // one use, whatever happens
+	state, nonce, verifier, stepUp := s.State, s.Nonce, s.Verifier, s.StepUpClaims
+	s.State, s.Nonce, s.Verifier, s.StepUpClaims = "", "", "", "" // one use, whatever happens
 	if err := a.sessions.save(w, s); err != nil {
 		a.fail(w, http.StatusInternalServerError, "The sign-in could not finish.", err)
 		return
@@ -224,13 +245,23 @@ func (a *App) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	if e := q.Get("error"); e != "" {
 		msg := "The identity provider refused the sign-in: " + e + "."
-		if e == "access_denied" {
+		switch {
+		case stepUp != "" && s.signedIn():
+			// The user is still signed in; only the stronger token is missing.
+			msg = "You did not complete the extra verification the confidential data needs, so it stays closed. You are still signed in."
+		case e == "access_denied":
 			msg = "You declined the permissions this app asked for, so you are not signed in. Sign in again and accept them to continue."
 		}
-		render(w, http.StatusForbidden, errorPage, pageData{Session: s, Message: msg, Detail: q.Get("error_description"), SignIn: true})
+		render(w, http.StatusForbidden, errorPage, pageData{Session: s, Message: msg, Detail: q.Get("error_description"), SignIn: stepUp == ""})
 		return
 	}
-	res, err := a.msal.AcquireTokenByAuthCode(r.Context(), q.Get("code"), a.cfg.RedirectURI, []string{graphScope}, confidential.WithChallenge(verifier))
+	// A sign-in redeems the code for Graph; a step-up for the API, with the
+	// claims it asked for, so that MSAL's cache holds the stronger token.
+	redeemScopes, redeemOpts := []string{graphScope}, []confidential.AcquireByAuthCodeOption{confidential.WithChallenge(verifier)}
+	if stepUp != "" {
+		redeemScopes, redeemOpts = a.cfg.APIScopes, append(redeemOpts, confidential.WithClaims(stepUp))
+	}
+	res, err := a.msal.AcquireTokenByAuthCode(r.Context(), q.Get("code"), a.cfg.RedirectURI, redeemScopes, redeemOpts...)
 	if err != nil {
 		a.cfg.Logger.Warn("redeeming the authorization code failed", "error", err)
 		msg, detail := "The sign-in could not finish: the identity provider did not accept the code.", ""
@@ -255,8 +286,13 @@ func (a *App) callback(w http.ResponseWriter, r *http.Request) {
 		render(w, http.StatusUnauthorized, errorPage, pageData{Session: s, Message: "The ID token of this sign-in is not valid, so you are not signed in.", Detail: detail})
 		return
 	}
+	s.SteppedUp = stepUp != ""
 	if err := a.sessions.signIn(r.Context(), w, s, res.Account.HomeAccountID, profileClaims(c)); err != nil {
 		a.fail(w, http.StatusInternalServerError, "The sign-in could not finish.", err)
+		return
+	}
+	if s.SteppedUp {
+		http.Redirect(w, r, "/confidential", http.StatusFound)
 		return
 	}
 	http.Redirect(w, r, "/profile", http.StatusFound)
@@ -304,43 +340,97 @@ func (a *App) callAPI(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	data := pageData{Session: s, API: &apiResult{URL: a.cfg.APIURL + "/secure-data"}}
-	token, err := a.apiToken(r.Context(), acct)
-	if err != nil {
-		a.cfg.Logger.Warn("no access token for the API", "error", err)
-		data.API.Explanation = "This app could not get an access token for the API."
-		if ae, ok := aadErrorOf(err); ok && ae.has(aadConsentMissing) {
-			data.API.Explanation = "This app has no access token for the API: you have not consented to any of its permissions (" +
-				strings.Join(a.cfg.APIScopes, ", ") + "). Sign out, sign in again and accept them."
-		}
-		render(w, http.StatusOK, apiPage, data)
+	res, _ := a.callWithUserToken(r.Context(), acct, "/secure-data", "The protected API")
+	render(w, http.StatusOK, apiPage, pageData{Session: s, API: res})
+}
+
+// confidential calls the API's step-up route. Without the authentication
+// context the API answers with a claims challenge: the app asks MSAL for
+// a token with those claims silently first (enough for a revoked session,
+// and for a context the user already satisfied), else sends the user
+// through sign-in with them (Entra's step-up), then calls once more. After
+// a step-up it never asks again: a second challenge is shown, not chased.
+func (a *App) confidential(w http.ResponseWriter, r *http.Request) {
+	s, acct, ok := a.signedIn(w, r)
+	if !ok {
 		return
 	}
-	req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, data.API.URL, nil)
+	const heading = "Confidential data (step-up)"
+	steppedUp := s.SteppedUp
+	if steppedUp {
+		s.SteppedUp = false
+		if err := a.sessions.save(w, s); err != nil {
+			a.fail(w, http.StatusInternalServerError, "The session could not be saved.", err)
+			return
+		}
+	}
+	res, challenge := a.callWithUserToken(r.Context(), acct, "/secure-data/confidential", heading)
+	if challenge != nil {
+		silent, err := a.msal.AcquireTokenSilent(r.Context(), a.cfg.APIScopes, confidential.WithSilentAccount(acct), confidential.WithClaims(challenge.Claims))
+		if err == nil {
+			res, challenge = a.callWithToken(r.Context(), "/secure-data/confidential", heading, silent.AccessToken)
+		}
+	}
+	switch {
+	case challenge != nil && steppedUp:
+		res.Explanation = "The API still asks for more verification (a claims challenge) after you verified your identity. " +
+			"The app does not ask you again, so that it never sends you round in circles; the API's answer is below."
+	case challenge != nil:
+		a.startSignIn(w, r, s, challenge.Claims)
+		return
+	case steppedUp && res.Status == http.StatusOK:
+		res.Explanation = "You verified your identity for this data; the API accepted your new token."
+	}
+	render(w, http.StatusOK, apiPage, pageData{Session: s, API: res})
+}
+
+// callWithUserToken calls the API's path with the user's access token.
+func (a *App) callWithUserToken(ctx context.Context, acct confidential.Account, path, heading string) (*apiResult, *claims.ClaimsChallenge) {
+	token, err := a.apiToken(ctx, acct)
+	if err != nil {
+		a.cfg.Logger.Warn("no access token for the API", "error", err)
+		res := &apiResult{Heading: heading, URL: a.cfg.APIURL + path, Explanation: "This app could not get an access token for the API."}
+		if ae, ok := aadErrorOf(err); ok && ae.has(aadConsentMissing) {
+			res.Explanation = "This app has no access token for the API: you have not consented to any of its permissions (" +
+				strings.Join(a.cfg.APIScopes, ", ") + "). Sign out, sign in again and accept them."
+		}
+		return res, nil
+	}
+	return a.callWithToken(ctx, path, heading, token)
+}
+
+// callWithToken calls the API's path with token and explains its answer;
+// a claims challenge is returned for the caller to act on.
+func (a *App) callWithToken(ctx context.Context, path, heading, token string) (*apiResult, *claims.ClaimsChallenge) {
+	res := &apiResult{Heading: heading, URL: a.cfg.APIURL + path}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, res.URL, nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := a.cfg.HTTPClient.Do(req)
 	if err != nil {
 		a.cfg.Logger.Warn("calling the API failed", "error", err)
-		data.API.Explanation = "The API could not be reached at " + data.API.URL + "."
-		render(w, http.StatusOK, apiPage, data)
-		return
+		res.Explanation = "The API could not be reached at " + res.URL + "."
+		return res, nil
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	data.API.Status = resp.StatusCode
-	data.API.Body = prettyJSON(body)
-	challenge := resp.Header.Get("WWW-Authenticate")
+	res.Status = resp.StatusCode
+	res.Body = prettyJSON(body)
+	challenges := resp.Header.Values("WWW-Authenticate")
 	switch resp.StatusCode {
 	case http.StatusOK:
 	case http.StatusForbidden:
-		data.API.Explanation = "The API refused this request (403 Forbidden): your access token is valid, but it does not carry the SecureData.Read permission, " +
+		res.Explanation = "The API refused this request (403 Forbidden): your access token is valid, but it does not carry the SecureData.Read permission, " +
 			"because you did not grant it to this app on the consent page. Sign out, sign in again, and leave \"SecureData.Read\" ticked."
 	case http.StatusUnauthorized:
-		data.API.Explanation = "The API did not accept the access token (401 Unauthorized): " + challenge
+		if ch, err := claims.ParseClaimsChallenge(challenges...); err == nil {
+			res.Explanation = "The API asks for a token with more claims (401 insufficient_claims): " + ch.Claims
+			return res, &ch
+		}
+		res.Explanation = "The API did not accept the access token (401 Unauthorized): " + strings.Join(challenges, ", ")
 	default:
-		data.API.Explanation = "The API answered " + resp.Status + "."
+		res.Explanation = "The API answered " + resp.Status + "."
 	}
-	render(w, http.StatusOK, apiPage, data)
+	return res, nil
 }
 
 // logout ends the session on the server and in the browser, forgets the

@@ -557,3 +557,88 @@ func TestMissingVariablesAreNamed(t *testing.T) {
 		t.Errorf("%v, want the missing API_SCOPES named", err)
 	}
 }
+
+// stepUp answers the fake tenant's step-up page ("verify" or "cancel") and
+// returns where the browser lands.
+func (u *user) stepUp(body, answer string) (int, string) {
+	u.t.Helper()
+	if !strings.Contains(body, `id="step-up"`) {
+		u.t.Fatalf("expected the step-up page at %s, got %s", u.last, body)
+	}
+	return u.post(u.last, url.Values{"request": {requestField.FindStringSubmatch(body)[1]}, "stepup": {answer}})
+}
+
+func (u *user) authorizeVisits() int {
+	n := 0
+	for _, v := range u.visits {
+		if strings.Contains(v, "/oauth2/v2.0/authorize") {
+			n++
+		}
+	}
+	return n
+}
+
+// The step-up round trip: the confidential route's claims challenge sends
+// the user to Entra with its claims, the step-up page, back with a
+// stronger token, and the API answers; the token is kept, so the next
+// visit needs no step-up.
+func TestStepUpRoundTrip(t *testing.T) {
+	s := startOffline(t)
+	u := newUser(t, s)
+	if st, _ := u.signIn(s, 0, grantAll); st != 200 {
+		t.Fatal(st)
+	}
+	before := u.authorizeVisits()
+	_, body := u.get(s.URL + "/confidential")
+	if !strings.Contains(u.last, "claims=") {
+		t.Errorf("step-up request %s carries no claims", u.last)
+	}
+	status, body := u.stepUp(body, "verify")
+	if status != 200 || !strings.HasSuffix(u.last, "/confidential") || !strings.Contains(body, `id="api-ok"`) ||
+		!strings.Contains(body, "confidential data") || !strings.Contains(body, "verified your identity") {
+		t.Fatalf("after the step-up: %d at %s\n%s", status, u.last, body)
+	}
+	if n := u.authorizeVisits() - before; n != 2 { // the request, and the step-up page's answer
+		t.Errorf("%d authorize visits, want one request answered once", n)
+	}
+	before = u.authorizeVisits()
+	if _, body := u.get(s.URL + "/confidential"); !strings.Contains(body, `id="api-ok"`) || u.authorizeVisits() != before {
+		t.Errorf("second visit: at %s after %d authorize visits\n%s", u.last, u.authorizeVisits()-before, body)
+	}
+	// The stronger token serves the other route too.
+	if _, body := u.get(s.URL + "/call-api"); !strings.Contains(body, `id="api-ok"`) {
+		t.Errorf("/call-api after the step-up: %s", body)
+	}
+}
+
+// Cancelling the step-up leaves the user signed in with the data closed;
+// an API that challenges again after a step-up is shown, not chased.
+func TestStepUpNeverLoops(t *testing.T) {
+	s := startOffline(t)
+	u := newUser(t, s)
+	u.signIn(s, 0, grantAll)
+	_, body := u.get(s.URL + "/confidential")
+	status, body := u.stepUp(body, "cancel")
+	if status != 403 || !strings.Contains(body, "did not complete the extra verification") || !strings.Contains(body, `id="sign-out"`) {
+		t.Errorf("cancelled step-up: %d %s", status, body)
+	}
+
+	// An API whose challenge no token satisfies.
+	stubborn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="", error="insufficient_claims", claims="`+
+			base64.StdEncoding.EncodeToString([]byte(`{"access_token":{"acrs":{"essential":true,"value":"c9"}}}`))+`"`)
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = w.Write([]byte(`{"error":"insufficient_claims"}`))
+	}))
+	t.Cleanup(stubborn.Close)
+	s.app.cfg.APIURL = stubborn.URL
+	before := u.authorizeVisits()
+	_, body = u.get(s.URL + "/confidential")
+	status, body = u.stepUp(body, "verify")
+	if status != 200 || !strings.Contains(body, "still asks for more verification") || !strings.HasSuffix(u.last, "/confidential") {
+		t.Errorf("challenged again after the step-up: %d at %s\n%s", status, u.last, body)
+	}
+	if n := u.authorizeVisits() - before; n != 2 {
+		t.Errorf("%d authorize visits, want one step-up and no more", n)
+	}
+}
