@@ -355,3 +355,51 @@ func TestAuthFunc(t *testing.T) {
 		t.Errorf("public method: %v", err)
 	}
 }
+
+// A step-up rule answers over gRPC as over HTTP: Unauthenticated, and the
+// claims challenge in www-authenticate, which a client parses with
+// claims.ParseClaimsChallenge; a token that stepped up passes.
+func TestStepUpOverGRPC(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	auth, err := middleware.New(t.Context(), tenant.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { auth.Close() })
+	guard, err := entragrpc.New(entragrpc.Config{Authenticator: auth, Methods: map[string]middleware.Rule{
+		checkMethod: middleware.All(middleware.AnyScope("Health.Read"), middleware.AuthContext("c1")),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.UnaryInterceptor(guard.Unary))
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	client := healthpb.NewHealthClient(conn)
+
+	var header metadata.MD
+	_, err = client.Check(withAuth("Bearer "+tenant.AccessToken(entratest.Scopes("Health.Read"))), &healthpb.HealthCheckRequest{}, grpc.Header(&header))
+	if status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("without c1: %v, want Unauthenticated", err)
+	}
+	ch, perr := claims.ParseClaimsChallenge(header.Get("www-authenticate")...)
+	if perr != nil || ch.Claims != `{"access_token":{"acrs":{"essential":true,"value":"c1"}}}` || ch.Realm != tenant.ID {
+		t.Errorf("challenge %v: %+v %v", header.Get("www-authenticate"), ch, perr)
+	}
+	if _, err := client.Check(withAuth("Bearer "+tenant.AccessToken(entratest.Scopes("Health.Read"), entratest.AuthContexts("c1"))), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Errorf("with c1: %v", err)
+	}
+	if _, err := client.Check(withAuth("Bearer "+tenant.AppToken(entratest.Roles("Health.Watch"))), &healthpb.HealthCheckRequest{}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("app-only: %v, want PermissionDenied", err)
+	}
+}
