@@ -87,7 +87,9 @@ func (c *authContext) refuse(w http.ResponseWriter, r *http.Request, e *Error, c
 	if c.refusal == nil {
 		c.refusal = e
 	}
-	logRefusal(c.a.s.logger, r, e, cl)
+	// A guard's refusal comes after the token verified; RequireAuth's own
+	// 403s (scopes, roles, guests) too.
+	logRefusal(c.a.s.logger, r, e, cl, c.verified != nil || e.Status == http.StatusForbidden)
 	c.a.s.errorHandler(w, r, e)
 }
 
@@ -149,8 +151,8 @@ func checkOneToken(token string) *Error {
 
 // logRefusal logs a refused request once, with the reason and claims that
 // identify the caller. The token itself is never logged. Claims are those
-// the token presented, which are unverified when validation failed.
-func logRefusal(logger *slog.Logger, r *http.Request, e *Error, c *claims.Claims) {
+// the token presented, verified or (when validation failed) not.
+func logRefusal(logger *slog.Logger, r *http.Request, e *Error, c *claims.Claims, verified bool) {
 	level := slog.LevelInfo
 	if e.Reason == ErrMissingToken {
 		level = slog.LevelDebug
@@ -169,9 +171,9 @@ func logRefusal(logger *slog.Logger, r *http.Request, e *Error, c *claims.Claims
 		attrs = append(attrs, slog.String("cause", e.Err.Error()))
 	}
 	if c != nil {
-		// Claims of a refused token are what it claims, not verified facts;
-		// only a 403 comes from a token whose signature was checked.
-		attrs = append(attrs, slog.Bool("claims_verified", e.Status == http.StatusForbidden), slog.Group("claims",
+		// Claims of a token refused before its signature was checked are
+		// what it claims, not verified facts.
+		attrs = append(attrs, slog.Bool("claims_verified", verified), slog.Group("claims",
 			slog.String("tid", c.TenantID),
 			slog.String("oid", c.ObjectID),
 			slog.String("client_app_id", c.ClientAppID),
