@@ -171,6 +171,19 @@ func (a *Authenticator) Challenge(err error) string {
 	return ""
 }
 
+// WriteError writes the answer RequireAuth sends for err (an *Error from
+// Validate, Authorize or AuthorizeHeader) in this API's realm: status,
+// WWW-Authenticate or Retry-After, and the JSON body. For a transport that
+// answers over HTTP itself, such as a gateway's authentication endpoint.
+// An error that is no *Error is answered as 401 invalid_token.
+func (a *Authenticator) WriteError(w http.ResponseWriter, err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		e = newError(ErrMalformedToken, "", err)
+	}
+	writeError(w, answerable(e), a.s.realm)
+}
+
 func (a *Authenticator) check(ctx context.Context, raw string, rule *Rule) (*claims.Claims, error) {
 	d := decision{token: "access"}
 	observed := a.s.observer.Decision != nil

@@ -16,15 +16,20 @@ import (
 // 401 invalid_token; a Status that is not an error status is derived from
 // the Reason.
 func WriteError(w http.ResponseWriter, r *http.Request, err *Error) {
-	e := newError(ErrMalformedToken, "", nil)
-	if err != nil && err.Reason != nil {
-		copied := *err
-		e = &copied
-		if e.Status < 400 || e.Status > 599 {
-			e.Status, e.Code = statusFor(e.Reason)
-		}
+	writeError(w, answerable(err), realmFrom(r))
+}
+
+// answerable is err as it can be answered: a copy, with a Reason and an
+// error status.
+func answerable(err *Error) *Error {
+	if err == nil || err.Reason == nil {
+		return newError(ErrMalformedToken, "", nil)
 	}
-	writeError(w, e, realmFrom(r))
+	e := *err
+	if e.Status < 400 || e.Status > 599 {
+		e.Status, e.Code = statusFor(e.Reason)
+	}
+	return &e
 }
 
 func writeError(w http.ResponseWriter, e *Error, realm string) {

@@ -46,6 +46,9 @@ func (r Rule) apply(ctx context.Context, c *claims.Claims) *Error {
 	return r.check(ctx, c)
 }
 
+// IsZero reports whether r is the zero Rule, which lets no token through.
+func (r Rule) IsZero() bool { return r.check == nil }
+
 // String describes the rule, e.g. "any scope of Orders.Read Orders.Write".
 func (r Rule) String() string {
 	if r.check == nil {

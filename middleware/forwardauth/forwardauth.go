@@ -1,0 +1,503 @@
+// Package forwardauth is entragate as a gateway's authentication service:
+// nginx auth_request, Traefik ForwardAuth, Caddy forward_auth and Envoy
+// ext_authz (HTTP) send it each original request's Authorization header,
+// method and path; it answers 200 with the caller's identity in headers the
+// gateway copies upstream, so that services in any language behind the
+// gateway never parse a JWT, or the refusal RequireAuth would send.
+//
+//	h, err := forwardauth.New(forwardauth.Config{
+//		Authenticator: auth,
+//		Gateway:       forwardauth.Nginx,
+//		TrustedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+//		Routes: []forwardauth.Route{
+//			{Path: "/healthz", Public: true},
+//			{Path: "/api/orders", Methods: []string{"GET"}, Rule: middleware.AnyScope("Orders.Read")},
+//			{Path: "/api", Rule: middleware.Authenticated()},
+//		},
+//	})
+//
+// What it trusts: the original method and path come only from the
+// configured gateway's own headers (X-Original-Method and X-Original-URI,
+// which the nginx configuration sets; X-Forwarded-Method and
+// X-Forwarded-Uri for Traefik and Caddy; the check request itself for
+// Envoy), never from another gateway's, which a client could send; and
+// only from a request of a trusted gateway (TrustedNetworks, SharedSecret
+// or both), so that a client reaching the service directly cannot have it
+// judge a path of its choosing. Paths are judged the way an upstream could
+// read them: percent-decoded, with encoded slashes, backslashes, dot
+// segments and control characters refused, repeated slashes merged,
+// protected routes matched without regard to case and public ones only
+// exactly. A request that carries the identity headers itself is refused.
+package forwardauth
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/entragate/entragate/claims"
+	"github.com/entragate/entragate/middleware"
+)
+
+// Gateway says which gateway calls the service, and so where the original
+// method and path are read.
+type Gateway int
+
+const (
+	// Nginx: auth_request, with X-Original-Method and X-Original-URI set
+	// by the configuration (proxy_set_header ... $request_method and
+	// $request_uri).
+	Nginx Gateway = iota + 1
+	// Traefik: ForwardAuth's X-Forwarded-Method and X-Forwarded-Uri.
+	Traefik
+	// Caddy: forward_auth's X-Forwarded-Method and X-Forwarded-Uri.
+	Caddy
+	// Envoy: ext_authz in HTTP mode sends the original method and path
+	// themselves, the path behind Config.EnvoyPathPrefix.
+	Envoy
+)
+
+func (g Gateway) String() string {
+	switch g {
+	case Nginx:
+		return "nginx"
+	case Traefik:
+		return "Traefik"
+	case Caddy:
+		return "Caddy"
+	case Envoy:
+		return "Envoy"
+	}
+	return fmt.Sprintf("Gateway(%d)", int(g))
+}
+
+// Defaults.
+const (
+	DefaultHeaderPrefix = "X-Entra-"
+	DefaultSecretHeader = "X-Entragate-Gateway-Secret"
+)
+
+// Config configures a Handler.
+type Config struct {
+	// Authenticator checks the tokens. Required.
+	Authenticator *middleware.Authenticator
+	// Gateway is the gateway that calls the handler. Required.
+	Gateway Gateway
+	// EnvoyPathPrefix is ext_authz's path_prefix, which Envoy puts before
+	// the original path; Envoy only.
+	EnvoyPathPrefix string
+
+	// Routes say what each original request needs: the route with the
+	// longest Path that matches its path and method applies. A path no
+	// route matches is refused (403 once its token is valid).
+	Routes []Route
+
+	// TrustedNetworks are the addresses the gateway connects from; a
+	// request from elsewhere is refused with 403. SharedSecret, when set,
+	// must be the value of SecretHeader (default DefaultSecretHeader) of
+	// every request, which the gateway adds. At least one of them is
+	// required; with both, a request must pass both.
+	TrustedNetworks []netip.Prefix
+	SharedSecret    string
+	SecretHeader    string
+
+	// HeaderPrefix names the identity headers of a 200 answer (default
+	// DefaultHeaderPrefix): Object-Id, Tenant-Id, Client-App-Id,
+	// Token-Type ("user" or "app"), Scopes and Roles (space-separated),
+	// Name and Username (percent-encoded UTF-8); and of a refusal: Error
+	// and Error-Description, for a gateway that rewrites the answer (the
+	// nginx snippet does).
+	HeaderPrefix string
+
+	// Logger receives refusals of untrusted or malformed requests (Warn).
+	// Default: none. The Authenticator's Observer sees every decision.
+	Logger *slog.Logger
+}
+
+// Route is what the requests to a path need.
+type Route struct {
+	// Path is a path prefix on segment boundaries: "/api/orders" covers
+	// /api/orders and /api/orders/42, not /api/ordersx; "/" covers every
+	// path.
+	Path string
+	// Methods the route applies to, in upper case; none: every method.
+	Methods []string
+	// Public lets requests through without a token; Rule must then be
+	// zero. A public route matches its path exactly as written (case
+	// included); a protected one in any case.
+	Public bool
+	// Rule is what a token needs on the route. The zero Rule refuses every
+	// token.
+	Rule middleware.Rule
+}
+
+// Handler is the authentication service.
+type Handler struct {
+	auth       *middleware.Authenticator
+	gateway    Gateway
+	envoy      string
+	routes     []route
+	networks   []netip.Prefix
+	secret     []byte
+	secretName string
+	prefix     string
+	names      identityNames
+	logger     *slog.Logger
+}
+
+type route struct {
+	Route
+	lower string // Path in lower case, for protected routes
+}
+
+type identityNames struct {
+	objectID, tenantID, clientAppID, tokenType, scopes, roles, name, username, errCode, errDescription string
+}
+
+// New checks cfg and returns a Handler.
+func New(cfg Config) (*Handler, error) {
+	h := &Handler{auth: cfg.Authenticator, gateway: cfg.Gateway, envoy: strings.TrimSuffix(cfg.EnvoyPathPrefix, "/"),
+		networks: slices.Clone(cfg.TrustedNetworks), secret: []byte(cfg.SharedSecret),
+		secretName: orDefault(cfg.SecretHeader, DefaultSecretHeader), prefix: orDefault(cfg.HeaderPrefix, DefaultHeaderPrefix), logger: cfg.Logger}
+	if err := h.check(cfg); err != nil {
+		return nil, err
+	}
+	if h.logger == nil {
+		h.logger = slog.New(slog.DiscardHandler)
+	}
+	p := http.CanonicalHeaderKey(h.prefix + "x")
+	p = p[:len(p)-1]
+	h.names = identityNames{p + "Object-Id", p + "Tenant-Id", p + "Client-App-Id", p + "Token-Type", p + "Scopes", p + "Roles",
+		p + "Name", p + "Username", p + "Error", p + "Error-Description"}
+	var err error
+	if h.routes, err = checkRoutes(cfg.Routes); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func (h *Handler) check(cfg Config) error {
+	switch {
+	case cfg.Authenticator == nil:
+		return errors.New("forwardauth: Config.Authenticator is required")
+	case cfg.Gateway < Nginx || cfg.Gateway > Envoy:
+		return errors.New("forwardauth: Config.Gateway is required: Nginx, Traefik, Caddy or Envoy")
+	case cfg.EnvoyPathPrefix != "" && cfg.Gateway != Envoy:
+		return errors.New("forwardauth: EnvoyPathPrefix applies to Envoy only")
+	case cfg.EnvoyPathPrefix != "" && !strings.HasPrefix(cfg.EnvoyPathPrefix, "/"):
+		return fmt.Errorf("forwardauth: EnvoyPathPrefix %q must start with /", cfg.EnvoyPathPrefix)
+	case len(cfg.TrustedNetworks) == 0 && cfg.SharedSecret == "":
+		return errors.New("forwardauth: set TrustedNetworks, SharedSecret or both: without them any client reaching the service could have it judge a path of its choosing")
+	case cfg.SharedSecret != "" && len(cfg.SharedSecret) < 16:
+		return errors.New("forwardauth: SharedSecret is shorter than 16 bytes")
+	case !validHeaderName(h.secretName) || !validHeaderName(h.prefix+"X"):
+		return errors.New("forwardauth: SecretHeader and HeaderPrefix must be header names")
+	case strings.HasPrefix(strings.ToLower(h.secretName), strings.ToLower(h.prefix)):
+		return errors.New("forwardauth: SecretHeader must not start with HeaderPrefix")
+	}
+	for _, n := range cfg.TrustedNetworks {
+		if !n.IsValid() {
+			return errors.New("forwardauth: TrustedNetworks holds an invalid prefix")
+		}
+	}
+	return nil
+}
+
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// checkRoutes validates the routes, longest Path first.
+func checkRoutes(in []Route) ([]route, error) {
+	out := make([]route, 0, len(in))
+	seen := map[string]bool{}
+	for _, r := range in {
+		p := r.Path
+		switch {
+		case !strings.HasPrefix(p, "/"):
+			return nil, fmt.Errorf("forwardauth: route path %q must start with /", p)
+		case p != "/" && strings.HasSuffix(p, "/"):
+			return nil, fmt.Errorf("forwardauth: route path %q: write it without the trailing slash (a prefix covers its subpaths)", p)
+		case canonicalPath(p) != p:
+			return nil, fmt.Errorf("forwardauth: route path %q is not a plain path (no encoded characters, dot segments or repeated slashes)", p)
+		case r.Public && !r.Rule.IsZero():
+			return nil, fmt.Errorf("forwardauth: route %s is public and has a Rule", p)
+		}
+		methods := slices.Clone(r.Methods)
+		for _, m := range methods {
+			if m == "" || strings.ToUpper(m) != m || !validHeaderName(m) {
+				return nil, fmt.Errorf("forwardauth: route %s: method %q is not an upper-case method name", p, m)
+			}
+		}
+		slices.Sort(methods)
+		key := strings.ToLower(p) + " " + strings.Join(methods, ",")
+		if seen[key] {
+			return nil, fmt.Errorf("forwardauth: route %s %v is listed twice", p, methods)
+		}
+		seen[key] = true
+		r.Methods = methods
+		out = append(out, route{Route: r, lower: strings.ToLower(p)})
+	}
+	// Longest path first; among equal paths, routes naming methods first.
+	slices.SortStableFunc(out, func(a, b route) int {
+		if d := len(b.Path) - len(a.Path); d != 0 {
+			return d
+		}
+		return len(b.Methods) - len(a.Methods)
+	})
+	return out, nil
+}
+
+// ServeHTTP answers one check of the gateway.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if !h.trusted(r) {
+		h.refuse(w, http.StatusForbidden, "untrusted_caller", "this service answers its gateway only", "a request that is not from the trusted gateway", r)
+		return
+	}
+	method, path, problem := h.original(r)
+	if problem != "" {
+		h.refuse(w, http.StatusForbidden, "invalid_request", problem, problem, r)
+		return
+	}
+	for name := range r.Header {
+		if strings.HasPrefix(name, http.CanonicalHeaderKey(h.prefix)) {
+			h.refuse(w, http.StatusForbidden, "invalid_request", "the request carries "+name+", a header only this service sets",
+				"a request carrying an identity header of its own: "+name, r)
+			return
+		}
+	}
+	rt := h.match(method, path)
+	if rt != nil && rt.Public {
+		h.writeIdentity(w, nil) // no caller: every identity header empty
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	rule := middleware.Rule{}
+	if rt != nil {
+		rule = rt.Rule
+	}
+	ctx, err := h.auth.AuthorizeHeader(r.Context(), r.Header["Authorization"], rule)
+	if err != nil {
+		h.writeRefusal(w, err)
+		return
+	}
+	c, _ := claims.FromContext(ctx)
+	h.writeIdentity(w, c)
+	w.WriteHeader(http.StatusOK)
+}
+
+// trusted applies TrustedNetworks and SharedSecret.
+func (h *Handler) trusted(r *http.Request) bool {
+	if len(h.networks) > 0 {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		addr, err2 := netip.ParseAddr(host)
+		if err != nil || err2 != nil || !slices.ContainsFunc(h.networks, func(p netip.Prefix) bool { return p.Contains(addr.Unmap()) }) {
+			return false
+		}
+	}
+	if len(h.secret) > 0 {
+		got := r.Header.Values(h.secretName)
+		if len(got) != 1 || subtle.ConstantTimeCompare([]byte(got[0]), h.secret) != 1 {
+			return false
+		}
+	}
+	return true
+}
+
+// original is the method and canonical path of the original request, from
+// the configured gateway's headers only.
+func (h *Handler) original(r *http.Request) (method, path, problem string) {
+	var uri string
+	switch h.gateway {
+	case Nginx:
+		method, uri = single(r.Header, "X-Original-Method"), single(r.Header, "X-Original-Uri")
+	case Traefik, Caddy:
+		method, uri = single(r.Header, "X-Forwarded-Method"), single(r.Header, "X-Forwarded-Uri")
+	case Envoy:
+		method, uri = r.Method, r.URL.EscapedPath()
+		rest, ok := strings.CutPrefix(uri, h.envoy)
+		if !ok || (rest != "" && !strings.HasPrefix(rest, "/")) {
+			return "", "", "the check request's path does not start with EnvoyPathPrefix"
+		}
+		uri = rest
+	}
+	if method == "" || uri == "" {
+		return "", "", "the " + h.gateway.String() + " gateway sent no original method and URI (see the configuration snippet)"
+	}
+	if !validHeaderName(method) {
+		return "", "", "the original method is not a method name"
+	}
+	uri, _, _ = strings.Cut(uri, "?")
+	uri, _, _ = strings.Cut(uri, "#")
+	if path = canonicalPath(uri); path == "" {
+		return "", "", "the original path is ambiguous (an encoded slash or backslash, a dot segment, a control character or bad percent-encoding)"
+	}
+	return strings.ToUpper(method), path, ""
+}
+
+// single is a header's value, "" unless it appears exactly once.
+func single(hd http.Header, name string) string {
+	if v := hd.Values(name); len(v) == 1 {
+		return v[0]
+	}
+	return ""
+}
+
+// canonicalPath decodes an escaped path the way an upstream could read it
+// and returns it with repeated slashes merged, or "" when two upstreams
+// could read it differently: an encoded slash or backslash, a backslash, a
+// dot segment, a semicolon (Java servers drop it and what follows from a
+// segment, so /public/..;/admin is /admin there), a control character,
+// invalid percent-encoding or UTF-8.
+func canonicalPath(escaped string) string {
+	if !strings.HasPrefix(escaped, "/") {
+		return ""
+	}
+	lower := strings.ToLower(escaped)
+	if strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.ContainsAny(escaped, "\\;") {
+		return ""
+	}
+	p, err := url.PathUnescape(escaped)
+	if err != nil || !utf8.ValidString(p) || strings.ContainsAny(p, "\\;") {
+		return ""
+	}
+	var b strings.Builder
+	for _, seg := range strings.Split(p, "/") {
+		switch seg {
+		case "":
+			continue
+		case ".", "..":
+			return ""
+		}
+		for _, c := range seg {
+			if c < 0x20 || c == 0x7f {
+				return ""
+			}
+		}
+		b.WriteByte('/')
+		b.WriteString(seg)
+	}
+	if b.Len() == 0 || strings.HasSuffix(p, "/") && b.String() != "/" {
+		b.WriteByte('/')
+	}
+	return b.String()
+}
+
+// match finds the route of method and path: the longest path covering it
+// (a public one exactly, a protected one in any case), preferring one
+// that names the method.
+func (h *Handler) match(method, path string) *route {
+	lower := strings.ToLower(path)
+	for i := range h.routes {
+		rt := &h.routes[i]
+		if len(rt.Methods) > 0 && !slices.Contains(rt.Methods, method) {
+			continue
+		}
+		if rt.Public && covers(rt.Path, path) || !rt.Public && covers(rt.lower, lower) {
+			return rt
+		}
+	}
+	return nil
+}
+
+// covers reports whether prefix covers path on a segment boundary.
+func covers(prefix, path string) bool {
+	if prefix == "/" {
+		return true
+	}
+	rest, ok := strings.CutPrefix(path, prefix)
+	return ok && (rest == "" || rest[0] == '/')
+}
+
+// writeRefusal answers as RequireAuth does, with the error in headers too.
+func (h *Handler) writeRefusal(w http.ResponseWriter, err error) {
+	var e *middleware.Error
+	if errors.As(err, &e) {
+		w.Header().Set(h.names.errCode, orDefault(e.Code, "unauthorized"))
+		w.Header().Set(h.names.errDescription, e.Description)
+	}
+	h.auth.WriteError(w, err)
+}
+
+// refuse answers a request the handler cannot judge.
+func (h *Handler) refuse(w http.ResponseWriter, status int, code, description, logMsg string, r *http.Request) {
+	h.logger.Warn("entragate forwardauth: "+logMsg, slog.String("remote", r.RemoteAddr))
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set(h.names.errCode, code)
+	w.Header().Set(h.names.errDescription, description)
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": description})
+}
+
+// writeIdentity puts the caller's identity in the answer's headers (the
+// names are canonical: they are set directly).
+func (h *Handler) writeIdentity(w http.ResponseWriter, c *claims.Claims) {
+	// Every header, empty when the token has no value for it: a gateway
+	// that copies the answer's headers over the request's (Traefik,
+	// Caddy, Envoy) then replaces each one a client may have sent.
+	hd := w.Header()
+	set := func(name, v string) { hd[name] = []string{v} }
+	kind := "user"
+	switch {
+	case c == nil:
+		c, kind = &claims.Claims{}, "" // a public path: no caller
+	case c.IsAppOnly():
+		kind = "app"
+	}
+	set(h.names.objectID, plain(c.ObjectID))
+	set(h.names.tenantID, plain(c.TenantID))
+	set(h.names.clientAppID, plain(c.ClientAppID))
+	set(h.names.tokenType, kind)
+	set(h.names.scopes, plainList(c.Scopes))
+	set(h.names.roles, plainList(c.Roles))
+	set(h.names.name, url.PathEscape(c.Name))
+	set(h.names.username, url.PathEscape(c.Username()))
+}
+
+// plain is v when it is printable ASCII without spaces, else "": IDs
+// never hold anything else, and a header must not carry what the upstream
+// could misread.
+func plain(v string) string {
+	for i := 0; i < len(v); i++ {
+		if v[i] <= 0x20 || v[i] >= 0x7f {
+			return ""
+		}
+	}
+	return v
+}
+
+func plainList(vs []string) string {
+	out := make([]string, 0, len(vs))
+	for _, v := range vs {
+		if p := plain(v); p != "" && !strings.Contains(p, ",") {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, " ")
+}

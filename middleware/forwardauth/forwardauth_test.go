@@ -1,0 +1,397 @@
+package forwardauth_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/entragate/entragate/middleware"
+	"github.com/entragate/entragate/middleware/entratest"
+	"github.com/entragate/entragate/middleware/forwardauth"
+)
+
+var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+
+// routes are a typical API behind a gateway: a public health check and
+// docs, orders by scope and method, an admin area by app role, and every
+// other path for any valid token.
+var routes = []forwardauth.Route{
+	{Path: "/healthz", Public: true},
+	{Path: "/docs", Public: true},
+	{Path: "/docs/internal", Rule: middleware.AnyRole("Docs.Internal")},
+	{Path: "/api/orders", Methods: []string{"GET", "HEAD"}, Rule: middleware.AnyScope("Orders.Read")},
+	{Path: "/api/orders", Rule: middleware.AnyScope("Orders.Write")},
+	{Path: "/admin", Rule: middleware.AnyRole("Admin")},
+	{Path: "/api", Rule: middleware.Authenticated()},
+}
+
+type setup struct {
+	tenant *entratest.Tenant
+	auth   *middleware.Authenticator
+	srv    *httptest.Server
+}
+
+func newSetup(t *testing.T, cfg forwardauth.Config, edit ...func(*middleware.Config)) *setup {
+	t.Helper()
+	s := &setup{tenant: entratest.NewTenant(t)}
+	mc := s.tenant.Config()
+	mc.Realm = "orders"
+	for _, e := range edit {
+		e(&mc)
+	}
+	var err error
+	if s.auth, err = middleware.New(t.Context(), mc); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.auth.Close() })
+	cfg.Authenticator = s.auth
+	if cfg.Gateway == 0 {
+		cfg.Gateway = forwardauth.Nginx
+	}
+	if cfg.TrustedNetworks == nil && cfg.SharedSecret == "" {
+		cfg.TrustedNetworks = loopback
+	}
+	if cfg.Routes == nil {
+		cfg.Routes = routes
+	}
+	h, err := forwardauth.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.srv = httptest.NewServer(h)
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+// check sends the check nginx would send for the original request.
+func (s *setup) check(t *testing.T, method, uri string, headers ...string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, s.srv.URL+"/auth", nil)
+	req.Header.Set("X-Original-Method", method)
+	req.Header.Set("X-Original-URI", uri)
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Add(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+func bearer(tok string) []string { return []string{"Authorization", "Bearer " + tok} }
+
+// Each route asks what it says, for the original method and path, and
+// answers with RequireAuth's statuses and challenges.
+func TestRoutesDecide(t *testing.T) {
+	s := newSetup(t, forwardauth.Config{})
+	reader := s.tenant.AccessToken(entratest.Scopes("Orders.Read"))
+	writer := s.tenant.AccessToken(entratest.Scopes("Orders.Write"))
+	admin := s.tenant.AppToken(entratest.Roles("Admin"))
+	tests := []struct {
+		name, method, uri string
+		token             string
+		status            int
+	}{
+		{"public path, no token", "GET", "/healthz", "", 200},
+		{"public path with a query", "GET", "/healthz?deep=1", "", 200},
+		{"public prefix", "GET", "/docs/guide", "", 200},
+		{"longer protected path under a public one", "GET", "/docs/internal/plan", "", 401},
+		{"read by GET", "GET", "/api/orders/42", reader, 200},
+		{"read by HEAD", "HEAD", "/api/orders", reader, 200},
+		{"write needs the write scope", "POST", "/api/orders", reader, 403},
+		{"write with it", "POST", "/api/orders", writer, 200},
+		{"method in lower case", "post", "/api/orders", writer, 200},
+		{"a prefix is a segment", "GET", "/api/ordersx", reader, 200}, // /api: any token
+		{"admin by role", "GET", "/admin/users", admin, 200},
+		{"admin without the role", "GET", "/admin/users", reader, 403},
+		{"no route: refused once the token is valid", "GET", "/other", reader, 403},
+		{"no route, no token", "GET", "/other", "", 401},
+		{"bad token", "GET", "/api/x", "eyJub3QiOiJhIHRva2VuIn0.e30.c2ln", 401},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var h []string
+			if tc.token != "" {
+				h = bearer(tc.token)
+			}
+			resp := s.check(t, tc.method, tc.uri, h...)
+			if resp.StatusCode != tc.status {
+				t.Fatalf("%s %s: %d, want %d", tc.method, tc.uri, resp.StatusCode, tc.status)
+			}
+			if tc.status >= 400 && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), `Bearer realm="orders"`) {
+				t.Errorf("challenge %q", resp.Header.Get("WWW-Authenticate"))
+			}
+		})
+	}
+}
+
+// The answers are RequireAuth's: same status, challenge and body for the
+// same token, plus the error in headers for gateways that rewrite bodies.
+func TestAnswersAreRequireAuths(t *testing.T) {
+	s := newSetup(t, forwardauth.Config{Routes: []forwardauth.Route{{Path: "/", Rule: middleware.AnyScope("Orders.Read")}}})
+	direct := httptest.NewServer(s.auth.RequireAuth(middleware.RequireAnyScope("Orders.Read")(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))))
+	t.Cleanup(direct.Close)
+	for name, h := range map[string][]string{
+		"no token":       nil,
+		"expired":        bearer(s.tenant.AccessToken(entratest.Expired())),
+		"without scope":  bearer(s.tenant.AccessToken(entratest.Scopes("Other"))),
+		"two tokens":     {"Authorization", "Bearer a", "Authorization", "Bearer b"},
+		"another scheme": {"Authorization", "Basic dXNlcjpwYXNz"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got := s.check(t, "GET", "/x", h...)
+			req, _ := http.NewRequest(http.MethodGet, direct.URL, nil)
+			for i := 0; i+1 < len(h); i += 2 {
+				req.Header.Add(h[i], h[i+1])
+			}
+			want, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer want.Body.Close()
+			var gotBody, wantBody map[string]string
+			_ = json.NewDecoder(got.Body).Decode(&gotBody)
+			_ = json.NewDecoder(want.Body).Decode(&wantBody)
+			if got.StatusCode != want.StatusCode || got.Header.Get("WWW-Authenticate") != want.Header.Get("WWW-Authenticate") ||
+				gotBody["error"] != wantBody["error"] || gotBody["error_description"] != wantBody["error_description"] {
+				t.Errorf("forward auth %d %q %v, RequireAuth %d %q %v", got.StatusCode, got.Header.Get("WWW-Authenticate"), gotBody,
+					want.StatusCode, want.Header.Get("WWW-Authenticate"), wantBody)
+			}
+			if got.Header.Get("X-Entra-Error") != gotBody["error"] || got.Header.Get("X-Entra-Error-Description") != gotBody["error_description"] {
+				t.Errorf("error headers %q %q, body %v", got.Header.Get("X-Entra-Error"), got.Header.Get("X-Entra-Error-Description"), gotBody)
+			}
+		})
+	}
+}
+
+// A 200 names the caller in headers; no token content, nothing unsafe.
+func TestIdentityHeaders(t *testing.T) {
+	s := newSetup(t, forwardauth.Config{HeaderPrefix: "X-Caller-"})
+	u := entratest.User{ObjectID: entratest.NewGUID(), Name: "Zoë O'Brien\r\nX-Injected: 1", Username: "zoe@contoso.example"}
+	resp := s.check(t, "GET", "/api/orders", bearer(s.tenant.AccessToken(entratest.ForUser(u), entratest.Scopes("Orders.Read", "Profile"), entratest.Roles("Buyer")))...)
+	want := map[string]string{
+		"X-Caller-Object-Id": u.ObjectID, "X-Caller-Tenant-Id": s.tenant.ID, "X-Caller-Client-App-Id": s.tenant.ClientApp,
+		"X-Caller-Token-Type": "user", "X-Caller-Scopes": "Orders.Read Profile", "X-Caller-Roles": "Buyer",
+		"X-Caller-Name": "Zo%C3%AB%20O%27Brien%0D%0AX-Injected:%201", "X-Caller-Username": "zoe@contoso.example",
+	}
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	for k, v := range want {
+		if got := resp.Header.Get(k); got != v {
+			t.Errorf("%s: %q, want %q", k, got, v)
+		}
+	}
+	if resp.Header.Get("X-Injected") != "" {
+		t.Error("a header was injected through the name")
+	}
+	// Every identity header is there, empty when the caller has no value
+	// (or there is no caller, on a public path), so that a gateway copying
+	// them over the request replaces whatever a client sent.
+	app := s.check(t, "GET", "/api/x", bearer(s.tenant.AppToken(entratest.Roles("Jobs.Run")))...)
+	if v, present := app.Header["X-Caller-Scopes"]; app.Header.Get("X-Caller-Token-Type") != "app" || !present || v[0] != "" {
+		t.Errorf("app token: %v", app.Header)
+	}
+	public := s.check(t, "GET", "/healthz")
+	for k := range want {
+		if v, present := public.Header[k]; !present || v[0] != "" {
+			t.Errorf("public path: %s %q, want present and empty", k, v)
+		}
+	}
+}
+
+// Only the trusted gateway is heard: another address, a missing or wrong
+// secret, another gateway's headers, a client's own identity headers.
+func TestOnlyTheGatewayIsHeard(t *testing.T) {
+	reader := func(s *setup) []string { return bearer(s.tenant.AccessToken(entratest.Scopes("Orders.Read"))) }
+	t.Run("another network", func(t *testing.T) {
+		s := newSetup(t, forwardauth.Config{TrustedNetworks: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
+		if r := s.check(t, "GET", "/healthz"); r.StatusCode != 403 {
+			t.Errorf("from loopback, trusting 10/8: %d", r.StatusCode)
+		}
+	})
+	t.Run("shared secret", func(t *testing.T) {
+		const secret = "a-secret-of-the-gateway-0123456789"
+		s := newSetup(t, forwardauth.Config{SharedSecret: secret})
+		for name, h := range map[string][]string{
+			"none":  nil,
+			"wrong": {forwardauth.DefaultSecretHeader, secret + "x"},
+			"twice": {forwardauth.DefaultSecretHeader, secret, forwardauth.DefaultSecretHeader, secret},
+		} {
+			if r := s.check(t, "GET", "/healthz", h...); r.StatusCode != 403 {
+				t.Errorf("secret %s: %d", name, r.StatusCode)
+			}
+		}
+		if r := s.check(t, "GET", "/healthz", forwardauth.DefaultSecretHeader, secret); r.StatusCode != 200 {
+			t.Errorf("the secret: %d", r.StatusCode)
+		}
+	})
+	s := newSetup(t, forwardauth.Config{})
+	t.Run("another gateway's headers", func(t *testing.T) {
+		// nginx mode: X-Forwarded-Uri is a client's, not the gateway's.
+		r := s.check(t, "GET", "/admin", append(reader(s), "X-Forwarded-Uri", "/healthz", "X-Forwarded-Method", "GET")...)
+		if r.StatusCode != 403 {
+			t.Errorf("admin path with a forged X-Forwarded-Uri: %d, want 403", r.StatusCode)
+		}
+	})
+	t.Run("original URI twice", func(t *testing.T) {
+		if r := s.check(t, "GET", "/admin", "X-Original-URI", "/healthz"); r.StatusCode != 403 || r.Header.Get("X-Entra-Error") != "invalid_request" {
+			t.Errorf("two X-Original-URI: %d %v", r.StatusCode, r.Header)
+		}
+	})
+	t.Run("identity headers of the client's own", func(t *testing.T) {
+		r := s.check(t, "GET", "/healthz", "X-Entra-Object-Id", entratest.NewGUID())
+		if r.StatusCode != 403 || !strings.Contains(r.Header.Get("X-Entra-Error-Description"), "X-Entra-Object-Id") {
+			t.Errorf("a forged identity header: %d %v", r.StatusCode, r.Header)
+		}
+	})
+}
+
+// Paths that an upstream could read differently from the route table are
+// refused, and case never makes a protected path public.
+func TestPathTricks(t *testing.T) {
+	s := newSetup(t, forwardauth.Config{Routes: []forwardauth.Route{
+		{Path: "/public", Public: true},
+		{Path: "/admin", Rule: middleware.AnyRole("Admin")},
+		{Path: "/", Rule: middleware.Authenticated()},
+	}})
+	tests := []struct {
+		uri    string
+		status int // without a token: 200 public, 401 protected, 403 refused path
+	}{
+		{"/public/page", 200},
+		{"//public//page", 200},
+		{"/admin", 401},
+		{"/ADMIN", 401},
+		{"/Public/page", 401}, // public only as written
+		{"/adm%69n", 401},     // decoded: /admin
+		{"/public/../admin", 403},
+		{"/public/%2e%2e/admin", 403},
+		{"/public/%2E%2E%2Fadmin", 403},
+		{"/public%2fadmin", 403},
+		{"/public/..;/admin", 403},
+		{"/public;x=1", 403},
+		{"/public%3bx", 403},
+		{"/public\\..\\admin", 403},
+		{"/public/%5c../admin", 403},
+		{"/public/./page", 403},
+		{"/public/%00", 403},
+		{"/public/%zz", 403},
+		{"/public/%ff", 403},
+		{"relative", 403},
+	}
+	for _, tc := range tests {
+		t.Run(tc.uri, func(t *testing.T) {
+			if r := s.check(t, "GET", tc.uri); r.StatusCode != tc.status {
+				t.Errorf("%s: %d, want %d", tc.uri, r.StatusCode, tc.status)
+			}
+		})
+	}
+}
+
+// Traefik and Caddy name the original request in X-Forwarded-*, Envoy in
+// the check request itself, behind its path prefix; a client's
+// X-Original-URI means nothing to them.
+func TestGatewaysReadTheirOwnHeaders(t *testing.T) {
+	for _, gw := range []forwardauth.Gateway{forwardauth.Traefik, forwardauth.Caddy} {
+		t.Run(gw.String(), func(t *testing.T) {
+			s := newSetup(t, forwardauth.Config{Gateway: gw})
+			req, _ := http.NewRequest(http.MethodGet, s.srv.URL, nil)
+			req.Header.Set("X-Forwarded-Method", "GET")
+			req.Header.Set("X-Forwarded-Uri", "/admin/x")
+			req.Header.Set("X-Original-URI", "/healthz")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 401 {
+				t.Errorf("admin path: %d, want 401", resp.StatusCode)
+			}
+		})
+	}
+	s := newSetup(t, forwardauth.Config{Gateway: forwardauth.Envoy, EnvoyPathPrefix: "/ext-authz"})
+	for uri, want := range map[string]int{"/ext-authz/healthz": 200, "/ext-authz/admin": 401, "/healthz": 403, "/ext-authzhealthz": 403} {
+		req, _ := http.NewRequest(http.MethodPost, s.srv.URL+uri, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Envoy check %s: %d, want %d", uri, resp.StatusCode, want)
+		}
+	}
+}
+
+// Keys unavailable (Entra down since start-up): 503 with Retry-After, as
+// RequireAuth answers.
+func TestUnavailable(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	tenant.Server().SetFault(entratest.All, entratest.Unavailable)
+	cfg := tenant.Config()
+	cfg.FetchTimeout = 200 * time.Millisecond
+	auth, err := middleware.New(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { auth.Close() })
+	h, err := forwardauth.New(forwardauth.Config{Authenticator: auth, Gateway: forwardauth.Nginx, TrustedNetworks: loopback, Routes: routes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &setup{tenant: tenant, auth: auth, srv: httptest.NewServer(h)}
+	t.Cleanup(s.srv.Close)
+	resp := s.check(t, "GET", "/api/x", bearer(tenant.AccessToken())...)
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || resp.Header.Get("X-Entra-Error") != "temporarily_unavailable" {
+		t.Errorf("keys unavailable: %d, Retry-After %q, %v", resp.StatusCode, resp.Header.Get("Retry-After"), resp.Header)
+	}
+	if r := s.check(t, "GET", "/healthz"); r.StatusCode != 200 {
+		t.Errorf("a public path while Entra is down: %d", r.StatusCode)
+	}
+}
+
+func TestConfigIsChecked(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	auth, err := middleware.New(t.Context(), tenant.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { auth.Close() })
+	base := forwardauth.Config{Authenticator: auth, Gateway: forwardauth.Nginx, TrustedNetworks: loopback}
+	for name, edit := range map[string]func(*forwardauth.Config){
+		"no trust":              func(c *forwardauth.Config) { c.TrustedNetworks = nil },
+		"short secret":          func(c *forwardauth.Config) { c.SharedSecret = "short" },
+		"no gateway":            func(c *forwardauth.Config) { c.Gateway = 0 },
+		"Envoy prefix on nginx": func(c *forwardauth.Config) { c.EnvoyPathPrefix = "/x" },
+		"relative route":        func(c *forwardauth.Config) { c.Routes = []forwardauth.Route{{Path: "api", Public: true}} },
+		"route with a dot":      func(c *forwardauth.Config) { c.Routes = []forwardauth.Route{{Path: "/a/../b", Public: true}} },
+		"trailing slash":        func(c *forwardauth.Config) { c.Routes = []forwardauth.Route{{Path: "/a/", Public: true}} },
+		"public with a rule":    func(c *forwardauth.Config) { c.Routes = []forwardauth.Route{{Path: "/a", Public: true, Rule: middleware.Authenticated()}} },
+		"lower-case method":     func(c *forwardauth.Config) { c.Routes = []forwardauth.Route{{Path: "/a", Methods: []string{"get"}, Public: true}} },
+		"duplicate": func(c *forwardauth.Config) {
+			c.Routes = []forwardauth.Route{{Path: "/a", Public: true}, {Path: "/A", Rule: middleware.Authenticated()}}
+		},
+		"bad prefix": func(c *forwardauth.Config) { c.HeaderPrefix = "X Bad" },
+	} {
+		cfg := base
+		edit(&cfg)
+		if _, err := forwardauth.New(cfg); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func newAuthenticator(tb testing.TB, cfg middleware.Config) (*middleware.Authenticator, error) {
+	a, err := middleware.New(tb.Context(), cfg)
+	if err == nil {
+		tb.Cleanup(func() { a.Close() })
+	}
+	return a, err
+}
