@@ -373,8 +373,12 @@ func TestConfigIsChecked(t *testing.T) {
 		"relative route":        func(c *forwardauth.Config) { c.Routes = []forwardauth.Route{{Path: "api", Public: true}} },
 		"route with a dot":      func(c *forwardauth.Config) { c.Routes = []forwardauth.Route{{Path: "/a/../b", Public: true}} },
 		"trailing slash":        func(c *forwardauth.Config) { c.Routes = []forwardauth.Route{{Path: "/a/", Public: true}} },
-		"public with a rule":    func(c *forwardauth.Config) { c.Routes = []forwardauth.Route{{Path: "/a", Public: true, Rule: middleware.Authenticated()}} },
-		"lower-case method":     func(c *forwardauth.Config) { c.Routes = []forwardauth.Route{{Path: "/a", Methods: []string{"get"}, Public: true}} },
+		"public with a rule": func(c *forwardauth.Config) {
+			c.Routes = []forwardauth.Route{{Path: "/a", Public: true, Rule: middleware.Authenticated()}}
+		},
+		"lower-case method": func(c *forwardauth.Config) {
+			c.Routes = []forwardauth.Route{{Path: "/a", Methods: []string{"get"}, Public: true}}
+		},
 		"duplicate": func(c *forwardauth.Config) {
 			c.Routes = []forwardauth.Route{{Path: "/a", Public: true}, {Path: "/A", Rule: middleware.Authenticated()}}
 		},
