@@ -3,6 +3,7 @@ package entratest
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -81,6 +82,32 @@ type App struct {
 	// Groups are the object IDs of the groups its service principal is a
 	// member of, for Graph's transitiveMemberOf.
 	Groups []string
+
+	// Scopes are the delegated permissions it exposes, when it is a web
+	// API of its own beside the tenant's (a middle tier): clients request
+	// them as api://{ClientID}/{scope}, and its tokens' aud is ClientID.
+	Scopes []string
+	// KnownClients are the client IDs whose users consent, with their
+	// consent to this API's Scopes, to this API's own Permissions too
+	// (Entra's combined consent): what a middle tier needs for its
+	// on-behalf-of calls.
+	KnownClients []string
+	// Certificates are its certificate credentials: client assertions
+	// signed with their keys authenticate it.
+	Certificates []*x509.Certificate
+	// Federated are its federated credentials: tokens of an external
+	// issuer (a WorkloadIssuer, such as a Kubernetes cluster's) that
+	// authenticate it as client assertions.
+	Federated []FederatedCredential
+}
+
+// FederatedCredential trusts an external issuer's tokens for one subject,
+// as an app registration's federated identity credential does.
+type FederatedCredential struct {
+	Issuer  string // the issuer URL, e.g. a WorkloadIssuer's
+	Subject string // e.g. system:serviceaccount:orders:reports
+	// Audiences of the token; default api://AzureADTokenExchange.
+	Audiences []string
 }
 
 // RegisterApp registers an application in the tenant, for the OAuth
@@ -101,6 +128,15 @@ func (t *Tenant) RegisterApp(app App) *App {
 	app.Roles = slices.Clone(app.Roles)
 	app.GraphRoles = slices.Clone(app.GraphRoles)
 	app.Groups = slices.Clone(app.Groups)
+	app.Scopes = slices.Clone(app.Scopes)
+	app.KnownClients = slices.Clone(app.KnownClients)
+	app.Certificates = slices.Clone(app.Certificates)
+	app.Federated = slices.Clone(app.Federated)
+	for i, f := range app.Federated {
+		if len(f.Audiences) == 0 {
+			app.Federated[i].Audiences = []string{TokenExchangeAudience}
+		}
+	}
 	o := &t.server.oauth
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -232,20 +268,44 @@ func (o *oauthState) init() {
 
 // scope is one requested permission.
 type scope struct {
-	resource string // "" (OpenID), "api" (the tenant's API), "graph"
+	// resource is "" (OpenID), "api" (the tenant's API), "graph", or
+	// "app:{client ID}" (an app exposing Scopes).
+	resource string
 	name     string // SecureData.Read, User.Read, .default, openid...
 	raw      string // as requested
+	// forApp, on a consent page, is the app the user consents for when it
+	// is not the one signing in (combined consent for a middle tier).
+	forApp string
 }
 
 func (s scope) key() string { return s.resource + ":" + s.name }
 
+// formKey names the scope on the consent page.
+func (s scope) formKey() string {
+	if s.forApp != "" {
+		return s.forApp + "|" + s.key()
+	}
+	return s.key()
+}
+
 // full is how Entra names a granted scope in token responses: an API's by
 // its URI, Microsoft Graph's by its bare name.
 func (s scope) full(t *Tenant) string {
-	if s.resource == "api" {
+	switch {
+	case s.resource == "api":
 		return "api://" + t.ClientID + "/" + s.name
+	case strings.HasPrefix(s.resource, "app:"):
+		return "api://" + strings.TrimPrefix(s.resource, "app:") + "/" + s.name
 	}
 	return s.name
+}
+
+// audience is the aud of the resource's access tokens.
+func (s scope) audience(t *Tenant) string {
+	if id, ok := strings.CutPrefix(s.resource, "app:"); ok {
+		return id
+	}
+	return t.ClientID
 }
 
 // authRequest is an authorization request waiting for the user.
@@ -258,6 +318,7 @@ type authRequest struct {
 	challenge, method    string // PKCE
 	prompt, responseMode string
 	scopes               []scope
+	shown                []scope // on the consent page
 	claims               claimsRequest
 	created              time.Time
 }
@@ -313,13 +374,20 @@ func (t *Tenant) parseScopes(raw string) ([]scope, string) {
 		case !strings.Contains(s, "/"):
 			sc.resource, sc.name = "graph", s // bare names are Graph's
 		default:
-			return nil, fmt.Sprintf("AADSTS500011: The resource principal named %s was not found in the tenant named %s.", strings.Split(s, "/")[0], t.ID)
+			app := t.apiApp(s)
+			if app == nil {
+				return nil, fmt.Sprintf("AADSTS500011: The resource principal named %s was not found in the tenant named %s.", strings.Split(s, "/")[0], t.ID)
+			}
+			sc.resource, sc.name = "app:"+app.ClientID, s[strings.LastIndexByte(s, '/')+1:]
 		}
 		// Entra compares scope names case-insensitively; they are kept in
 		// the spelling the API (or Graph) gave them.
 		known := graphScopes
-		if sc.resource == "api" {
+		switch {
+		case sc.resource == "api":
 			known = exposed
+		case strings.HasPrefix(sc.resource, "app:"):
+			known = t.server.oauth.app(t, strings.TrimPrefix(sc.resource, "app:")).Scopes
 		}
 		if sc.resource != "" && sc.name != ".default" {
 			i := slices.IndexFunc(known, func(k string) bool { return strings.EqualFold(k, sc.name) })
@@ -334,6 +402,20 @@ func (t *Tenant) parseScopes(raw string) ([]scope, string) {
 		out = append(out, sc)
 	}
 	return out, ""
+}
+
+// apiApp is the registered app exposing scopes that a scope URI
+// (api://{client ID}/x or {client ID}/x) names, or nil.
+func (t *Tenant) apiApp(uri string) *App {
+	rest := strings.TrimPrefix(strings.ToLower(uri), "api://")
+	id, _, ok := strings.Cut(rest, "/")
+	if !ok {
+		return nil
+	}
+	if app := t.server.oauth.app(t, id); app != nil && len(app.Scopes) > 0 {
+		return app
+	}
+	return nil
 }
 
 // expandDefault replaces a resource's .default with the delegated
@@ -373,18 +455,41 @@ func hasScope(scopes []scope, name string) bool {
 }
 
 // needsConsent lists the requested permissions the user has not granted
-// the app yet.
-func (o *oauthState) needsConsent(req *authRequest, u User) []scope {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	granted := o.consents[req.tenant.ID+"|"+u.ObjectID+"|"+req.app.ClientID]
+// the app yet, and, for a middle tier whose known client the app is, the
+// middle tier's own permissions the user has not granted it (combined
+// consent). With all, every permission requested (prompt=consent).
+func (o *oauthState) needsConsent(req *authRequest, u User, all bool) []scope {
+	t := req.tenant
 	var out []scope
-	for _, s := range req.scopes {
-		if s.resource != "" && s.name != ".default" && !granted[s.key()] {
+	add := func(s scope, app string) {
+		if (all || !o.hasConsent(t, u, app, s)) && !slices.ContainsFunc(out, func(o scope) bool { return o.formKey() == s.formKey() }) {
 			out = append(out, s)
 		}
 	}
+	for _, s := range req.scopes {
+		if s.resource != "" && s.name != ".default" {
+			add(s, req.app.ClientID)
+		}
+	}
+	for _, s := range req.scopes {
+		mid, ok := strings.CutPrefix(s.resource, "app:")
+		api := o.app(t, mid)
+		if !ok || api == nil || !slices.Contains(api.KnownClients, req.app.ClientID) {
+			continue
+		}
+		downstream, _ := t.parseScopes(strings.Join(api.Permissions, " "))
+		for _, d := range downstream {
+			d.forApp = api.ClientID
+			add(d, api.ClientID)
+		}
+	}
 	return out
+}
+
+func (o *oauthState) hasConsent(t *Tenant, u User, appID string, s scope) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.consents[t.ID+"|"+u.ObjectID+"|"+appID][s.key()]
 }
 
 func (o *oauthState) consent(t *Tenant, u User, app *App, scopes []scope) {

@@ -2,6 +2,7 @@ package entratest_test
 
 import (
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -10,10 +11,13 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/entragate/entragate/middleware"
 	"github.com/entragate/entragate/middleware/entratest"
@@ -748,5 +752,156 @@ func TestClaimsRequestStepsUp(t *testing.T) {
 	p.Set("claims", `{"access_token":{"acrs":`)
 	if _, _, loc := c.get(c.authorizeURL(p)); !strings.Contains(loc, "error=invalid_request") {
 		t.Errorf("malformed claims: %s", loc)
+	}
+}
+
+// middleTier registers, beside the tenant's API, a middle-tier API that
+// the web app calls and that calls the tenant's API and Graph as the user.
+func middleTier(t *testing.T, tenant *entratest.Tenant, web *entratest.App) *entratest.App {
+	t.Helper()
+	return tenant.RegisterApp(entratest.App{
+		Name: "Orders middle tier", Secret: "m1ddle", Scopes: []string{"access_as_user"},
+		Permissions:  []string{"api://" + tenant.ClientID + "/SecureData.Read", "User.Read"},
+		KnownClients: []string{web.ClientID},
+	})
+}
+
+func (c *oauthClient) onBehalfOf(app *entratest.App, assertion, scope string, extra ...string) tokenResponse {
+	form := url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "requested_token_use": {"on_behalf_of"},
+		"client_id": {app.ClientID}, "client_secret": {app.Secret}, "assertion": {assertion}, "scope": {scope}}
+	for i := 0; i+1 < len(extra); i += 2 {
+		form.Set(extra[i], extra[i+1])
+	}
+	return c.token(form)
+}
+
+// The on-behalf-of grant: a user signs in to the web app, which calls the
+// middle tier; consenting to it (a known client) consents to the middle
+// tier's own permissions too, and the middle tier exchanges the user's
+// token for the tenant's API and for Graph, as the user. Entra's rules
+// refuse the rest.
+func TestOnBehalfOf(t *testing.T) {
+	tenant, web, daemon := oauthTenant(t)
+	mid := middleTier(t, tenant, web)
+	c := newOAuthClient(t, tenant, web)
+	api := apiAuth(t, tenant, tenant.ClientID)
+	midAuth, err := api.Provider().NewAuthenticator(middleware.APIConfig{ClientID: mid.ClientID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const verifier = "verifier-0123456789-0123456789-0123456789-pkce"
+	midScope := "api://" + mid.ClientID + "/access_as_user"
+	var shown []string
+	back := c.signIn(c.authorizeURL(c.params("openid offline_access "+midScope, "s", "n", verifier)), 0, func(scope string) bool {
+		shown = append(shown, scope)
+		return true
+	})
+	if !slices.Contains(shown, mid.ClientID+"|api:SecureData.Read") || !slices.Contains(shown, mid.ClientID+"|graph:User.Read") {
+		t.Fatalf("consent page %v: want the middle tier's own permissions beside its scope", shown)
+	}
+	tr := c.redeem(back.Query().Get("code"), verifier, midScope+" offline_access")
+	userToken := tr.AccessToken
+	if ac, err := midAuth.Validate(t.Context(), userToken); err != nil || ac.ClientAppID != web.ClientID || !ac.HasScope("access_as_user") {
+		t.Fatalf("the web app's token for the middle tier: %v %+v", err, ac)
+	}
+
+	down := c.onBehalfOf(mid, userToken, "api://"+tenant.ClientID+"/SecureData.Read openid profile offline_access")
+	ac, err := api.Validate(t.Context(), down.AccessToken)
+	if down.status != 200 || err != nil || ac.ClientAppID != mid.ClientID || ac.ObjectID != tenant.User.ObjectID || !ac.HasScope("SecureData.Read") {
+		t.Fatalf("on-behalf-of token for the API: %+v %v %+v", down, err, ac)
+	}
+	graph := c.onBehalfOf(mid, userToken, "https://graph.microsoft.com/User.Read")
+	if me := graphMe(t, tenant, graph.AccessToken); me["id"] != tenant.User.ObjectID {
+		t.Errorf("Graph /me with the on-behalf-of token: %v", me)
+	}
+
+	appOnly := c.token(url.Values{"grant_type": {"client_credentials"}, "client_id": {daemon.ClientID}, "client_secret": {daemon.Secret},
+		"scope": {"api://" + mid.ClientID + "/.default"}})
+	for name, tc := range map[string]struct {
+		assertion, scope, claims, err, code string
+	}{
+		"a token for another API":      {down.AccessToken, "User.Read", "", "invalid_grant", "AADSTS50013"},
+		"an app-only token":            {appOnly.AccessToken, "User.Read", "", "invalid_grant", "AADSTS50013"},
+		"an expired token":             {tenant.AccessToken(entratest.Audience(mid.ClientID), entratest.Expired()), "User.Read", "", "invalid_grant", "AADSTS500133"},
+		"a token of an unknown key":    {tenant.AccessToken(entratest.Audience(mid.ClientID), entratest.SignedWith(tenant.Server().NewKey())), "User.Read", "", "invalid_grant", "AADSTS50013"},
+		"a permission never consented": {userToken, "Mail.Read", "", "invalid_grant", "AADSTS65001"},
+		"a step-up the user has not":   {userToken, "User.Read", `{"access_token":{"acrs":{"essential":true,"value":"c1"}}}`, "interaction_required", "AADSTS50076"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var extra []string
+			if tc.claims != "" {
+				extra = []string{"claims", tc.claims}
+			}
+			got := c.onBehalfOf(mid, tc.assertion, tc.scope, extra...)
+			if got.status != 400 || got.Error != tc.err || !strings.HasPrefix(got.Description, tc.code) {
+				t.Errorf("%+v, want %s %s", got, tc.err, tc.code)
+			}
+		})
+	}
+}
+
+// Client assertions authenticate apps without secrets: one signed with a
+// registered certificate, for the tenant's token endpoint, once; or a
+// token of a trusted external issuer for the registered subject.
+func TestClientAssertions(t *testing.T) {
+	tenant, web, _ := oauthTenant(t)
+	srv := tenant.Server()
+	cert, other := srv.NewKey(), srv.NewKey()
+	cluster := srv.NewWorkloadIssuer("aks-prod")
+	app := tenant.RegisterApp(entratest.App{Name: "Reports daemon", Roles: []string{"SecureData.Read.All"},
+		Certificates: []*x509.Certificate{cert.X509()},
+		Federated:    []entratest.FederatedCredential{{Issuer: cluster.URL, Subject: "system:serviceaccount:reports:daemon"}}})
+	endpoint := srv.URL + "/" + tenant.ID + "/oauth2/v2.0/token"
+	sign := func(k *entratest.Key, method jwt.SigningMethod, claims jwt.MapClaims) string {
+		tok := jwt.NewWithClaims(method, claims)
+		tok.Header["x5t"] = k.ID
+		raw, err := tok.SignedString(k.PrivateKey())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	now := time.Now()
+	assertion := func(edit func(jwt.MapClaims)) jwt.MapClaims {
+		c := jwt.MapClaims{"aud": endpoint, "iss": app.ClientID, "sub": app.ClientID, "jti": entratest.NewGUID(),
+			"nbf": now.Unix(), "iat": now.Unix(), "exp": now.Add(10 * time.Minute).Unix()}
+		if edit != nil {
+			edit(c)
+		}
+		return c
+	}
+	c := newOAuthClient(t, tenant, web) // its back channel only
+	request := func(a string) tokenResponse {
+		return c.token(url.Values{"grant_type": {"client_credentials"}, "client_id": {app.ClientID}, "scope": {"api://" + tenant.ClientID + "/.default"},
+			"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {a}})
+	}
+	replayed := sign(cert, jwt.SigningMethodRS256, assertion(nil))
+	tests := []struct {
+		name      string
+		assertion string
+		ok        bool
+	}{
+		{"certificate, RS256", replayed, true},
+		{"the same assertion again", replayed, false},
+		{"certificate, PS256", sign(cert, jwt.SigningMethodPS256, assertion(nil)), true},
+		{"an unregistered certificate", sign(other, jwt.SigningMethodRS256, assertion(nil)), false},
+		{"another audience", sign(cert, jwt.SigningMethodRS256, assertion(func(c jwt.MapClaims) { c["aud"] = "https://login.example.com/token" })), false},
+		{"expired", sign(cert, jwt.SigningMethodRS256, assertion(func(c jwt.MapClaims) { c["exp"] = now.Add(-10 * time.Minute).Unix() })), false},
+		{"a lifetime of a day", sign(cert, jwt.SigningMethodRS256, assertion(func(c jwt.MapClaims) { c["exp"] = now.Add(24 * time.Hour).Unix() })), false},
+		{"another subject", sign(cert, jwt.SigningMethodRS256, assertion(func(c jwt.MapClaims) { c["sub"] = entratest.NewGUID() })), false},
+		{"no jti", sign(cert, jwt.SigningMethodRS256, assertion(func(c jwt.MapClaims) { delete(c, "jti") })), false},
+		{"federated, the service account", cluster.Token("system:serviceaccount:reports:daemon", time.Hour), true},
+		{"federated, another account", cluster.Token("system:serviceaccount:reports:other", time.Hour), false},
+		{"federated, another audience", cluster.TokenFor("system:serviceaccount:reports:daemon", "api://other", time.Hour), false},
+		{"federated, expired", cluster.Token("system:serviceaccount:reports:daemon", -time.Minute), false},
+		{"federated, untrusted issuer", srv.NewWorkloadIssuer("elsewhere").Token("system:serviceaccount:reports:daemon", time.Hour), false},
+	}
+	for _, tc := range tests { // in order: the second use of an assertion is a replay
+		t.Run(tc.name, func(t *testing.T) {
+			got := request(tc.assertion)
+			if tc.ok != (got.status == 200) || !tc.ok && (got.status != 401 || got.Error != "invalid_client") {
+				t.Errorf("%+v, want ok %v", got, tc.ok)
+			}
+		})
 	}
 }

@@ -118,6 +118,11 @@ type Server struct {
 	delays     map[Endpoint]time.Duration
 	counts     map[Endpoint]*atomic.Int64
 	extra      *http.ServeMux
+	// workloads are the external issuers apps may trust (federated
+	// credentials); seenAssertions the client assertions' jti, until they
+	// expire.
+	workloads      map[string]*WorkloadIssuer
+	seenAssertions map[string]time.Time
 }
 
 // ServerOption configures a Server at start.
@@ -187,10 +192,11 @@ func Start(addr string, opts ...ServerOption) (*Server, error) {
 		restricted: map[*Key]string{},
 		keyIssuers: map[*Key]string{},
 		appKeys:    map[string][]*Key{},
-		faults:     map[Endpoint]Fault{},
-		delays:     map[Endpoint]time.Duration{},
-		counts:     map[Endpoint]*atomic.Int64{},
-		extra:      http.NewServeMux(),
+		workloads:  map[string]*WorkloadIssuer{}, seenAssertions: map[string]time.Time{},
+		faults: map[Endpoint]Fault{},
+		delays: map[Endpoint]time.Duration{},
+		counts: map[Endpoint]*atomic.Int64{},
+		extra:  http.NewServeMux(),
 	}
 	for _, o := range opts {
 		o(&s.opts)

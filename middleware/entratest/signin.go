@@ -130,13 +130,21 @@ func (s *Server) authorizeAnswer(w http.ResponseWriter, r *http.Request, t *Tena
 			page(w, http.StatusBadRequest, errorPage, errorData{Code: "invalid_request", Message: "AADSTS50058: No user is signed in."})
 			return
 		}
-		var accepted []scope
-		for _, sc := range req.scopes {
-			if slices.Contains(r.PostForm["scope"], sc.key()) {
-				accepted = append(accepted, sc)
+		// What the page showed, each granted to the app it was asked for.
+		byApp := map[*App][]scope{}
+		for _, sc := range req.shown {
+			if !slices.Contains(r.PostForm["scope"], sc.formKey()) {
+				continue
 			}
+			app := req.app
+			if sc.forApp != "" {
+				app = s.oauth.app(t, sc.forApp)
+			}
+			byApp[app] = append(byApp[app], sc)
 		}
-		s.oauth.consent(t, g.user, req.app, accepted)
+		for app, accepted := range byApp {
+			s.oauth.consent(t, g.user, app, accepted)
+		}
 		s.issueCode(w, r, req, codeGrant(req, g.user, g.sid, g.authAt, s.satisfied(g)))
 	case r.PostForm.Get("consent") == "cancel":
 		redirectError(w, r, req, "access_denied", "AADSTS65004: User declined to consent to access the app.")
@@ -160,19 +168,17 @@ func (s *Server) afterSignIn(w http.ResponseWriter, r *http.Request, req *authRe
 		page(w, http.StatusOK, stepUpPage, stepUpData{Tenant: req.tenant, Request: req.id, App: req.app.Name, User: u, Contexts: req.claims.contexts})
 		return
 	}
-	needed := s.oauth.needsConsent(req, u)
-	if req.prompt == "consent" {
-		needed = slices.DeleteFunc(slices.Clone(req.scopes), func(sc scope) bool { return sc.resource == "" || sc.name == ".default" })
-	}
+	needed := s.oauth.needsConsent(req, u, req.prompt == "consent")
 	if len(needed) > 0 {
 		if req.prompt == "none" {
 			redirectError(w, r, req, "consent_required", "AADSTS65001: The user or administrator has not consented to use the application.")
 			return
 		}
+		req.shown = needed
 		s.savePending(req)
 		var perms []permission
 		for _, sc := range needed {
-			perms = append(perms, permission{Key: sc.key(), Name: sc.full(req.tenant), Label: describeScope(sc)})
+			perms = append(perms, permission{Key: sc.formKey(), Name: sc.full(req.tenant), Label: s.describeScope(req.tenant, sc)})
 		}
 		page(w, http.StatusOK, consentPage, consentData{Tenant: req.tenant, Request: req.id, App: req.app.Name, User: u, Permissions: perms})
 		return
@@ -222,14 +228,20 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, req *authRequ
 	respond(w, r, req, q)
 }
 
-func describeScope(sc scope) string {
+func (s *Server) describeScope(t *Tenant, sc scope) string {
+	label := sc.name + " (the API)"
 	switch {
 	case sc.resource == "graph" && strings.EqualFold(sc.name, "User.Read"):
-		return "Sign you in and read your profile (Microsoft Graph)"
+		label = "Sign you in and read your profile (Microsoft Graph)"
 	case sc.resource == "graph":
-		return sc.name + " (Microsoft Graph)"
+		label = sc.name + " (Microsoft Graph)"
+	case strings.HasPrefix(sc.resource, "app:"):
+		label = sc.name + " (" + s.oauth.app(t, strings.TrimPrefix(sc.resource, "app:")).Name + ")"
 	}
-	return sc.name + " (the API)"
+	if sc.forApp != "" {
+		label += ", for " + s.oauth.app(t, sc.forApp).Name + " to use as you"
+	}
+	return label
 }
 
 func (s *Server) savePending(req *authRequest) {

@@ -82,6 +82,8 @@ func (s *Server) grant(w http.ResponseWriter, r *http.Request, t *Tenant, app *A
 			return
 		}
 		s.userTokens(w, r, *g, scopes, "", asked)
+	case jwtBearerGrant:
+		s.onBehalfOf(w, r, t, app, scopes, asked)
 	case "client_credentials":
 		if app.Public {
 			writeJSON(w, http.StatusBadRequest, aadError("unauthorized_client", "AADSTS7000218: A public client cannot use the client credentials flow."))
@@ -99,6 +101,15 @@ func (s *Server) grant(w http.ResponseWriter, r *http.Request, t *Tenant, app *A
 // HTTP Basic, form-urlencoded as RFC 6749 §2.3.1 has it). Public clients
 // send no secret.
 func (s *Server) authenticateClient(r *http.Request, t *Tenant) (*App, map[string]any) {
+	if kind := r.PostForm.Get("client_assertion_type"); kind != "" || r.PostForm.Has("client_assertion") {
+		if kind != clientAssertionType {
+			return nil, aadError("invalid_request", "AADSTS700024: client_assertion_type must be "+clientAssertionType+".")
+		}
+		if r.PostForm.Has("client_secret") {
+			return nil, aadError("invalid_request", "AADSTS50027: Send a client_secret or a client_assertion, not both.")
+		}
+		return s.assertionApp(t, r.PostForm.Get("client_id"), r.PostForm.Get("client_assertion"))
+	}
 	id, secret, basic := r.BasicAuth()
 	if basic {
 		var err1, err2 error
@@ -182,7 +193,9 @@ func (s *Server) userTokens(w http.ResponseWriter, r *http.Request, g grant, sco
 	if (len(granted) == 0 && !onlyOIDC) || !s.oauth.allGranted(g, resource, scopes) {
 		// Entra issues no token with fewer permissions than asked: every
 		// permission named must have been granted (.default takes what was).
-		writeJSON(w, http.StatusBadRequest, aadError("invalid_grant", "AADSTS65001: The user or administrator has not consented to use the application with ID '"+g.app.ClientID+"'. Send an interactive authorization request for this user and resource."))
+		e := aadError("invalid_grant", "AADSTS65001: The user or administrator has not consented to use the application with ID '"+g.app.ClientID+"'. Send an interactive authorization request for this user and resource.")
+		e["suberror"] = "consent_required"
+		writeJSON(w, http.StatusBadRequest, e)
 		return ""
 	}
 	var names []string
@@ -193,8 +206,11 @@ func (s *Server) userTokens(w http.ResponseWriter, r *http.Request, g grant, sco
 	life := s.tokenLifetime()
 	expires := s.oauth.clock().Add(life)
 	opts := []TokenOption{ForUser(g.user), ClientApp(g.app.ClientID), Claim("azpacr", "1"), Claim("sid", g.sid), Lifetime(life)}
-	if resource == "api" {
-		// The tenant's API asks for acrs and xms_cc as optional claims.
+	if resource == "api" || strings.HasPrefix(resource, "app:") {
+		if resource != "api" {
+			opts = append(opts, Audience(scope{resource: resource}.audience(t)))
+		}
+		// The APIs ask for acrs and xms_cc as optional claims.
 		if len(g.contexts) > 0 {
 			opts = append(opts, AuthContexts(g.contexts...))
 		}
