@@ -1,0 +1,376 @@
+// Package tokencache keeps what several instances of a web app or API must
+// share in Redis: MSAL for Go's token cache (confidential.WithCache),
+// on-behalf-of tokens, and the web app's sessions. Every value is sealed
+// with AES-256-GCM under a key the instances share (a copy of Redis holds
+// no token, and a value moved to another key does not open), and an
+// in-memory layer answers repeated reads and keeps the instance working
+// when Redis is down or slow: a failed Redis call is logged, never an
+// error for the request.
+//
+//	store, err := tokencache.New(tokencache.Config{
+//		Redis: redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"}),
+//		Key:   key, // 32 bytes, e.g. base64-decoded from TOKEN_CACHE_KEY
+//	})
+//	app, err := confidential.New(authority, clientID, cred, confidential.WithCache(store.MSAL("webapp", 8*time.Hour)))
+package tokencache
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Defaults of Config.
+const (
+	DefaultPrefix       = "entragate:"
+	DefaultTimeout      = 300 * time.Millisecond
+	DefaultLocalTTL     = 10 * time.Second
+	DefaultLocalEntries = 10000
+)
+
+// Config configures a Store.
+type Config struct {
+	// Redis is the shared Redis (a *redis.Client, *redis.ClusterClient or
+	// any UniversalClient). Required.
+	Redis redis.UniversalClient
+	// Key seals every value: 32 random bytes, the same for every instance.
+	// Required.
+	Key []byte
+	// Prefix starts every Redis key. Default DefaultPrefix.
+	Prefix string
+	// Timeout bounds each Redis call. Default DefaultTimeout.
+	Timeout time.Duration
+	// LocalTTL is how long the memory layer answers a read without asking
+	// Redis; when Redis cannot be reached it answers with what it has
+	// until the value itself expires. Default DefaultLocalTTL.
+	LocalTTL time.Duration
+	// LocalEntries bounds the memory layer. Default DefaultLocalEntries.
+	LocalEntries int
+	// Logger receives Redis failures (Warn, at most one per 10 s).
+	// Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Store is an encrypted key-value store in Redis with a memory layer in
+// front. It is safe for concurrent use.
+type Store struct {
+	rdb                redis.UniversalClient
+	aead               cipher.AEAD
+	prefix             string
+	timeout, localTTL  time.Duration
+	maxLocal           int
+	logger             *slog.Logger
+	lastWarn           atomic.Int64 // unix nanoseconds of the last Redis warning
+	redisErrors, local atomic.Int64
+	pausedUntil        atomic.Int64 // unix nanoseconds: Redis is not asked before
+	inflight           atomic.Int32 // Redis calls running
+	probing            atomic.Bool
+
+	mu       sync.Mutex
+	entries  map[string]*entry
+	pendDels map[string]time.Time // deletes Redis missed, retried later, until their TTL
+}
+
+type entry struct {
+	value   []byte // plain
+	expires time.Time
+	fetched time.Time // when it was last read from or written to Redis
+}
+
+// New checks cfg and returns a Store. It does not contact Redis.
+func New(cfg Config) (*Store, error) {
+	if cfg.Redis == nil {
+		return nil, errors.New("tokencache: Config.Redis is required")
+	}
+	if len(cfg.Key) != 32 {
+		return nil, errors.New("tokencache: Config.Key must be 32 bytes (AES-256)")
+	}
+	block, err := aes.NewCipher(cfg.Key)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{rdb: cfg.Redis, aead: aead, prefix: cfg.Prefix, timeout: cfg.Timeout, localTTL: cfg.LocalTTL,
+		maxLocal: cfg.LocalEntries, logger: cfg.Logger, entries: map[string]*entry{}, pendDels: map[string]time.Time{}}
+	if s.prefix == "" {
+		s.prefix = DefaultPrefix
+	}
+	if s.timeout <= 0 {
+		s.timeout = DefaultTimeout
+	}
+	if s.localTTL <= 0 {
+		s.localTTL = DefaultLocalTTL
+	}
+	if s.maxLocal <= 0 {
+		s.maxLocal = DefaultLocalEntries
+	}
+	if s.logger == nil {
+		s.logger = slog.Default()
+	}
+	return s, nil
+}
+
+// Get returns the value of key, nil when there is none (or it cannot be
+// opened). When Redis cannot be reached it answers from the memory layer.
+func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	now := time.Now()
+	s.mu.Lock()
+	e := s.entries[key]
+	if e != nil && now.After(e.expires) {
+		delete(s.entries, key)
+		e = nil
+	}
+	if e != nil && now.Sub(e.fetched) < s.localTTL {
+		s.mu.Unlock()
+		s.local.Add(1)
+		return e.value, nil
+	}
+	s.mu.Unlock()
+
+	full := s.prefix + key
+	var sealed []byte
+	err := s.redis(ctx, "reading", func(ctx context.Context) error {
+		var err error
+		sealed, err = s.rdb.Get(ctx, full).Bytes()
+		return err
+	})
+	switch {
+	case errors.Is(err, redis.Nil):
+		s.retryDeletes(ctx)
+		s.forget(key)
+		return nil, nil
+	case err != nil:
+		if e != nil {
+			s.local.Add(1)
+			return e.value, nil // possibly stale, not expired
+		}
+		return nil, nil
+	}
+	s.retryDeletes(ctx)
+	value, expires, err := s.open(full, sealed)
+	if err != nil {
+		// Another key's value, or another Key's: not ours to read.
+		s.logger.WarnContext(ctx, "tokencache: a value in Redis does not open with this Key; ignored", slog.String("key", full))
+		return nil, nil
+	}
+	if now.After(expires) {
+		return nil, nil
+	}
+	s.remember(key, value, expires.Sub(now), now)
+	return value, nil
+}
+
+// Set stores value under key for ttl. When Redis cannot be reached the
+// memory layer keeps it, and the failure is logged.
+func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if ttl <= 0 {
+		return s.Delete(ctx, key)
+	}
+	full := s.prefix + key
+	now := time.Now()
+	sealed, err := s.seal(full, value, now.Add(ttl))
+	if err != nil {
+		return err
+	}
+	s.remember(key, value, ttl, now)
+	s.mu.Lock()
+	delete(s.pendDels, key)
+	s.mu.Unlock()
+	if err := s.redis(ctx, "writing", func(ctx context.Context) error { return s.rdb.Set(ctx, full, sealed, ttl).Err() }); err != nil {
+		return nil
+	}
+	s.retryDeletes(ctx)
+	return nil
+}
+
+// Delete removes key. A delete Redis misses is retried with later calls,
+// so that a signed-out session does not come back with Redis.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	s.forget(key)
+	if err := s.redis(ctx, "deleting", func(ctx context.Context) error { return s.rdb.Del(ctx, s.prefix+key).Err() }); err != nil {
+		s.mu.Lock()
+		if len(s.pendDels) < s.maxLocal {
+			s.pendDels[key] = time.Now().Add(24 * time.Hour)
+		}
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// Stats counts the Store's work.
+type Stats struct {
+	// LocalHits counts reads the memory layer answered; RedisErrors the
+	// Redis calls that failed; PendingDeletes the deletes waiting for
+	// Redis to come back.
+	LocalHits, RedisErrors int64
+	PendingDeletes         int
+}
+
+// Stats reports the Store's counters.
+func (s *Store) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Stats{LocalHits: s.local.Load(), RedisErrors: s.redisErrors.Load(), PendingDeletes: len(s.pendDels)}
+}
+
+// retryDeletes replays the deletes Redis missed, once it answers again.
+func (s *Store) retryDeletes(ctx context.Context) {
+	s.mu.Lock()
+	if len(s.pendDels) == 0 {
+		s.mu.Unlock()
+		return
+	}
+	keys := make([]string, 0, len(s.pendDels))
+	now := time.Now()
+	for k, until := range s.pendDels {
+		if now.After(until) {
+			delete(s.pendDels, k)
+			continue
+		}
+		keys = append(keys, k)
+	}
+	s.mu.Unlock()
+	for _, k := range keys {
+		if err := s.redis(ctx, "deleting", func(ctx context.Context) error { return s.rdb.Del(ctx, s.prefix+k).Err() }); err != nil {
+			return
+		}
+		s.mu.Lock()
+		delete(s.pendDels, k)
+		s.mu.Unlock()
+	}
+}
+
+func (s *Store) remember(key string, value []byte, ttl time.Duration, now time.Time) {
+	if ttl <= 0 {
+		ttl = s.localTTL
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.entries[key]; !ok && len(s.entries) >= s.maxLocal {
+		s.evictLocked(now)
+	}
+	s.entries[key] = &entry{value: value, expires: now.Add(ttl), fetched: now}
+}
+
+// evictLocked makes room: expired entries first, then the least recently
+// fetched.
+func (s *Store) evictLocked(now time.Time) {
+	var oldest string
+	var oldestAt time.Time
+	for k, e := range s.entries {
+		if now.After(e.expires) {
+			delete(s.entries, k)
+			continue
+		}
+		if oldest == "" || e.fetched.Before(oldestAt) {
+			oldest, oldestAt = k, e.fetched
+		}
+	}
+	if len(s.entries) >= s.maxLocal && oldest != "" {
+		delete(s.entries, oldest)
+	}
+}
+
+func (s *Store) forget(key string) {
+	s.mu.Lock()
+	delete(s.entries, key)
+	s.mu.Unlock()
+}
+
+// Limits of the Redis calls: beyond maxInflight calls still running (past
+// their timeout, on a client that ignores it), or within breakerPause of
+// a failure, Redis is not asked: the memory layer answers at once, and one
+// call at a time probes whether Redis is back.
+const (
+	maxInflight  = 64
+	breakerPause = time.Second
+)
+
+// errSkipped: Redis was not asked.
+var errSkipped = errors.New("tokencache: Redis skipped after a recent failure")
+
+// redis runs call with the Store's timeout, answering by it even if the
+// client does not (go-redis ignores context deadlines unless
+// ContextTimeoutEnabled is set): the call goes on, counted, until the
+// client's own timeout ends it. A failure is logged (rate-limited) and
+// pauses Redis for breakerPause.
+func (s *Store) redis(ctx context.Context, op string, call func(context.Context) error) error {
+	now := time.Now().UnixNano()
+	if until := s.pausedUntil.Load(); now < until || s.inflight.Load() >= maxInflight {
+		if now < until || !s.probing.CompareAndSwap(false, true) {
+			return errSkipped
+		}
+		defer s.probing.Store(false)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+	defer cancel()
+	done := make(chan error, 1)
+	s.inflight.Add(1)
+	go func() {
+		defer s.inflight.Add(-1)
+		done <- call(ctx)
+	}()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
+		s.pausedUntil.Store(time.Now().Add(breakerPause).UnixNano())
+		s.warn(op, err)
+	}
+	return err
+}
+
+// warn logs a Redis failure, at most once per 10 s.
+func (s *Store) warn(op string, err error) {
+	s.redisErrors.Add(1)
+	now := time.Now().UnixNano()
+	last := s.lastWarn.Load()
+	if now-last < int64(10*time.Second) || !s.lastWarn.CompareAndSwap(last, now) {
+		return
+	}
+	s.logger.Warn("tokencache: Redis failed; going on with the memory layer", slog.String("op", op), slog.String("error", err.Error()))
+}
+
+// sealed format: version 1, nonce, then sealed with AES-256-GCM the
+// expiry (Unix seconds, 8 bytes) and the value; the Redis key is the
+// additional data, so a value copied to another key does not open.
+const sealVersion = 1
+
+func (s *Store) seal(key string, value []byte, expires time.Time) ([]byte, error) {
+	n := s.aead.NonceSize()
+	out := make([]byte, 1+n, 1+n+8+len(value)+s.aead.Overhead())
+	out[0] = sealVersion
+	if _, err := rand.Read(out[1:]); err != nil {
+		return nil, err
+	}
+	plain := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(value)), uint64(expires.Unix()))
+	return s.aead.Seal(out, out[1:1+n], append(plain, value...), []byte(key)), nil
+}
+
+func (s *Store) open(key string, sealed []byte) ([]byte, time.Time, error) {
+	n := s.aead.NonceSize()
+	if len(sealed) < 1+n || sealed[0] != sealVersion {
+		return nil, time.Time{}, fmt.Errorf("not a sealed value")
+	}
+	plain, err := s.aead.Open(nil, sealed[1:1+n], sealed[1+n:], []byte(key))
+	if err != nil || len(plain) < 8 {
+		return nil, time.Time{}, fmt.Errorf("not a sealed value")
+	}
+	return plain[8:], time.Unix(int64(binary.BigEndian.Uint64(plain)), 0), nil
+}
