@@ -176,3 +176,32 @@ func (a *Authenticator) completeChallenge(e *Error, src *source, c *claims.Claim
 	out.claimsRealm, out.AuthorizationURI = realm, uri
 	return &out
 }
+
+// ClaimsChallenge is the 401 insufficient_claims answer for a request
+// whose verified claims c (claims.FromContext) are not enough for
+// something beyond this API's own rules: a middle tier whose on-behalf-of
+// request Entra refused for want of the user (interaction_required,
+// consent_required) passes Entra's claims back to its client this way,
+// which signs the user in again with them. claimsRequest is the JSON
+// claims request (Entra's claims; "{}" or "" when it sent none, which
+// asks the client for a new interactive sign-in). The challenge names the
+// authority of c's token, as a step-up rule's does, and follows
+// ChallengeOnlyCapableClients; description is caller-safe text for the
+// body. Write it with WriteError.
+func (a *Authenticator) ClaimsChallenge(c *claims.Claims, claimsRequest, description string) *Error {
+	if claimsRequest == "" || !json.Valid([]byte(claimsRequest)) || strings.TrimSpace(claimsRequest)[0] != '{' {
+		claimsRequest = "{}"
+	}
+	if description == "" {
+		description = "get a new token with the claims of the challenge"
+	}
+	e := newError(ErrInsufficientClaims, description, nil)
+	e.Claims = claimsRequest
+	var src *source
+	if c != nil {
+		if found := a.p.router.index.Load().lookup(c.Issuer, c.TenantID); len(found) > 0 {
+			src = found[0]
+		}
+	}
+	return a.completeChallenge(e, src, c)
+}

@@ -287,3 +287,27 @@ func TestStepUpThroughAuthorize(t *testing.T) {
 		t.Errorf("AuthorizeHeader's challenge %q, HTTP sent %q", got, httpChallenge)
 	}
 }
+
+// A middle tier passes Entra's claims on to its client in the same
+// challenge a step-up rule sends, naming the token's authority; without
+// claims, "{}" asks for a new interactive sign-in.
+func TestClaimsChallengeForOtherNeeds(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	a := newAuth(t, tenant)
+	c, err := a.Validate(context.Background(), tenant.AccessToken())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	a.WriteError(rec, a.ClaimsChallenge(c, `{"access_token":{"capolids":{"essential":true,"values":["p1"]}}}`, "consent needed"))
+	ch, err := claims.ParseClaimsChallenge(rec.Header().Values("WWW-Authenticate")...)
+	if rec.Code != 401 || err != nil || ch.Claims != `{"access_token":{"capolids":{"essential":true,"values":["p1"]}}}` ||
+		ch.Realm != tenant.ID || ch.AuthorizationURI != tenant.Server().URL+"/"+tenant.ID+"/oauth2/authorize" {
+		t.Errorf("%d %q: %+v %v", rec.Code, rec.Header().Values("WWW-Authenticate"), ch, err)
+	}
+	for _, bad := range []string{"", "not json", `["a"]`} {
+		if e := a.ClaimsChallenge(c, bad, ""); e.Claims != "{}" || !errors.Is(e, middleware.ErrInsufficientClaims) {
+			t.Errorf("claims %q: %+v", bad, e)
+		}
+	}
+}
