@@ -131,7 +131,7 @@ func TestBrowserSignInFlow(t *testing.T) {
 	if got := text(ctx, "#api-status"); got != "200" {
 		t.Errorf("confidential API status %q after the step-up", got)
 	}
-	if got := text(ctx, "#api-explanation"); !strings.Contains(got, "verified your identity") {
+	if got := text(ctx, "#api-explanation"); !strings.Contains(got, "signed in again for this") {
 		t.Errorf("explanation after the step-up %q", got)
 	}
 	if got := text(ctx, "#api-body"); !strings.Contains(got, "this is confidential data") || !strings.Contains(got, `"auth_context": "c1"`) {

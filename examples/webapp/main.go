@@ -33,9 +33,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/entragate/entragate/examples/internal/env"
 	"github.com/entragate/entragate/examples/internal/offline"
 	entragate "github.com/entragate/entragate/middleware"
+	"github.com/entragate/entragate/middleware/tokencache"
 )
 
 func main() {
@@ -90,7 +93,8 @@ func run(ctx context.Context, logger *slog.Logger, out *os.File) error {
 
 // variables are what the web app reads.
 var variables = []string{"AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_AUTHORITY_HOST",
-	"REDIRECT_URI", "API_SCOPES", "API_URL", "SESSION_KEY", "ADDR"}
+	"REDIRECT_URI", "API_SCOPES", "API_URL", "SESSION_KEY", "ADDR",
+	"MIDDLE_TIER_URL", "MIDDLE_TIER_SCOPES", "REDIS_URL", "TOKEN_CACHE_KEY", "AUTHORITY_BROWSER_HOST"}
 
 // start configures the app from the environment (offline without it),
 // listens on addr and serves.
@@ -115,7 +119,7 @@ func start(ctx context.Context, logger *slog.Logger, addr string) (*stack, error
 	// Secure cookie works without TLS on this machine.
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	base := "http://localhost:" + port
-	cfg, off, err := configure(ctx, v, base, offlineMode)
+	cfg, off, err := configure(ctx, v, base, offlineMode, logger)
 	if err != nil {
 		ln.Close()
 		return nil, err
@@ -141,10 +145,10 @@ func start(ctx context.Context, logger *slog.Logger, addr string) (*stack, error
 
 // configure reads the environment; in offline mode it starts the offline
 // stack. Every mistake names its variable.
-func configure(ctx context.Context, v *env.Vars, base string, offlineMode bool) (Config, *offline.Stack, error) {
+func configure(ctx context.Context, v *env.Vars, base string, offlineMode bool, logger *slog.Logger) (Config, *offline.Stack, error) {
 	cfg := Config{
 		HomeURL: base + "/", SignedOutURL: base + "/signed-out", GraphURL: "https://graph.microsoft.com",
-		HTTPClient: &http.Client{Timeout: 30 * time.Second}, InstanceDiscovery: true,
+		HTTPClient: &http.Client{Timeout: 30 * time.Second}, InstanceDiscovery: true, Logger: logger,
 	}
 	key, err := sessionKey(v)
 	if err != nil {
@@ -152,8 +156,12 @@ func configure(ctx context.Context, v *env.Vars, base string, offlineMode bool) 
 	}
 	cfg.SessionKey = key
 	if offlineMode {
-		if v.Any("AZURE_AUTHORITY_HOST", "REDIRECT_URI", "API_SCOPES", "API_URL") {
-			return cfg, nil, errors.New("AZURE_AUTHORITY_HOST, REDIRECT_URI, API_SCOPES and API_URL configure a real tenant: set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET too")
+		if v.Any("AZURE_AUTHORITY_HOST", "REDIRECT_URI", "API_SCOPES", "API_URL", "MIDDLE_TIER_URL", "MIDDLE_TIER_SCOPES", "AUTHORITY_BROWSER_HOST") {
+			return cfg, nil, errors.New("AZURE_AUTHORITY_HOST, REDIRECT_URI, API_SCOPES, API_URL, MIDDLE_TIER_URL, MIDDLE_TIER_SCOPES and AUTHORITY_BROWSER_HOST " +
+				"configure a real tenant: set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET too (examples/middletier prints them for its offline chain)")
+		}
+		if err := sharedState(ctx, v, &cfg); err != nil {
+			return cfg, nil, err
 		}
 		if err := v.Err(); err != nil {
 			return cfg, nil, err
@@ -170,12 +178,25 @@ func configure(ctx context.Context, v *env.Vars, base string, offlineMode bool) 
 	}
 	cfg.AuthorityHost = v.Host("AZURE_AUTHORITY_HOST")
 	cfg.RedirectURI, cfg.APIURL = v.String("REDIRECT_URI"), v.String("API_URL")
+	cfg.MiddleTierURL, cfg.MiddleTierScopes = v.String("MIDDLE_TIER_URL"), v.Fields("MIDDLE_TIER_SCOPES")
+	if (cfg.MiddleTierURL == "") != (len(cfg.MiddleTierScopes) == 0) {
+		return cfg, nil, errors.New("MIDDLE_TIER_URL and MIDDLE_TIER_SCOPES go together: the middle tier and its scope, api://<middle-tier-client-id>/access_as_user")
+	}
+	if browser := v.Host("AUTHORITY_BROWSER_HOST"); browser != "" {
+		// A development tenant whose browser-facing address differs.
+		host := cfg.AuthorityHost
+		cfg.BrowserURL = func(u string) string { return strings.Replace(u, host, browser, 1) }
+	}
+	if err := sharedState(ctx, v, &cfg); err != nil {
+		return cfg, nil, err
+	}
 	if err := v.Err(); err != nil {
 		return cfg, nil, err
 	}
 	if cfg.AuthorityHost == "" {
 		cfg.AuthorityHost = entragate.DefaultAuthorityHost
 	}
+	cfg.InstanceDiscovery = env.InstanceDiscovery(cfg.AuthorityHost)
 	if cfg.RedirectURI == "" {
 		cfg.RedirectURI = base + "/get_token"
 	}
@@ -210,6 +231,42 @@ func offlineConfig(ctx context.Context, cfg Config, base string) (Config, *offli
 		return strings.Replace(u, srv.URL, srv.PlainURL(), 1)
 	}
 	return cfg, off, nil
+}
+
+// sharedState reads REDIS_URL and TOKEN_CACHE_KEY: with them, sessions
+// and MSAL's token cache live in Redis, sealed, shared by every instance
+// (which then need the same SESSION_KEY too), and survive restarts.
+func sharedState(ctx context.Context, v *env.Vars, cfg *Config) error {
+	url, key := v.String("REDIS_URL"), v.String("TOKEN_CACHE_KEY")
+	switch {
+	case url == "" && key == "":
+		return nil
+	case url == "":
+		return errors.New("TOKEN_CACHE_KEY is set without REDIS_URL")
+	case key == "":
+		return errors.New("REDIS_URL needs TOKEN_CACHE_KEY: 32 random bytes, base64 (openssl rand -base64 32), the same for every instance")
+	case v.String("SESSION_KEY") == "":
+		return errors.New("REDIS_URL shares sessions between instances: set SESSION_KEY too, the same for every instance")
+	}
+	b, err := base64.StdEncoding.DecodeString(key)
+	if err != nil || len(b) != 32 {
+		return errors.New("TOKEN_CACHE_KEY must be 32 bytes, base64-encoded (openssl rand -base64 32)")
+	}
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	rdb := redis.NewClient(opts)
+	store, err := tokencache.New(tokencache.Config{Redis: rdb, Key: b, Prefix: "entragate:webapp:", Logger: cfg.Logger})
+	if err != nil {
+		rdb.Close()
+		return err
+	}
+	cfg.Sessions = redisSessions{store}
+	cfg.TokenCache = store.MSAL("msal", sessionLifetime)
+	cfg.closers = append(cfg.closers, rdb.Close)
+	_ = ctx
+	return nil
 }
 
 // sessionKey reads SESSION_KEY, or makes a key for this run.

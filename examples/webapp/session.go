@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/entragate/entragate/middleware/tokencache"
 )
 
 // A browser's session has two halves. The cookie, sealed with AES-256-GCM
@@ -40,6 +42,7 @@ type cookie struct {
 	// (the API's claims challenge); SteppedUp says the user just completed
 	// one, so the page that asked is retried once and never asks again.
 	StepUpClaims string `json:",omitempty"`
+	StepUpPage   string `json:",omitempty"` // the page to return to, one of App.targets
 	SteppedUp    bool   `json:",omitempty"`
 	// SessionID names the signed-in session in the store.
 	SessionID string `json:",omitempty"`
@@ -276,3 +279,30 @@ func (s *memorySessions) evictLocked() {
 		delete(s.m, oldest)
 	}
 }
+
+// redisSessions is a SessionStore in Redis (through a tokencache.Store:
+// sealed, with a memory layer), shared by every instance of the app:
+// sessions survive restarts, and need no sticky routing.
+type redisSessions struct{ store *tokencache.Store }
+
+func (r redisSessions) Get(ctx context.Context, id string) (*signedInSession, error) {
+	b, err := r.store.Get(ctx, id)
+	if err != nil || b == nil {
+		return nil, err
+	}
+	var s signedInSession
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+func (r redisSessions) Put(ctx context.Context, id string, s *signedInSession) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	return r.store.Set(ctx, id, b, time.Until(s.Expires))
+}
+
+func (r redisSessions) Delete(ctx context.Context, id string) error { return r.store.Delete(ctx, id) }

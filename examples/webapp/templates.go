@@ -47,7 +47,7 @@ code{overflow-wrap:anywhere}
 .ok{background:#dff6dd;border-left:4px solid #107c10;padding:12px}
 </style></head>
 <body>
-<nav><a href="/" id="nav-home">Home</a>{{if .Session.AccountID}}<a href="/profile" id="nav-profile">Profile</a><a href="/call-api" id="nav-api">Call the API</a><a href="/confidential" id="nav-confidential">Confidential data</a>
+<nav><a href="/" id="nav-home">Home</a>{{if .Session.AccountID}}<a href="/profile" id="nav-profile">Profile</a><a href="/call-api" id="nav-api">Call the API</a><a href="/confidential" id="nav-confidential">Confidential data</a><a href="/chain" id="nav-chain">Calling other APIs</a>
 <form method="post" action="/logout"><button type="submit" id="sign-out">Sign out</button></form>{{end}}</nav>
 {{template "body" .}}
 </body></html>{{end}}`

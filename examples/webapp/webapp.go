@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/cache"
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
 	msalerrors "github.com/AzureAD/microsoft-authentication-library-for-go/apps/errors"
 	"golang.org/x/oauth2"
@@ -38,6 +39,10 @@ type Config struct {
 	// APIURL the API itself.
 	APIScopes []string
 	APIURL    string
+	// MiddleTierURL and MiddleTierScopes are a middle tier that calls other
+	// APIs as the user (examples/middletier), if there is one.
+	MiddleTierURL    string
+	MiddleTierScopes []string
 	// GraphURL is Microsoft Graph (https://graph.microsoft.com).
 	GraphURL string
 	// SessionKey seals the session cookie (32 bytes).
@@ -45,6 +50,9 @@ type Config struct {
 	// Sessions keeps signed-in sessions on the server; default: this
 	// process's memory.
 	Sessions SessionStore
+	// TokenCache keeps MSAL's tokens outside the process
+	// (tokencache.Store.MSAL, in Redis); default: this process's memory.
+	TokenCache TokenCache
 	// Provider loads the tenant's metadata and keys for the ID tokens. Give
 	// the one the process's APIs already use, so that each document is
 	// loaded once; default: one of the app's own, for AuthorityHost and
@@ -59,6 +67,16 @@ type Config struct {
 	// browser should open (offline: the fake tenant's plain-http port).
 	BrowserURL func(string) string
 	Logger     *slog.Logger
+
+	closers []func() error // what configure opened, closed by App.Close
+}
+
+// TokenCache is MSAL's external cache, which can also forget an account:
+// MSAL for Go's RemoveAccount does not reach the account's partition of an
+// external cache (see middleware/tokencache).
+type TokenCache interface {
+	cache.ExportReplace
+	DeleteAccount(ctx context.Context, homeAccountID string) error
 }
 
 // App is the tutorial's Flask app in Go: sign-in with MSAL, the ID token
@@ -88,9 +106,12 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	}
 	// cp1: the app answers claims challenges (step-up, revoked sessions),
 	// so Entra and the APIs may send them.
-	app, err := confidential.New(cfg.AuthorityHost+"/"+cfg.TenantID, cfg.ClientID, cred,
-		confidential.WithHTTPClient(cfg.HTTPClient), confidential.WithInstanceDiscovery(cfg.InstanceDiscovery),
-		confidential.WithClientCapabilities([]string{"cp1"}))
+	opts := []confidential.Option{confidential.WithHTTPClient(cfg.HTTPClient), confidential.WithInstanceDiscovery(cfg.InstanceDiscovery),
+		confidential.WithClientCapabilities([]string{"cp1"})}
+	if cfg.TokenCache != nil {
+		opts = append(opts, confidential.WithCache(cfg.TokenCache))
+	}
+	app, err := confidential.New(cfg.AuthorityHost+"/"+cfg.TenantID, cfg.ClientID, cred, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("MSAL: %w", err)
 	}
@@ -120,10 +141,14 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	return a, nil
 }
 
-// Close stops the Provider the app started, if it started one.
+// Close stops the Provider the app started, if it started one, and what
+// its configuration opened (the Redis client).
 func (a *App) Close() {
 	if a.own != nil {
 		a.own.Close()
+	}
+	for _, c := range a.cfg.closers {
+		_ = c()
 	}
 }
 
@@ -136,6 +161,7 @@ func (a *App) Handler() http.Handler {
 	mux.HandleFunc("GET /profile", a.profile)
 	mux.HandleFunc("GET /call-api", a.callAPI)
 	mux.HandleFunc("GET /confidential", a.confidential)
+	mux.HandleFunc("GET /chain", a.chain)
 	mux.HandleFunc("POST /logout", a.logout)
 	mux.HandleFunc("GET /signed-out", a.signedOut)
 	// The sign-out form redirects to Entra's logout page: browsers apply
@@ -176,7 +202,14 @@ func (a *App) home(w http.ResponseWriter, r *http.Request) {
 
 // login sends the browser to Entra's sign-in page.
 func (a *App) login(w http.ResponseWriter, r *http.Request) {
-	a.startSignIn(w, r, a.sessions.load(r), "")
+	a.startSignIn(w, r, a.sessions.load(r), signInFor{})
+}
+
+// signInFor is why a sign-in starts: none for a plain sign-in; for a page
+// whose API asked for claims (a step-up), or for consent.
+type signInFor struct {
+	claims, page string
+	consent      bool
 }
 
 // startSignIn sends the browser to Entra's authorize endpoint: a sign-in,
@@ -187,14 +220,18 @@ func (a *App) login(w http.ResponseWriter, r *http.Request) {
 // keeping their secrets in the sealed session: state binds the answer to
 // this browser, nonce the ID token to this sign-in, the PKCE verifier the
 // code to this app.
-func (a *App) startSignIn(w http.ResponseWriter, r *http.Request, s *session, claims string) {
+func (a *App) startSignIn(w http.ResponseWriter, r *http.Request, s *session, why signInFor) {
 	// openid for the ID token, offline_access for the refresh token MSAL
 	// needs to get the API's token later; MSAL for Go adds them to token
-	// requests but not to this URL.
-	scopes := append([]string{"openid", "profile", "offline_access", graphScope}, a.cfg.APIScopes...)
+	// requests but not to this URL. The middle tier's scope too: consent
+	// to it is consent to what it calls as the user (Entra's combined
+	// consent, the app being its known client).
+	scopes := append(append([]string{"openid", "profile", "offline_access", graphScope}, a.cfg.APIScopes...), a.cfg.MiddleTierScopes...)
 	opts := []confidential.AuthCodeURLOption{}
-	if claims != "" {
-		opts = append(opts, confidential.WithClaims(claims))
+	if why.page != "" {
+		if why.claims != "" && why.claims != "{}" {
+			opts = append(opts, confidential.WithClaims(why.claims))
+		}
 		if hint := s.Claims["login_hint"]; hint != "" {
 			opts = append(opts, confidential.WithLoginHint(hint))
 		}
@@ -205,7 +242,7 @@ func (a *App) startSignIn(w http.ResponseWriter, r *http.Request, s *session, cl
 		return
 	}
 	s.State, s.Nonce, s.Verifier = oauth2.GenerateVerifier(), oauth2.GenerateVerifier(), oauth2.GenerateVerifier()
-	s.StepUpClaims, s.SteppedUp = claims, false
+	s.StepUpClaims, s.StepUpPage, s.SteppedUp = why.claims, why.page, false
 	u, err := url.Parse(authURL)
 	if err != nil {
 		a.fail(w, http.StatusInternalServerError, "The sign-in could not start.", err)
@@ -216,7 +253,10 @@ func (a *App) startSignIn(w http.ResponseWriter, r *http.Request, s *session, cl
 	q.Set("nonce", s.Nonce)
 	q.Set("code_challenge", oauth2.S256ChallengeFromVerifier(s.Verifier))
 	q.Set("code_challenge_method", "S256")
-	if claims == "" {
+	switch {
+	case why.consent:
+		q.Set("prompt", "consent")
+	case why.page == "":
 		q.Set("prompt", "select_account")
 	}
 	u.RawQuery = q.Encode()
@@ -233,8 +273,9 @@ func (a *App) startSignIn(w http.ResponseWriter, r *http.Request, s *session, cl
 func (a *App) callback(w http.ResponseWriter, r *http.Request) {
 	s := a.sessions.load(r)
 	q := r.URL.Query()
-	state, nonce, verifier, stepUp := s.State, s.Nonce, s.Verifier, s.StepUpClaims
-	s.State, s.Nonce, s.Verifier, s.StepUpClaims = "", "", "", "" // one use, whatever happens
+	state, nonce, verifier, stepUp, stepUpPage := s.State, s.Nonce, s.Verifier, s.StepUpClaims, s.StepUpPage
+	s.State, s.Nonce, s.Verifier, s.StepUpClaims, s.StepUpPage = "", "", "", "", "" // one use, whatever happens
+	target, steppingUp := a.targets()[stepUpPage]
 	if err := a.sessions.save(w, s); err != nil {
 		a.fail(w, http.StatusInternalServerError, "The sign-in could not finish.", err)
 		return
@@ -246,20 +287,23 @@ func (a *App) callback(w http.ResponseWriter, r *http.Request) {
 	if e := q.Get("error"); e != "" {
 		msg := "The identity provider refused the sign-in: " + e + "."
 		switch {
-		case stepUp != "" && s.signedIn():
+		case steppingUp && s.signedIn():
 			// The user is still signed in; only the stronger token is missing.
-			msg = "You did not complete the extra verification the confidential data needs, so it stays closed. You are still signed in."
+			msg = "You did not complete the extra sign-in or consent this page needs, so it stays closed. You are still signed in."
 		case e == "access_denied":
 			msg = "You declined the permissions this app asked for, so you are not signed in. Sign in again and accept them to continue."
 		}
-		render(w, http.StatusForbidden, errorPage, pageData{Session: s, Message: msg, Detail: q.Get("error_description"), SignIn: stepUp == ""})
+		render(w, http.StatusForbidden, errorPage, pageData{Session: s, Message: msg, Detail: q.Get("error_description"), SignIn: !steppingUp})
 		return
 	}
 	// A sign-in redeems the code for Graph; a step-up for the API, with the
 	// claims it asked for, so that MSAL's cache holds the stronger token.
 	redeemScopes, redeemOpts := []string{graphScope}, []confidential.AcquireByAuthCodeOption{confidential.WithChallenge(verifier)}
-	if stepUp != "" {
-		redeemScopes, redeemOpts = a.cfg.APIScopes, append(redeemOpts, confidential.WithClaims(stepUp))
+	if steppingUp {
+		redeemScopes = target.scopes
+		if stepUp != "" && stepUp != "{}" {
+			redeemOpts = append(redeemOpts, confidential.WithClaims(stepUp))
+		}
 	}
 	res, err := a.msal.AcquireTokenByAuthCode(r.Context(), q.Get("code"), a.cfg.RedirectURI, redeemScopes, redeemOpts...)
 	if err != nil {
@@ -286,13 +330,13 @@ func (a *App) callback(w http.ResponseWriter, r *http.Request) {
 		render(w, http.StatusUnauthorized, errorPage, pageData{Session: s, Message: "The ID token of this sign-in is not valid, so you are not signed in.", Detail: detail})
 		return
 	}
-	s.SteppedUp = stepUp != ""
+	s.SteppedUp = steppingUp
 	if err := a.sessions.signIn(r.Context(), w, s, res.Account.HomeAccountID, profileClaims(c)); err != nil {
 		a.fail(w, http.StatusInternalServerError, "The sign-in could not finish.", err)
 		return
 	}
-	if s.SteppedUp {
-		http.Redirect(w, r, "/confidential", http.StatusFound)
+	if steppingUp {
+		http.Redirect(w, r, target.page, http.StatusFound)
 		return
 	}
 	http.Redirect(w, r, "/profile", http.StatusFound)
@@ -333,6 +377,26 @@ func (a *App) profile(w http.ResponseWriter, r *http.Request) {
 	render(w, http.StatusOK, profilePage, data)
 }
 
+// target is an API call a page makes with the user's token: its URL and
+// the scopes of its token.
+type target struct {
+	page, heading string // the app's page
+	url           string // the API's URL
+	scopes        []string
+	// consent: an interactive retry asks the user to consent again (what
+	// a middle tier missing the user's consent needs).
+	consent bool
+}
+
+func (a *App) targets() map[string]target {
+	return map[string]target{
+		"/call-api":     {page: "/call-api", heading: "The protected API", url: a.cfg.APIURL + "/secure-data", scopes: a.cfg.APIScopes},
+		"/confidential": {page: "/confidential", heading: "Confidential data (step-up)", url: a.cfg.APIURL + "/secure-data/confidential", scopes: a.cfg.APIScopes},
+		"/chain": {page: "/chain", heading: "Calling other APIs (on behalf of you)", url: a.cfg.MiddleTierURL + "/chain",
+			scopes: a.cfg.MiddleTierScopes, consent: true},
+	}
+}
+
 // callAPI calls the protected API with the user's access token and shows
 // its answer, explaining a refusal in plain words.
 func (a *App) callAPI(w http.ResponseWriter, r *http.Request) {
@@ -340,22 +404,39 @@ func (a *App) callAPI(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	res, _ := a.callWithUserToken(r.Context(), acct, "/secure-data", "The protected API")
+	res, _ := a.callWithUserToken(r.Context(), acct, a.targets()["/call-api"])
 	render(w, http.StatusOK, apiPage, pageData{Session: s, API: res})
 }
 
-// confidential calls the API's step-up route. Without the authentication
-// context the API answers with a claims challenge: the app asks MSAL for
-// a token with those claims silently first (enough for a revoked session,
-// and for a context the user already satisfied), else sends the user
-// through sign-in with them (Entra's step-up), then calls once more. After
-// a step-up it never asks again: a second challenge is shown, not chased.
+// confidential calls the API's step-up route; chain calls the middle tier,
+// which calls other APIs as the user.
 func (a *App) confidential(w http.ResponseWriter, r *http.Request) {
+	a.challenged(w, r, a.targets()["/confidential"])
+}
+
+func (a *App) chain(w http.ResponseWriter, r *http.Request) {
+	if a.cfg.MiddleTierURL == "" {
+		s, _, ok := a.signedIn(w, r)
+		if ok {
+			render(w, http.StatusOK, apiPage, pageData{Session: s, API: &apiResult{Heading: "Calling other APIs (on behalf of you)",
+				Explanation: "No middle tier is configured (MIDDLE_TIER_URL): run examples/middletier and start this app with the environment it prints."}})
+		}
+		return
+	}
+	a.challenged(w, r, a.targets()["/chain"])
+}
+
+// challenged calls t's API and answers its claims challenge: the app asks
+// MSAL for a token with those claims silently first (enough for a revoked
+// session, and for a context the user already satisfied), else sends the
+// user through sign-in with them (Entra's step-up, or consent for a middle
+// tier), then calls once more. After a sign-in for it the app never asks
+// again: a second challenge is shown, not chased.
+func (a *App) challenged(w http.ResponseWriter, r *http.Request, t target) {
 	s, acct, ok := a.signedIn(w, r)
 	if !ok {
 		return
 	}
-	const heading = "Confidential data (step-up)"
 	steppedUp := s.SteppedUp
 	if steppedUp {
 		s.SteppedUp = false
@@ -364,45 +445,45 @@ func (a *App) confidential(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	res, challenge := a.callWithUserToken(r.Context(), acct, "/secure-data/confidential", heading)
-	if challenge != nil {
-		silent, err := a.msal.AcquireTokenSilent(r.Context(), a.cfg.APIScopes, confidential.WithSilentAccount(acct), confidential.WithClaims(challenge.Claims))
+	res, challenge := a.callWithUserToken(r.Context(), acct, t)
+	if challenge != nil && challenge.Claims != "{}" {
+		silent, err := a.msal.AcquireTokenSilent(r.Context(), t.scopes, confidential.WithSilentAccount(acct), confidential.WithClaims(challenge.Claims))
 		if err == nil {
-			res, challenge = a.callWithToken(r.Context(), "/secure-data/confidential", heading, silent.AccessToken)
+			res, challenge = a.callWithToken(r.Context(), t, silent.AccessToken)
 		}
 	}
 	switch {
 	case challenge != nil && steppedUp:
-		res.Explanation = "The API still asks for more verification (a claims challenge) after you verified your identity. " +
+		res.Explanation = "The API still asks for more (a claims challenge) after you signed in again for it. " +
 			"The app does not ask you again, so that it never sends you round in circles; the API's answer is below."
 	case challenge != nil:
-		a.startSignIn(w, r, s, challenge.Claims)
+		a.startSignIn(w, r, s, signInFor{claims: challenge.Claims, page: t.page, consent: t.consent})
 		return
 	case steppedUp && res.Status == http.StatusOK:
-		res.Explanation = "You verified your identity for this data; the API accepted your new token."
+		res.Explanation = "You signed in again for this; the API accepted your new token."
 	}
 	render(w, http.StatusOK, apiPage, pageData{Session: s, API: res})
 }
 
-// callWithUserToken calls the API's path with the user's access token.
-func (a *App) callWithUserToken(ctx context.Context, acct confidential.Account, path, heading string) (*apiResult, *claims.ClaimsChallenge) {
-	token, err := a.apiToken(ctx, acct)
+// callWithUserToken calls t's API with the user's access token.
+func (a *App) callWithUserToken(ctx context.Context, acct confidential.Account, t target) (*apiResult, *claims.ClaimsChallenge) {
+	token, err := a.apiToken(ctx, acct, t.scopes)
 	if err != nil {
 		a.cfg.Logger.Warn("no access token for the API", "error", err)
-		res := &apiResult{Heading: heading, URL: a.cfg.APIURL + path, Explanation: "This app could not get an access token for the API."}
+		res := &apiResult{Heading: t.heading, URL: t.url, Explanation: "This app could not get an access token for the API."}
 		if ae, ok := aadErrorOf(err); ok && ae.has(aadConsentMissing) {
 			res.Explanation = "This app has no access token for the API: you have not consented to any of its permissions (" +
-				strings.Join(a.cfg.APIScopes, ", ") + "). Sign out, sign in again and accept them."
+				strings.Join(t.scopes, ", ") + "). Sign out, sign in again and accept them."
 		}
 		return res, nil
 	}
-	return a.callWithToken(ctx, path, heading, token)
+	return a.callWithToken(ctx, t, token)
 }
 
-// callWithToken calls the API's path with token and explains its answer;
-// a claims challenge is returned for the caller to act on.
-func (a *App) callWithToken(ctx context.Context, path, heading, token string) (*apiResult, *claims.ClaimsChallenge) {
-	res := &apiResult{Heading: heading, URL: a.cfg.APIURL + path}
+// callWithToken calls t's API with token and explains its answer; a
+// claims challenge is returned for the caller to act on.
+func (a *App) callWithToken(ctx context.Context, t target, token string) (*apiResult, *claims.ClaimsChallenge) {
+	res := &apiResult{Heading: t.heading, URL: t.url}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, res.URL, nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := a.cfg.HTTPClient.Do(req)
@@ -441,6 +522,9 @@ func (a *App) logout(w http.ResponseWriter, r *http.Request) {
 	if s.signedIn() {
 		if acct, err := a.msal.Account(r.Context(), s.AccountID); err == nil {
 			_ = a.msal.RemoveAccount(r.Context(), acct)
+		}
+		if a.cfg.TokenCache != nil {
+			_ = a.cfg.TokenCache.DeleteAccount(r.Context(), s.AccountID)
 		}
 	}
 	if err := a.sessions.signOut(r.Context(), w, s); err != nil {
@@ -493,12 +577,12 @@ func (a *App) accessToken(ctx context.Context, acct confidential.Account, scopes
 // and permission, and can be given incrementally): the app asks for all of
 // them, then for each alone, and calls the API with what it got. The API,
 // not the app, decides what that token may do.
-func (a *App) apiToken(ctx context.Context, acct confidential.Account) (string, error) {
-	token, err := a.accessToken(ctx, acct, a.cfg.APIScopes)
-	if ae, ok := aadErrorOf(err); !ok || !ae.has(aadConsentMissing) || len(a.cfg.APIScopes) < 2 {
+func (a *App) apiToken(ctx context.Context, acct confidential.Account, scopes []string) (string, error) {
+	token, err := a.accessToken(ctx, acct, scopes)
+	if ae, ok := aadErrorOf(err); !ok || !ae.has(aadConsentMissing) || len(scopes) < 2 {
 		return token, err
 	}
-	for _, scope := range a.cfg.APIScopes {
+	for _, scope := range scopes {
 		if token, err1 := a.accessToken(ctx, acct, []string{scope}); err1 == nil {
 			return token, nil
 		}

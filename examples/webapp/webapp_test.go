@@ -595,7 +595,7 @@ func TestStepUpRoundTrip(t *testing.T) {
 	}
 	status, body := u.stepUp(body, "verify")
 	if status != 200 || !strings.HasSuffix(u.last, "/confidential") || !strings.Contains(body, `id="api-ok"`) ||
-		!strings.Contains(body, "confidential data") || !strings.Contains(body, "verified your identity") {
+		!strings.Contains(body, "confidential data") || !strings.Contains(body, "signed in again for this") {
 		t.Fatalf("after the step-up: %d at %s\n%s", status, u.last, body)
 	}
 	if n := u.authorizeVisits() - before; n != 2 { // the request, and the step-up page's answer
@@ -619,7 +619,7 @@ func TestStepUpNeverLoops(t *testing.T) {
 	u.signIn(s, 0, grantAll)
 	_, body := u.get(s.URL + "/confidential")
 	status, body := u.stepUp(body, "cancel")
-	if status != 403 || !strings.Contains(body, "did not complete the extra verification") || !strings.Contains(body, `id="sign-out"`) {
+	if status != 403 || !strings.Contains(body, "did not complete the extra sign-in") || !strings.Contains(body, `id="sign-out"`) {
 		t.Errorf("cancelled step-up: %d %s", status, body)
 	}
 
@@ -635,7 +635,7 @@ func TestStepUpNeverLoops(t *testing.T) {
 	before := u.authorizeVisits()
 	_, body = u.get(s.URL + "/confidential")
 	status, body = u.stepUp(body, "verify")
-	if status != 200 || !strings.Contains(body, "still asks for more verification") || !strings.HasSuffix(u.last, "/confidential") {
+	if status != 200 || !strings.Contains(body, "still asks for more") || !strings.HasSuffix(u.last, "/confidential") {
 		t.Errorf("challenged again after the step-up: %d at %s\n%s", status, u.last, body)
 	}
 	if n := u.authorizeVisits() - before; n != 2 {

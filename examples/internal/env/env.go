@@ -219,3 +219,18 @@ func OfflineAddr(addr, def string) (string, error) {
 	}
 	return addr, nil
 }
+
+// microsoftHosts are the authority hosts of Microsoft's clouds, which MSAL
+// may check with instance discovery.
+var microsoftHosts = []string{
+	"https://login.microsoftonline.com", "https://login.microsoft.com", "https://login.windows.net", "https://sts.windows.net",
+	"https://login.microsoftonline.us", "https://login.chinacloudapi.cn", "https://login.partner.microsoftonline.cn",
+}
+
+// InstanceDiscovery reports whether MSAL should check the authority host
+// with Microsoft's instance discovery: for Microsoft's clouds, not for a
+// host Microsoft does not know (a development tenant), where the check
+// would fail.
+func InstanceDiscovery(host string) bool {
+	return slices.Contains(microsoftHosts, strings.TrimSuffix(strings.ToLower(host), "/"))
+}

@@ -71,6 +71,20 @@ func Start(ctx context.Context, redirectURIs ...string) (*Stack, error) {
 	return s, nil
 }
 
+// RegisterMiddleTier registers a middle-tier API that the web app calls
+// (api://{its client ID}/access_as_user) and that calls the sample API and
+// Microsoft Graph as the user: the web app is a known client of it, so
+// consenting to the web app's request consents to the middle tier's
+// permissions too (Entra's combined consent). The web app must be
+// registered (Start with redirect URIs).
+func (s *Stack) RegisterMiddleTier() *entratest.App {
+	return s.Tenant.RegisterApp(entratest.App{
+		Name: "Contoso orders middle tier", Secret: secret(), Scopes: []string{"access_as_user"},
+		Permissions:  []string{s.ReadScope, "User.Read"},
+		KnownClients: []string{s.WebApp.ClientID},
+	})
+}
+
 // startAPI serves the sample API on loopback, trusting the fake tenant.
 func (s *Stack) startAPI(ctx context.Context) error {
 	p, err := middleware.NewProvider(ctx, middleware.ProviderConfig{
