@@ -37,7 +37,9 @@ var ErrNoClaimsChallenge = errors.New("no claims challenge in WWW-Authenticate")
 // ParseClaimsChallenge finds the claims challenge among the values of a
 // response's WWW-Authenticate headers (resp.Header.Values("WWW-Authenticate")),
 // which may hold several challenges each (RFC 9110 §11.6.1): the first
-// Bearer or PoP challenge whose error is insufficient_claims. Its claims
+// Bearer or PoP challenge whose error is insufficient_claims. A value that
+// cannot be read (another scheme's, a proxy's) is skipped, and reported
+// only when no claims challenge is found. Its claims
 // parameter is base64, standard or URL-safe, with or without padding, and
 // must decode to a JSON object.
 //
@@ -45,10 +47,14 @@ var ErrNoClaimsChallenge = errors.New("no claims challenge in WWW-Authenticate")
 // problem when a header cannot be parsed or the claims are not a claims
 // request; either way the client has nothing to retry with.
 func ParseClaimsChallenge(values ...string) (ClaimsChallenge, error) {
+	var malformed error // of a value that could not be read: reported if nothing else is found
 	for _, v := range values {
 		challenges, err := parseChallenges(v)
 		if err != nil {
-			return ClaimsChallenge{}, err
+			if malformed == nil {
+				malformed = err
+			}
+			continue
 		}
 		for _, ch := range challenges {
 			if !strings.EqualFold(ch.scheme, "Bearer") && !strings.EqualFold(ch.scheme, "PoP") {
@@ -68,6 +74,9 @@ func ParseClaimsChallenge(values ...string) (ClaimsChallenge, error) {
 			return ClaimsChallenge{Claims: request, Scheme: ch.scheme, Realm: ch.params["realm"], AuthorizationURI: ch.params["authorization_uri"]}, nil
 		}
 	}
+	if malformed != nil {
+		return ClaimsChallenge{}, malformed
+	}
 	return ClaimsChallenge{}, ErrNoClaimsChallenge
 }
 
@@ -86,8 +95,8 @@ func decodeClaimsRequest(raw string) (string, error) {
 		return "", fmt.Errorf("claims: the challenge's claims are not base64: %w", err)
 	}
 	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(b, &obj); err != nil {
-		return "", fmt.Errorf("claims: the challenge's claims are not a JSON object: %w", err)
+	if err := json.Unmarshal(b, &obj); err != nil || obj == nil {
+		return "", fmt.Errorf("claims: the challenge's claims are not a JSON object: %s", b)
 	}
 	return string(b), nil
 }

@@ -40,6 +40,11 @@ func TestParseClaimsChallenge(t *testing.T) {
 		{"a PoP challenge, names and the error in other cases, spaces around =", []string{
 			`pop Realm = "", ERROR="Insufficient_Claims", Claims="` + base64.StdEncoding.EncodeToString([]byte(acrsC1)) + `"`,
 		}, acrsC1, "", ""},
+		{"a proxy's malformed challenge before the claims challenge", []string{
+			`Negotiate realm="a`,
+			`Basic realm="x", realm="y"`,
+			`Bearer error="insufficient_claims", claims="` + base64.StdEncoding.EncodeToString([]byte(acrsC1)) + `"`,
+		}, acrsC1, "", ""},
 		{"URL-safe base64 without padding, an escaped quote elsewhere", []string{
 			`Bearer error_description="say \"again\"", error=insufficient_claims, claims="` + base64.RawURLEncoding.EncodeToString([]byte(urlSafe)) + `"`,
 		}, urlSafe, "", ""},
@@ -77,6 +82,7 @@ func TestParseClaimsChallengeRefusals(t *testing.T) {
 		{"unterminated quote", []string{`Bearer error="insufficient_claims", claims="` + obj}, false, "closing quote"},
 		{"a parameter repeated", []string{`Bearer error="insufficient_claims", claims="` + obj + `", claims="` + obj + `"`}, false, "repeats"},
 		{"a parameter before any scheme", []string{`="x"`}, false, "malformed"},
+		{"claims that are JSON null", []string{`Bearer error="insufficient_claims", claims="bnVsbA=="`}, false, "not a JSON object"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -96,7 +102,7 @@ func FuzzParseClaimsChallenge(f *testing.F) {
 	f.Add(`Basic realm="x", Negotiate abc==, Bearer error=insufficient_claims, claims=e30`)
 	f.Fuzz(func(t *testing.T, v string) {
 		ch, err := claims.ParseClaimsChallenge(v)
-		if err == nil && !strings.HasPrefix(ch.Claims, "{") {
+		if err == nil && (!strings.HasPrefix(ch.Claims, "{") || ch.Claims == "null") {
 			t.Errorf("claims %q from %q are not an object", ch.Claims, v)
 		}
 	})

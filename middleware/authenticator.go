@@ -142,7 +142,7 @@ func (a *Authenticator) AuthorizeHeader(ctx context.Context, authorization []str
 	var c *claims.Claims
 	if e == nil {
 		if c, e = a.validate(ctx, raw, true, &d); e == nil {
-			e = a.completeChallenge(rule.apply(ctx, c), d.src, c)
+			e = a.completeChallenge(rule.apply(withRoute(ctx, d.src), c), d.src, c)
 		}
 	}
 	if observed {
@@ -195,7 +195,7 @@ func (a *Authenticator) check(ctx context.Context, raw string, rule *Rule) (*cla
 	if scheme, _, ok := strings.Cut(raw, " "); ok && strings.EqualFold(scheme, "Bearer") {
 		e = newError(ErrMalformedToken, "pass the token without the Bearer scheme: Validate takes the token itself, not the Authorization header value", nil)
 	} else if c, e = a.validate(ctx, raw, false, &d); e == nil && rule != nil {
-		e = a.completeChallenge(rule.apply(ctx, c), d.src, c)
+		e = a.completeChallenge(rule.apply(withRoute(ctx, d.src), c), d.src, c)
 	}
 	if observed {
 		a.report(ctx, &d, e, time.Now())

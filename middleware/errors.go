@@ -53,8 +53,10 @@ var (
 	// insufficient_claims with Entra's claims challenge (Error.Claims),
 	// which a client answers by asking Entra for a new token with those
 	// claims. 403 insufficient_scope when no new token can help: an
-	// app-only token, or, with APIConfig.ChallengeOnlyCapableClients, a
-	// client that did not declare the cp1 capability.
+	// app-only token, a B2C token, or, with
+	// APIConfig.ChallengeOnlyCapableClients, a client that did not declare
+	// the cp1 capability. IssuedAfter's refusal is then 401 invalid_token
+	// instead: any client can get a fresher token.
 	ErrInsufficientClaims = errors.New("token lacks claims a step-up rule requires")
 
 	// ErrKeysUnavailable: the signing keys could not be loaded from Entra, so
@@ -167,6 +169,9 @@ type Error struct {
 	// claimsRealm is the realm of an insufficient_claims challenge: the
 	// API's tenant, or "" for a multi-tenant API, as Entra has it.
 	claimsRealm string
+	// freshness marks IssuedAfter's challenge: where it cannot be sent,
+	// the token is stale (401), not short of a permission (403).
+	freshness bool
 	// Err is the underlying cause, for logs. It is never sent to callers.
 	Err error
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/entragate/entragate/claims"
@@ -19,21 +20,30 @@ import (
 // group claims that include directory roles (groupMembershipClaims
 // "DirectoryRole" or "All"); a role activated through Privileged Identity
 // Management appears only in tokens issued after its activation. IDs are
-// GUIDs, compared case-insensitively; a name panics.
+// GUIDs, compared case-insensitively; a name panics. Role template IDs are
+// the same in every tenant: on a multi-tenant API, wrap the rule in
+// InTenants, or it refuses every token.
 func AnyDirectoryRole(ids ...string) Rule {
 	ids = mustGUIDs("AnyDirectoryRole", "directory role template ID", ids)
-	return memberRule("any directory role of "+strings.Join(ids, " "), ids, false, func(_ context.Context, c *claims.Claims) ([]string, *Error) {
-		return c.DirectoryRoles, nil
-	}, "the caller does not hold a directory role this operation requires")
+	return memberRule("any directory role of "+strings.Join(ids, " "), ids, false, directoryRoles,
+		"the caller does not hold a directory role this operation requires")
 }
 
 // AllDirectoryRoles passes a token whose user holds every one of the
 // directory roles ids.
 func AllDirectoryRoles(ids ...string) Rule {
 	ids = mustGUIDs("AllDirectoryRoles", "directory role template ID", ids)
-	return memberRule("all directory roles of "+strings.Join(ids, " "), ids, true, func(_ context.Context, c *claims.Claims) ([]string, *Error) {
-		return c.DirectoryRoles, nil
-	}, "the caller does not hold every directory role this operation requires")
+	return memberRule("all directory roles of "+strings.Join(ids, " "), ids, true, directoryRoles,
+		"the caller does not hold every directory role this operation requires")
+}
+
+// directoryRoles are the token's wids, which mean something only in the
+// API's own tenant (see InTenants).
+func directoryRoles(ctx context.Context, c *claims.Claims) ([]string, *Error) {
+	if e := tenantRelative(ctx); e != nil {
+		return nil, e
+	}
+	return c.DirectoryRoles, nil
 }
 
 // A GroupResolver reads a user's group memberships from the directory,
@@ -92,12 +102,32 @@ type GroupsConfig struct {
 // across routes, so its cache serves them all.
 type Groups struct {
 	resolver GroupResolver
-	lookups  *lookups[[]string] // by tenant and object ID; nil without a resolver
+	lookups  *lookups[memberships] // by tenant and object ID; nil without a resolver
 	logger   *slog.Logger
+
+	// named are the group IDs the rules (and IsMember) ask about, with a
+	// generation that changes when one is added: a user's resolved groups
+	// keep only those, so that the cache's size does not depend on how
+	// many groups users are in.
+	mu    sync.Mutex
+	named map[string]struct{}
+	gen   uint64
 }
 
-// maxRunningGroupLookups bounds the Resolver calls running at once.
-const maxRunningGroupLookups = 64
+// memberships are a user's groups among those named, as of a generation
+// of the named set.
+type memberships struct {
+	ids []string // lower case, sorted
+	gen uint64
+}
+
+// Limits of the Resolver calls running at once: in all, and for one
+// tenant, so that a tenant whose users' lookups are slow (a multi-tenant
+// API admits anyone's tenant) cannot hold every call.
+const (
+	maxRunningGroupLookups          = 64
+	maxRunningGroupLookupsPerTenant = 8
+)
 
 // NewGroups checks cfg and returns a Groups.
 func NewGroups(cfg GroupsConfig) (*Groups, error) {
@@ -109,18 +139,19 @@ func NewGroups(cfg GroupsConfig) (*Groups, error) {
 	case cfg.LookupTimeout > 0 && cfg.LookupTimeout < 10*time.Millisecond:
 		return nil, configError("GroupsConfig: LookupTimeout %v is below 10 ms; a typo for seconds?", cfg.LookupTimeout)
 	}
-	g := &Groups{resolver: cfg.Resolver, logger: cfg.Logger}
+	g := &Groups{resolver: cfg.Resolver, logger: cfg.Logger, named: map[string]struct{}{}}
 	if g.logger == nil {
 		g.logger = slog.Default()
 	}
 	if cfg.Resolver == nil {
 		return g, nil
 	}
-	g.lookups = &lookups[[]string]{
+	g.lookups = &lookups[memberships]{
 		what: "GroupResolver.MemberGroups", call: g.resolve,
 		ttl: orDefault(cfg.CacheTTL, DefaultGroupCacheTTL), timeout: orDefault(cfg.LookupTimeout, DefaultGroupLookupTimeout),
 		errTTL: retryDelay, maxEntries: orDefault(cfg.CacheSize, DefaultGroupCacheSize), maxRunning: maxRunningGroupLookups,
-		now: time.Now, closing: context.Background(), logger: g.logger, answers: map[string]*answer[[]string]{},
+		group: tenantOfKey, maxPerGroup: maxRunningGroupLookupsPerTenant,
+		now: time.Now, closing: context.Background(), logger: g.logger, answers: map[string]*answer[memberships]{},
 	}
 	return g, nil
 }
@@ -138,6 +169,7 @@ func orDefault[T comparable](v, def T) T {
 // ids (object IDs, GUIDs; a name panics).
 func (g *Groups) Any(ids ...string) Rule {
 	ids = mustGUIDs("Groups.Any", "group object ID", ids)
+	g.name(ids...)
 	return memberRule("any group of "+strings.Join(ids, " "), ids, false, g.of,
 		"the caller is not a member of a group this operation requires")
 }
@@ -146,20 +178,51 @@ func (g *Groups) Any(ids ...string) Rule {
 // ids.
 func (g *Groups) All(ids ...string) Rule {
 	ids = mustGUIDs("Groups.All", "group object ID", ids)
+	g.name(ids...)
 	return memberRule("all groups of "+strings.Join(ids, " "), ids, true, g.of,
 		"the caller is not a member of every group this operation requires")
 }
 
-// Of returns the object IDs of the groups of a verified token's user: the
-// token's own, or, in group overage, the Resolver's (cached). The list is
-// the caller's own. The error is an *Error: 503 when the Resolver fails,
-// 403 in overage without a Resolver.
-func (g *Groups) Of(ctx context.Context, c *claims.Claims) ([]string, error) {
-	ids, e := g.of(ctx, c)
-	if e != nil {
-		return nil, e
+// IsMember reports whether a verified token's user is a member of the
+// group id (an object ID): by the token's groups, or in group overage by
+// the Resolver's answer (cached). The error is an *Error: 503 when the
+// Resolver fails, 403 in overage without a Resolver. A group first named
+// here makes the cached answers of every user be read again once.
+func (g *Groups) IsMember(ctx context.Context, c *claims.Claims, id string) (bool, error) {
+	id = strings.ToLower(id)
+	if !isGUID(id) {
+		return false, fmt.Errorf("entragate: Groups.IsMember: %q is not a group object ID (a GUID)", id)
 	}
-	return slices.Clone(ids), nil
+	g.name(id)
+	held, e := g.of(ctx, c)
+	if e != nil {
+		return false, e
+	}
+	return slices.ContainsFunc(held, func(h string) bool { return strings.EqualFold(h, id) }), nil
+}
+
+// name adds ids to the groups the cache keeps.
+func (g *Groups) name(ids ...string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, id := range ids {
+		if _, ok := g.named[id]; !ok {
+			g.named[id] = struct{}{}
+			g.gen++
+		}
+	}
+}
+
+func (g *Groups) generation() uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.gen
+}
+
+// tenantOfKey is the tenant of a lookup key ("[app:]tid/oid").
+func tenantOfKey(key string) string {
+	tid, _, _ := strings.Cut(strings.TrimPrefix(key, "app:"), "/")
+	return tid
 }
 
 // GroupStats counts a Groups' lookups.
@@ -194,19 +257,25 @@ func (g *Groups) of(ctx context.Context, c *claims.Claims) ([]string, *Error) {
 	if c.IsAppOnly() {
 		key = "app:" + key
 	}
-	ids, _, err := g.lookups.get(ctx, key)
+	m, _, err := g.lookups.get(ctx, key)
+	if err == nil && m.gen != g.generation() {
+		// Kept before a group was named: read again.
+		g.lookups.forget(key)
+		m, _, err = g.lookups.get(ctx, key)
+	}
 	if err != nil {
 		e := newError(ErrAuthorizationUnavailable, "this API cannot read the caller's groups right now; retry later", err)
 		e.RetryAfterSeconds = int(retryDelay(err) / time.Second)
 		return nil, e
 	}
-	return ids, nil
+	return m.ids, nil
 }
 
-// resolve is the lookups' call: the Resolver, its answer checked and
-// normalised (lower case, sorted, no duplicates) once for every request
-// that reads it.
-func (g *Groups) resolve(ctx context.Context, key string) ([]string, error) {
+// resolve is the lookups' call: the Resolver, its answer checked,
+// normalised (lower case, sorted, no duplicates) and cut to the groups
+// named, once for every request that reads it.
+func (g *Groups) resolve(ctx context.Context, key string) (memberships, error) {
+	gen := g.generation()
 	app := false
 	if rest, ok := strings.CutPrefix(key, "app:"); ok {
 		app, key = true, rest
@@ -219,9 +288,12 @@ func (g *Groups) resolve(ctx context.Context, key string) ([]string, error) {
 	if err != nil {
 		g.logger.WarnContext(ctx, "entragate: reading a user's groups failed; their requests get 503 until it succeeds",
 			slog.String("tid", tid), slog.String("oid", oid), slog.String("error", err.Error()))
-		return nil, err
+		return memberships{}, err
 	}
-	return ids, nil
+	g.mu.Lock()
+	kept := slices.DeleteFunc(ids, func(id string) bool { _, named := g.named[id]; return !named })
+	g.mu.Unlock()
+	return memberships{ids: slices.Clip(kept), gen: gen}, nil
 }
 
 // normalGroupIDs checks that ids are object IDs and returns them in lower

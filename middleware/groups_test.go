@@ -191,24 +191,32 @@ func TestGroupsOfAServicePrincipal(t *testing.T) {
 	}
 }
 
-// Groups.Of gives a handler the user's groups, the token's or resolved,
-// as its own list; claims tell "too many to list" from "none".
-func TestGroupsOf(t *testing.T) {
-	g1 := entratest.NewGUID()
-	res := &countingResolver{groups: map[string][]string{"oid": {g1}}}
+// IsMember answers a handler as the rules would, for the token's groups
+// or the resolved ones; a group first named there makes the kept answers
+// be read again, since the cache keeps only the groups named.
+func TestIsMember(t *testing.T) {
+	g1, g2 := entratest.NewGUID(), entratest.NewGUID()
+	res := &countingResolver{groups: map[string][]string{"oid": {g1, g2}}}
 	groups, _ := middleware.NewGroups(middleware.GroupsConfig{Resolver: res})
-	ids, err := groups.Of(context.Background(), &claims.Claims{TenantID: "tid", ObjectID: "oid", Scopes: []string{"s"}, GroupOverage: true})
-	if err != nil || len(ids) != 1 || ids[0] != g1 {
-		t.Fatalf("Of: %v %v", ids, err)
+	rule := groups.Any(g1)
+	overage := &claims.Claims{TenantID: "tid", ObjectID: "oid", Scopes: []string{"s"}, GroupOverage: true}
+	if err := rule.Check(context.Background(), overage); err != nil {
+		t.Fatal(err)
 	}
-	ids[0] = "changed"
-	again, _ := groups.Of(context.Background(), &claims.Claims{TenantID: "tid", ObjectID: "oid", Scopes: []string{"s"}, GroupOverage: true})
-	if again[0] != g1 {
-		t.Errorf("Of shares its list with the cache")
+	if ok, err := groups.IsMember(context.Background(), overage, strings.ToUpper(g1)); !ok || err != nil {
+		t.Errorf("a named group: %v %v", ok, err)
 	}
-	ids, err = groups.Of(context.Background(), &claims.Claims{Groups: []string{g1}})
-	if err != nil || len(ids) != 1 {
-		t.Errorf("token's groups: %v %v", ids, err)
+	if res.calls.Load() != 1 {
+		t.Errorf("%d resolver calls, want 1", res.calls.Load())
+	}
+	if ok, err := groups.IsMember(context.Background(), overage, g2); !ok || err != nil || res.calls.Load() != 2 {
+		t.Errorf("a group named afterwards: %v %v after %d calls, want true after a second call", ok, err, res.calls.Load())
+	}
+	if ok, _ := groups.IsMember(context.Background(), &claims.Claims{Groups: []string{g1}}, g1); !ok {
+		t.Error("the token's own groups")
+	}
+	if _, err := groups.IsMember(context.Background(), overage, "Admins"); err == nil {
+		t.Error("a group name accepted")
 	}
 }
 
@@ -240,5 +248,137 @@ func TestDirectoryRoles(t *testing.T) {
 	}
 	if _, err := middleware.NewGroups(middleware.GroupsConfig{CacheTTL: 300}); err == nil {
 		t.Error("CacheTTL of 300 ns accepted")
+	}
+}
+
+// Directory roles and authentication contexts mean something in one tenant
+// only: on a multi-tenant API another tenant's Global Administrator, or an
+// authentication context of its own making, passes nothing unless the rule
+// is pinned to the tenants that count; on a single-tenant API they work
+// as they are.
+func TestTenantRelativeRulesOnMultiTenantAPIs(t *testing.T) {
+	const globalAdmin = "62e90394-69f5-4237-9190-012177145e10"
+	srv := entratest.NewServer()
+	t.Cleanup(srv.Close)
+	home := srv.NewTenant()
+	attacker := srv.NewTenant(entratest.WithClientID(home.ClientID))
+	multi := newAuth(t, home, func(c *middleware.Config) {
+		c.Authorities = []middleware.Authority{middleware.EntraMultiTenant(middleware.Organizations,
+			middleware.TenantAdmission{AllowAnyTenant: true}).WithHost(srv.URL)}
+	})
+	single := newAuth(t, home)
+	homeAdmin := home.AccessToken(entratest.Claim("wids", []string{globalAdmin}), entratest.AuthContexts("c1"))
+	attackerAdmin := attacker.AccessToken(entratest.Claim("wids", []string{globalAdmin}), entratest.AuthContexts("c1"))
+	tests := []struct {
+		name  string
+		a     *middleware.Authenticator
+		rule  middleware.Rule
+		token string
+		ok    bool
+	}{
+		{"multi-tenant, unpinned role, the home admin", multi, middleware.AnyDirectoryRole(globalAdmin), homeAdmin, false},
+		{"multi-tenant, unpinned role, another tenant's admin", multi, middleware.AnyDirectoryRole(globalAdmin), attackerAdmin, false},
+		{"multi-tenant, pinned role, the home admin", multi, middleware.InTenants([]string{home.ID}, middleware.AnyDirectoryRole(globalAdmin)), homeAdmin, true},
+		{"multi-tenant, pinned role, another tenant's admin", multi, middleware.InTenants([]string{home.ID}, middleware.AnyDirectoryRole(globalAdmin)), attackerAdmin, false},
+		{"multi-tenant, unpinned context", multi, middleware.AuthContext("c1"), attackerAdmin, false},
+		{"multi-tenant, pinned context", multi, middleware.InTenants([]string{home.ID}, middleware.AllAuthContexts("c1")), homeAdmin, true},
+		{"multi-tenant, pinned context, another tenant", multi, middleware.InTenants([]string{home.ID}, middleware.AuthContext("c1")), attackerAdmin, false},
+		{"single tenant, unpinned role", single, middleware.AllDirectoryRoles(globalAdmin), homeAdmin, true},
+		{"single tenant, unpinned context", single, middleware.AuthContext("c1"), homeAdmin, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tc.a.Authorize(context.Background(), tc.token, tc.rule)
+			if tc.ok != (err == nil) || !tc.ok && !errors.Is(err, middleware.ErrInsufficientScope) {
+				t.Errorf("%v, want ok %v", err, tc.ok)
+			}
+			// The HTTP guard answers alike.
+			srv := stepUpServer(t, tc.a, tc.rule)
+			if r := get(t, srv.URL, "Bearer "+tc.token); tc.ok != (r.status == 200) {
+				t.Errorf("through RequireAuth: %d", r.status)
+			}
+		})
+	}
+}
+
+// blockingResolver holds the lookups of one tenant until released.
+type blockingResolver struct {
+	slowTenant string
+	release    chan struct{}
+	running    atomic.Int32
+}
+
+func (r *blockingResolver) MemberGroups(ctx context.Context, m middleware.GroupMember) ([]string, error) {
+	if m.TenantID == r.slowTenant {
+		r.running.Add(1)
+		defer r.running.Add(-1)
+		select {
+		case <-r.release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return []string{}, nil
+}
+
+// One tenant whose lookups are slow holds at most 8 of the 64 calls: its
+// next user gets 503 at once, another tenant's users are still looked up.
+// Overage tokens without tid or oid are refused without a lookup, and IDs
+// differing in case are one user.
+func TestGroupLookupsAreFairAndKeyed(t *testing.T) {
+	slow, fast := entratest.NewGUID(), entratest.NewGUID()
+	res := &blockingResolver{slowTenant: slow, release: make(chan struct{})}
+	defer close(res.release)
+	groups, _ := middleware.NewGroups(middleware.GroupsConfig{Resolver: res, LookupTimeout: 5 * time.Second})
+	rule := groups.Any(entratest.NewGUID())
+	user := func(tid string) *claims.Claims {
+		return &claims.Claims{TenantID: tid, ObjectID: entratest.NewGUID(), Scopes: []string{"s"}, GroupOverage: true}
+	}
+	for range 8 {
+		go func() { _ = rule.Check(context.Background(), user(slow)) }()
+	}
+	eventuallyTrue(t, "8 lookups of the slow tenant running", func() bool { return res.running.Load() == 8 })
+	start := time.Now()
+	if err := rule.Check(context.Background(), user(slow)); !errors.Is(err, middleware.ErrAuthorizationUnavailable) || time.Since(start) > time.Second {
+		t.Errorf("the slow tenant's 9th user: %v after %v, want 503 at once", err, time.Since(start))
+	}
+	if err := rule.Check(context.Background(), user(fast)); !errors.Is(err, middleware.ErrInsufficientScope) {
+		t.Errorf("another tenant's user: %v, want a lookup (and 403: not a member)", err)
+	}
+
+	counting := &countingResolver{groups: map[string][]string{}}
+	g2, _ := middleware.NewGroups(middleware.GroupsConfig{Resolver: counting})
+	r2 := g2.Any(entratest.NewGUID())
+	tid, oid := entratest.NewGUID(), entratest.NewGUID()
+	for _, c := range []*claims.Claims{
+		{TenantID: tid, ObjectID: oid, Scopes: []string{"s"}, GroupOverage: true},
+		{TenantID: strings.ToUpper(tid), ObjectID: strings.ToUpper(oid), Scopes: []string{"s"}, GroupOverage: true},
+	} {
+		_ = r2.Check(context.Background(), c)
+	}
+	if n := counting.calls.Load(); n != 1 {
+		t.Errorf("one user in two cases: %d lookups, want 1", n)
+	}
+	for _, c := range []*claims.Claims{
+		{ObjectID: oid, Scopes: []string{"s"}, GroupOverage: true},
+		{TenantID: tid, Scopes: []string{"s"}, GroupOverage: true},
+	} {
+		if err := r2.Check(context.Background(), c); !errors.Is(err, middleware.ErrInsufficientScope) {
+			t.Errorf("overage without tid or oid: %v", err)
+		}
+	}
+	if n := counting.calls.Load(); n != 1 {
+		t.Errorf("overage tokens without tid or oid were looked up: %d calls", n)
+	}
+}
+
+func eventuallyTrue(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 5 s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

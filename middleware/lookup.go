@@ -36,10 +36,15 @@ type lookups[V any] struct {
 	// function did not return by then).
 	observe func(parent context.Context, key string, v V, err error, start time.Time, d time.Duration)
 	logger  *slog.Logger // an observer's panics
+	// group, if set, names a key's group (a tenant), of which at most
+	// maxPerGroup calls run at once.
+	group       func(key string) string
+	maxPerGroup int
 
-	mu      sync.Mutex
-	answers map[string]*answer[V]
-	running atomic.Int32 // calls not returned, deadline or not
+	mu        sync.Mutex
+	answers   map[string]*answer[V]
+	runningBy map[string]int // by group
+	running   atomic.Int32   // calls not returned, deadline or not
 	// hits counts requests answered by a kept or running call, misses the
 	// calls started.
 	hits, misses atomic.Int64
@@ -110,10 +115,15 @@ func (l *lookups[V]) run(parent context.Context, key string, ans *answer[V]) {
 		v   V
 		err error
 	}
-	if l.running.Add(1) > l.maxRunning {
+	release, ok := l.claimGroup(key)
+	switch {
+	case !ok:
+		ans.err = fmt.Errorf("too many %s calls are running for %s, some perhaps past their deadline", l.what, l.group(key))
+	case l.running.Add(1) > l.maxRunning:
 		l.running.Add(-1)
+		release()
 		ans.err = fmt.Errorf("too many %s calls are running, some perhaps past their deadline", l.what)
-	} else {
+	default:
 		results := make(chan result, 1)
 		go func() {
 			var r result
@@ -122,6 +132,7 @@ func (l *lookups[V]) run(parent context.Context, key string, ans *answer[V]) {
 					r = result{err: fmt.Errorf("%s panicked: %v", l.what, p)}
 				}
 				l.running.Add(-1)
+				release()
 				results <- r
 			}()
 			r.v, r.err = l.call(ctx, key)
@@ -144,6 +155,44 @@ func (l *lookups[V]) run(parent context.Context, key string, ans *answer[V]) {
 		ttl = l.errTTL(ans.err)
 	}
 	ans.expires = l.now().Add(ttl)
+}
+
+// claimGroup counts a call for key's group, if under its limit, and
+// returns the release of that count.
+func (l *lookups[V]) claimGroup(key string) (release func(), ok bool) {
+	if l.group == nil {
+		return func() {}, true
+	}
+	g := l.group(key)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.runningBy[g] >= l.maxPerGroup {
+		return nil, false
+	}
+	if l.runningBy == nil {
+		l.runningBy = map[string]int{}
+	}
+	l.runningBy[g]++
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.runningBy[g]--; l.runningBy[g] <= 0 {
+			delete(l.runningBy, g)
+		}
+	}, true
+}
+
+// forget drops key's answer, if it is not running.
+func (l *lookups[V]) forget(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ans, ok := l.answers[key]; ok {
+		select {
+		case <-ans.done:
+			delete(l.answers, key)
+		default:
+		}
+	}
 }
 
 // evictLocked makes room: expired answers first, then any finished one.

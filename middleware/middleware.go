@@ -72,8 +72,13 @@ type authContext struct {
 type stateKey struct{}
 
 func (c *authContext) Value(key any) any {
-	if key == (stateKey{}) {
+	switch key {
+	case stateKey{}:
 		return c
+	case routeKey{}:
+		if c.src != nil {
+			return c.src
+		}
 	}
 	return c.Context.Value(key)
 }

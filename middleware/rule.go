@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -257,4 +258,53 @@ func describeRules(rules []Rule) string {
 		descs[i] = r.desc
 	}
 	return strings.Join(descs, "; ")
+}
+
+// routeKey finds, in a rule's context, the document that checked the
+// token (*source): RequireAuth's authContext answers it, Authorize and
+// AuthorizeHeader add it. Rule.Check knows none.
+type routeKey struct{}
+
+func withRoute(ctx context.Context, src *source) context.Context {
+	if src == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, routeKey{}, src)
+}
+
+// pinnedKey marks a rule's context inside InTenants.
+type pinnedKey struct{}
+
+// InTenants passes a token of one of the tenants tenantIDs that passes
+// rule. On a multi-tenant API it is what lets the rules that mean
+// something only in one tenant (AnyDirectoryRole, AllDirectoryRoles,
+// AuthContext, AllAuthContexts) work: directory role template IDs are the
+// same in every tenant, and an authentication context is whatever the
+// token's tenant made it, so without it they would let in the
+// administrators, or the Conditional Access, of any tenant admitted.
+// Outside InTenants, such a rule refuses every token a multi-tenant
+// authority issued.
+func InTenants(tenantIDs []string, rule Rule) Rule {
+	ids := mustGUIDs("InTenants", "tenant ID", tenantIDs)
+	mustRules("InTenants", []Rule{rule})
+	return Rule{desc: "in tenants " + strings.Join(ids, " ") + ": " + rule.desc, check: func(ctx context.Context, c *claims.Claims) *Error {
+		if !slices.ContainsFunc(ids, func(id string) bool { return strings.EqualFold(id, c.TenantID) }) {
+			return newError(ErrInsufficientScope, "the token's tenant cannot grant this operation", nil)
+		}
+		return rule.check(context.WithValue(ctx, pinnedKey{}, true), c)
+	}}
+}
+
+// errUnpinned explains, in logs, a tenant-relative rule's refusal.
+var errUnpinned = errors.New("a rule that means something in one tenant only (directory roles, authentication contexts) " +
+	"checked a token of a multi-tenant authority: wrap it in InTenants with the tenants that count, or every admitted tenant's administrators pass")
+
+// tenantRelative refuses a token of a multi-tenant authority in a rule
+// that means something only in one tenant, unless InTenants pinned it.
+func tenantRelative(ctx context.Context) *Error {
+	src, _ := ctx.Value(routeKey{}).(*source)
+	if src == nil || src.auth.admit == nil || ctx.Value(pinnedKey{}) != nil {
+		return nil
+	}
+	return newError(ErrInsufficientScope, "the token's tenant cannot grant this operation", errUnpinned)
 }

@@ -35,13 +35,19 @@ import (
 // satisfy an authentication context, which only a user's sign-in does: it
 // gets 403 saying so. Entra puts acrs in a token only for contexts the
 // client asked for, so a client must be ready for the challenge (see
-// APIConfig.ChallengeOnlyCapableClients).
+// APIConfig.ChallengeOnlyCapableClients). An authentication context is
+// what the token's tenant made it: on a multi-tenant API, wrap the rule in
+// InTenants with the tenants whose policies count, or it refuses every
+// token.
 func AuthContext(ids ...string) Rule {
 	mustValues("AuthContext", "authentication context ID", ids)
 	ids = slices.Clone(ids)
 	request := claimsRequest("acrs", ids...)
 	desc := "authentication context " + strings.Join(ids, " or ")
-	return Rule{desc: desc, check: func(_ context.Context, c *claims.Claims) *Error {
+	return Rule{desc: desc, check: func(ctx context.Context, c *claims.Claims) *Error {
+		if e := tenantRelative(ctx); e != nil {
+			return e
+		}
 		if slices.ContainsFunc(ids, c.HasAuthContext) {
 			return nil
 		}
@@ -60,7 +66,10 @@ func AllAuthContexts(ids ...string) Rule {
 	for i, id := range ids {
 		requests[i] = claimsRequest("acrs", id)
 	}
-	return Rule{desc: "authentication contexts " + strings.Join(ids, " and "), check: func(_ context.Context, c *claims.Claims) *Error {
+	return Rule{desc: "authentication contexts " + strings.Join(ids, " and "), check: func(ctx context.Context, c *claims.Claims) *Error {
+		if e := tenantRelative(ctx); e != nil {
+			return e
+		}
 		for i, id := range ids {
 			if !c.HasAuthContext(id) {
 				return authContextMissing(c, "authentication context "+id, requests[i])
@@ -97,7 +106,7 @@ func IssuedAfter(since func(ctx context.Context, c *claims.Claims) (time.Time, e
 		panic("entragate: IssuedAfter needs a function")
 	}
 	return Rule{desc: "a token issued after the caller's last revocation", check: func(ctx context.Context, c *claims.Claims) *Error {
-		after, err := since(ctx, c)
+		after, err := since(ctx, c.Clone()) // the caller's own: c is the cache's
 		switch {
 		case err != nil:
 			e := newError(ErrAuthorizationUnavailable, "the token's freshness cannot be checked right now", err)
@@ -117,6 +126,7 @@ func IssuedAfter(since func(ctx context.Context, c *claims.Claims) (time.Time, e
 		}
 		e := newError(ErrInsufficientClaims, "the token was issued before the caller's sessions were revoked: get a new token with the claims of the challenge", nil)
 		e.Claims = claimsRequest("nbf", strconv.FormatInt(after.Unix(), 10))
+		e.freshness = true
 		return e
 	}}
 }
@@ -144,6 +154,15 @@ func claimsRequest(claim string, values ...string) string {
 	return string(b)
 }
 
+// staleToken answers a token issued before a revocation when no claims
+// challenge can be sent: 401 invalid_token, which any client answers by
+// getting a new token (a 403 would tell it not to retry).
+func staleToken() *Error {
+	e := newError(ErrInsufficientClaims, "the token was issued before the caller's sessions were revoked; get a new token", nil)
+	e.Code = CodeInvalidToken
+	return e
+}
+
 // stepUpRefused is a step-up rule's answer when no new token can help:
 // 403, reason ErrInsufficientClaims.
 func stepUpRefused(description string) *Error {
@@ -162,6 +181,9 @@ func (a *Authenticator) completeChallenge(e *Error, src *source, c *claims.Claim
 		return e
 	}
 	if a.s.capableClientsOnly && !c.CanHandleClaimsChallenges() {
+		if e.freshness {
+			return staleToken()
+		}
 		return stepUpRefused(strings.TrimSuffix(e.Description, ": get a new token with the claims of the challenge") +
 			"; the client app did not declare the cp1 capability (xms_cc), so it cannot be asked for a new token")
 	}
@@ -169,8 +191,11 @@ func (a *Authenticator) completeChallenge(e *Error, src *source, c *claims.Claim
 		return e
 	}
 	realm, uri, ok := src.auth.shape.stepUp(&src.auth.Authority, src.state.Load())
-	if !ok {
-		return stepUpRefused("this operation needs a step-up that tokens of " + src.auth.name + " cannot carry")
+	switch {
+	case !ok && e.freshness:
+		return staleToken()
+	case !ok:
+		return stepUpRefused("this operation needs a step-up that this API's identity provider cannot give")
 	}
 	out := *e
 	out.claimsRealm, out.AuthorizationURI = realm, uri

@@ -44,7 +44,9 @@ func TestAuthContextChallengeIsMicrosoftsForm(t *testing.T) {
 			middleware.WriteError(w, r, e)
 		}
 	})
-	srv := stepUpServer(t, a, middleware.AuthContext("c1"))
+	// On a multi-tenant API an authentication context counts in the
+	// tenants the API trusts for it (InTenants).
+	srv := stepUpServer(t, a, middleware.InTenants([]string{tenant.ID}, middleware.AuthContext("c1")))
 
 	r := get(t, srv.URL, "Bearer "+tenant.AccessToken())
 	if r.status != http.StatusUnauthorized {
@@ -110,7 +112,7 @@ func TestStepUpRefusals(t *testing.T) {
 		says   string
 	}{
 		{"app-only token", everyone, tenant.AppToken(entratest.Roles("Jobs.Run")), 403, "app-only"},
-		{"B2C user", b2cAuth, b2c.AccessToken(), 403, "cannot carry"},
+		{"B2C user", b2cAuth, b2c.AccessToken(), 403, "cannot give"},
 		{"no cp1, capable clients only", capableOnly, tenant.AccessToken(), 403, "cp1"},
 		{"other capability, capable clients only", capableOnly, tenant.AccessToken(entratest.ClientCapabilities("cp2")), 403, "cp1"},
 		{"CP1, capable clients only", capableOnly, tenant.AccessToken(entratest.ClientCapabilities("CP1")), 401, "c1"},
@@ -191,6 +193,7 @@ func TestRuleComposition(t *testing.T) {
 		{"any: one passes", middleware.Any(middleware.AuthContext("c1"), middleware.AnyScope("Payments.Read")), 0, nil},
 		{"any: scope missing or context missing", middleware.Any(middleware.AnyScope("Payments.Write"), middleware.AuthContext("c1")), 401, middleware.ErrInsufficientClaims},
 		{"any: lookup failing or scope missing", middleware.Any(middleware.AnyScope("Payments.Write"), failing), 503, middleware.ErrAuthorizationUnavailable},
+		{"any: context missing or lookup failing", middleware.Any(middleware.AuthContext("c1"), failing), 503, middleware.ErrAuthorizationUnavailable},
 		{"any: all refuse", middleware.Any(middleware.AnyScope("A"), middleware.AnyRole("B")), 403, middleware.ErrInsufficientScope},
 	}
 	for _, tc := range tests {
@@ -308,6 +311,68 @@ func TestClaimsChallengeForOtherNeeds(t *testing.T) {
 	for _, bad := range []string{"", "not json", `["a"]`} {
 		if e := a.ClaimsChallenge(c, bad, ""); e.Claims != "{}" || !errors.Is(e, middleware.ErrInsufficientClaims) {
 			t.Errorf("claims %q: %+v", bad, e)
+		}
+	}
+}
+
+// Where IssuedAfter's claims challenge cannot be sent (a client without
+// cp1 when only capable clients are challenged, a B2C token), the stale
+// token is 401 invalid_token, which any client answers with a new token,
+// not a 403; and since gets claims of its own, which it cannot use to
+// change what later requests are judged on.
+func TestIssuedAfterWithoutAChallenge(t *testing.T) {
+	revoked := time.Now().Add(-time.Minute).Truncate(time.Second)
+	since := func(_ context.Context, c *claims.Claims) (time.Time, error) {
+		c.Roles = append(c.Roles, "Admin") // a careless callback
+		return revoked, nil
+	}
+	tenant := entratest.NewTenant(t)
+	b2c := entratest.NewTenant(t, entratest.B2C("fabrikam", "B2C_1_signin"))
+	capableOnly := newAuth(t, tenant, func(c *middleware.Config) { c.ChallengeOnlyCapableClients = true })
+	for name, tc := range map[string]struct {
+		a     *middleware.Authenticator
+		token string
+	}{
+		"no cp1":    {capableOnly, tenant.AccessToken(entratest.IssuedAt(revoked.Add(-time.Hour)))},
+		"B2C token": {newAuth(t, b2c), b2c.AccessToken(entratest.IssuedAt(revoked.Add(-time.Hour)))},
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := stepUpServer(t, tc.a, middleware.IssuedAfter(since))
+			r := get(t, srv.URL, "Bearer "+tc.token)
+			if p := challengeParams(t, r.challenge); r.status != 401 || p["error"] != "invalid_token" || p["claims"] != "" {
+				t.Errorf("%d %q", r.status, r.challenge)
+			}
+		})
+	}
+	fresh := tenant.AccessToken(entratest.IssuedAt(revoked.Add(time.Second)))
+	a := newAuth(t, tenant)
+	if _, err := a.Authorize(context.Background(), fresh, middleware.IssuedAfter(since)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Authorize(context.Background(), fresh, middleware.AnyRole("Admin")); !errors.Is(err, middleware.ErrInsufficientScope) {
+		t.Errorf("a role a callback appended counted on the next request: %v", err)
+	}
+}
+
+// IssuedAfter compares whole seconds, as token times are: a revocation at
+// 12:00:00.700 lets in a token issued at 12:00:00 (else a client would be
+// challenged again and again within that second); a token without iat is
+// judged by its nbf.
+func TestIssuedAfterTimes(t *testing.T) {
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	rule := middleware.IssuedAfter(func(context.Context, *claims.Claims) (time.Time, error) { return base.Add(700 * time.Millisecond), nil })
+	for name, tc := range map[string]struct {
+		c  *claims.Claims
+		ok bool
+	}{
+		"issued in the revocation's second": {&claims.Claims{IssuedAt: base}, true},
+		"issued a second before":            {&claims.Claims{IssuedAt: base.Add(-time.Second)}, false},
+		"no iat, nbf in the second":         {&claims.Claims{NotBefore: base}, true},
+		"no iat, nbf before":                {&claims.Claims{NotBefore: base.Add(-time.Second)}, false},
+		"neither":                           {&claims.Claims{}, false},
+	} {
+		if err := rule.Check(context.Background(), tc.c); tc.ok != (err == nil) {
+			t.Errorf("%s: %v, want ok %v", name, err, tc.ok)
 		}
 	}
 }

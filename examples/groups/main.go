@@ -10,12 +10,13 @@
 //	GET /healthz     public liveness probe
 //	GET /readyz      public readiness probe
 //	GET /reports     scope SecureData.Read and membership of GROUP_ID
-//	GET /me/groups   the caller's groups: from the token, or from Graph
+//	GET /me/groups   whether the caller is in GROUP_ID, by the token or by Graph
 //
 // Against a real tenant set AZURE_TENANT_ID, AZURE_CLIENT_ID (the API's
 // registration, whose token configuration emits groups), AZURE_CLIENT_SECRET
 // (a secret of that registration: Graph is called as the API, which needs
-// the application permission GroupMember.Read.All, admin-consented) and
+// the application permission User.Read.All, admin-consented, and
+// Application.Read.All for daemons in overage) and
 // GROUP_ID (the group's object ID); optionally AZURE_AUTHORITY_HOST,
 // GRAPH_ENDPOINT (the cloud's Graph, default https://graph.microsoft.com)
 // and ADDR (default :8080). With none of them it runs offline, on
@@ -227,10 +228,10 @@ func graphTokens(cfg setup) (func(context.Context, string) (string, error), erro
 
 // offlineTenant is the fake tenant of offline mode.
 type offlineTenant struct {
-	srv                *entratest.Server
-	tenant             *entratest.Tenant
-	ada, grace, alan   entratest.User
-	groupID, readScope string
+	srv              *entratest.Server
+	tenant           *entratest.Tenant
+	ada, grace, alan entratest.User
+	groupID          string
 }
 
 // startOffline starts a fake tenant on loopback (TLS: MSAL accepts only
@@ -260,7 +261,7 @@ func startOffline(addr string) (setup, *offlineTenant, error) {
 	o.grace = o.tenant.AddUser(entratest.User{Name: "Grace Hopper", Groups: many(false)})
 	o.alan = o.tenant.AddUser(entratest.User{Name: "Alan Turing", Groups: []string{entratest.NewGUID(), o.groupID}})
 	secret := entratest.NewGUID()
-	o.tenant.RegisterApp(entratest.App{Name: "Reports API", ClientID: o.tenant.ClientID, Secret: secret, GraphRoles: []string{"GroupMember.Read.All"}})
+	o.tenant.RegisterApp(entratest.App{Name: "Reports API", ClientID: o.tenant.ClientID, Secret: secret, GraphRoles: []string{"User.Read.All"}})
 	return setup{
 		host: srv.URL, tenantID: o.tenant.ID, clientID: o.tenant.ClientID, secret: secret, groupID: o.groupID,
 		graph: srv.URL, graphResource: msgraph.Global, httpClient: srv.Client(), addr: addr,

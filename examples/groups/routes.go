@@ -27,7 +27,7 @@ func routes(auth *entragate.Authenticator, groups *entragate.Groups, groupID str
 			entragate.AnyScope(demo.ReadScope),
 			groups.Any(groupID),
 		))).Get("/reports", reports)
-		r.Get("/me/groups", myGroups(groups))
+		r.Get("/me/groups", myGroups(groups, groupID))
 	})
 	return r
 }
@@ -41,12 +41,13 @@ func reports(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// myGroups says where the caller's groups came from and how many there
-// are: the token's own list, or Graph's when the token could not hold it.
-func myGroups(groups *entragate.Groups) http.HandlerFunc {
+// myGroups says whether the caller is in the reports group, and where
+// that came from: the token's own list, or Graph when the token could not
+// hold it.
+func myGroups(groups *entragate.Groups, groupID string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		c, _ := claims.FromContext(r.Context())
-		ids, err := groups.Of(r.Context(), c)
+		member, err := groups.IsMember(r.Context(), c, groupID)
 		var e *entragate.Error
 		if errors.As(err, &e) {
 			entragate.WriteError(w, r, e)
@@ -56,7 +57,7 @@ func myGroups(groups *entragate.Groups) http.HandlerFunc {
 		if c.GroupOverage {
 			source = "Microsoft Graph (the token said: too many groups to list)"
 		}
-		demo.WriteJSON(w, http.StatusOK, map[string]any{"source": source, "count": len(ids), "overage": c.GroupOverage})
+		demo.WriteJSON(w, http.StatusOK, map[string]any{"source": source, "reports_group": member, "overage": c.GroupOverage, "groups_in_token": len(c.Groups)})
 	}
 }
 

@@ -122,7 +122,9 @@ func TestBrowserSignInFlow(t *testing.T) {
 	// The confidential data needs authentication context c1: the API's
 	// claims challenge sends Ada to the fake tenant's step-up page, and
 	// back with a token that passes.
-	run(ctx, "open the confidential data", click("#nav-confidential"), visible("#verify"))
+	run(ctx, "open the confidential data", click("#nav-confidential"), visible("#continue-step-up"))
+	shot(ctx, "step-up-asked")
+	run(ctx, "confirm the step-up", click("#continue-step-up"), visible("#verify"))
 	if got := text(ctx, "#contexts"); got != "c1" {
 		t.Errorf("step-up page names the contexts %q, want c1", got)
 	}

@@ -44,6 +44,10 @@ type cookie struct {
 	StepUpClaims string `json:",omitempty"`
 	StepUpPage   string `json:",omitempty"` // the page to return to, one of App.targets
 	SteppedUp    bool   `json:",omitempty"`
+	// PendingClaims and PendingPage are a claims challenge the user has
+	// not yet confirmed signing in again for.
+	PendingClaims string `json:",omitempty"`
+	PendingPage   string `json:",omitempty"`
 	// SessionID names the signed-in session in the store.
 	SessionID string `json:",omitempty"`
 	Expires   time.Time

@@ -17,11 +17,14 @@ type pageData struct {
 }
 
 type apiResult struct {
-	Heading     string
-	URL         string
-	Status      int
-	Body        string
-	Explanation string
+	// StepUp: the API asked for a new sign-in (a claims challenge), which
+	// the page offers; Consent: for consent.
+	StepUp, Consent bool
+	Heading         string
+	URL             string
+	Status          int
+	Body            string
+	Explanation     string
 }
 
 func render(w http.ResponseWriter, status int, t *template.Template, data pageData) {
@@ -77,6 +80,8 @@ var apiPage = page(`{{define "body"}}<h1 id="api-heading">{{.API.Heading}}</h1>
 <p>GET <code>{{.API.URL}}</code> with your access token{{if .API.Status}}: <strong id="api-status">{{.API.Status}}</strong>{{end}}</p>
 {{if eq .API.Status 200}}<div class="ok" id="api-ok">The API accepted your token and answered:</div>{{end}}
 {{if .API.Explanation}}<p class="explain" id="api-explanation">{{.API.Explanation}}</p>{{end}}
+{{if .API.StepUp}}<form method="post" action="/step-up"><p>{{if .API.Consent}}The API needs your consent again to act as you.{{else}}This data needs you to verify your identity again.{{end}}
+<button type="submit" id="continue-step-up">{{if .API.Consent}}Review the permissions{{else}}Verify my identity{{end}}</button></p></form>{{end}}
 {{if .API.Body}}<pre id="api-body">{{.API.Body}}</pre>{{end}}{{end}}`)
 
 var errorPage = page(`{{define "body"}}<h1>{{if .Session.AccountID}}Not done{{else}}Not signed in{{end}}</h1>

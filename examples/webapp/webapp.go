@@ -162,6 +162,7 @@ func (a *App) Handler() http.Handler {
 	mux.HandleFunc("GET /call-api", a.callAPI)
 	mux.HandleFunc("GET /confidential", a.confidential)
 	mux.HandleFunc("GET /chain", a.chain)
+	mux.HandleFunc("POST /step-up", a.continueStepUp)
 	mux.HandleFunc("POST /logout", a.logout)
 	mux.HandleFunc("GET /signed-out", a.signedOut)
 	// The sign-out form redirects to Entra's logout page: browsers apply
@@ -457,12 +458,37 @@ func (a *App) challenged(w http.ResponseWriter, r *http.Request, t target) {
 		res.Explanation = "The API still asks for more (a claims challenge) after you signed in again for it. " +
 			"The app does not ask you again, so that it never sends you round in circles; the API's answer is below."
 	case challenge != nil:
-		a.startSignIn(w, r, s, signInFor{claims: challenge.Claims, page: t.page, consent: t.consent})
-		return
+		// Asked, not done: the user sends the sign-in off with a button
+		// (a same-site POST), so that no link from elsewhere can.
+		s.PendingClaims, s.PendingPage = challenge.Claims, t.page
+		if err := a.sessions.save(w, s); err != nil {
+			a.fail(w, http.StatusInternalServerError, "The session could not be saved.", err)
+			return
+		}
+		res.StepUp = true
+		res.Consent = t.consent
 	case steppedUp && res.Status == http.StatusOK:
 		res.Explanation = "You signed in again for this; the API accepted your new token."
 	}
 	render(w, http.StatusOK, apiPage, pageData{Session: s, API: res})
+}
+
+// continueStepUp starts the sign-in a page's claims challenge asked for,
+// when the user confirms it (the page's form; cross-origin POSTs are
+// refused before they get here).
+func (a *App) continueStepUp(w http.ResponseWriter, r *http.Request) {
+	s, _, ok := a.signedIn(w, r)
+	if !ok {
+		return
+	}
+	t, known := a.targets()[s.PendingPage]
+	if !known {
+		http.Redirect(w, r, "/profile", http.StatusSeeOther)
+		return
+	}
+	claims := s.PendingClaims
+	s.PendingClaims, s.PendingPage = "", ""
+	a.startSignIn(w, r, s, signInFor{claims: claims, page: t.page, consent: t.consent})
 }
 
 // callWithUserToken calls t's API with the user's access token.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -45,8 +46,11 @@ func newUser(t *testing.T, s *stack) *user {
 	jar, _ := cookiejar.New(nil)
 	u := &user{t: t}
 	u.client = &http.Client{Jar: jar, Transport: s.offline.Tenant.Server().Client().Transport,
-		CheckRedirect: func(req *http.Request, _ []*http.Request) error {
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			u.visits = append(u.visits, req.URL.String())
+			if len(via) > 20 {
+				return errors.New("more than 20 redirects: a loop")
+			}
 			return nil
 		}}
 	return u
@@ -558,6 +562,16 @@ func TestMissingVariablesAreNamed(t *testing.T) {
 	}
 }
 
+// confirmStepUp presses the app's button for the sign-in a claims
+// challenge asked for, and returns where the browser lands.
+func (u *user) confirmStepUp(s *stack, body string) (int, string) {
+	u.t.Helper()
+	if !strings.Contains(body, `id="continue-step-up"`) {
+		u.t.Fatalf("expected the app's step-up button at %s, got %s", u.last, body)
+	}
+	return u.post(s.URL+"/step-up", nil)
+}
+
 // stepUp answers the fake tenant's step-up page ("verify" or "cancel") and
 // returns where the browser lands.
 func (u *user) stepUp(body, answer string) (int, string) {
@@ -590,6 +604,10 @@ func TestStepUpRoundTrip(t *testing.T) {
 	}
 	before := u.authorizeVisits()
 	_, body := u.get(s.URL + "/confidential")
+	if u.authorizeVisits() != before {
+		t.Fatal("a GET of the page sent the browser to sign in: a link from elsewhere could")
+	}
+	_, body = u.confirmStepUp(s, body)
 	if !strings.Contains(u.last, "claims=") {
 		t.Errorf("step-up request %s carries no claims", u.last)
 	}
@@ -618,6 +636,7 @@ func TestStepUpNeverLoops(t *testing.T) {
 	u := newUser(t, s)
 	u.signIn(s, 0, grantAll)
 	_, body := u.get(s.URL + "/confidential")
+	_, body = u.confirmStepUp(s, body)
 	status, body := u.stepUp(body, "cancel")
 	if status != 403 || !strings.Contains(body, "did not complete the extra sign-in") || !strings.Contains(body, `id="sign-out"`) {
 		t.Errorf("cancelled step-up: %d %s", status, body)
@@ -634,11 +653,26 @@ func TestStepUpNeverLoops(t *testing.T) {
 	s.app.cfg.APIURL = stubborn.URL
 	before := u.authorizeVisits()
 	_, body = u.get(s.URL + "/confidential")
+	_, body = u.confirmStepUp(s, body)
 	status, body = u.stepUp(body, "verify")
 	if status != 200 || !strings.Contains(body, "still asks for more") || !strings.HasSuffix(u.last, "/confidential") {
 		t.Errorf("challenged again after the step-up: %d at %s\n%s", status, u.last, body)
 	}
 	if n := u.authorizeVisits() - before; n != 2 {
 		t.Errorf("%d authorize visits, want one step-up and no more", n)
+	}
+}
+
+// The step-up button answers this app's own pages only: a form on another
+// site (whose POST carries an Origin of its own) starts nothing.
+func TestStepUpButtonIsSameOrigin(t *testing.T) {
+	s := startOffline(t)
+	u := newUser(t, s)
+	u.signIn(s, 0, grantAll)
+	u.get(s.URL + "/confidential")
+	req, _ := http.NewRequest(http.MethodPost, s.URL+"/step-up", nil)
+	req.Header.Set("Origin", "https://attacker.example")
+	if status, _ := u.do(req); status != http.StatusForbidden {
+		t.Errorf("a cross-origin POST: %d, want 403", status)
 	}
 }

@@ -8,27 +8,51 @@ import (
 	"strings"
 )
 
-// Microsoft Graph's transitive group memberships, as an API in group
-// overage reads them: GET /v1.0/users/{id}/transitiveMemberOf/microsoft.graph.group
-// (or servicePrincipals/{id}), with an app-only Graph token of the user's
-// tenant whose app holds GroupMember.Read.All, Group.Read.All or
-// Directory.Read.All, answered page by page ($top, default 100, at most
-// 999; @odata.nextLink while more remain).
+// Microsoft Graph's transitive memberships, as an API in group overage
+// reads them: GET /v1.0/users/{id}/transitiveMemberOf (or
+// servicePrincipals/{id}), with an app-only Graph token of the member's
+// tenant whose app holds the permissions Graph's documentation lists
+// (User.Read.All or higher for users, Application.Read.All or
+// Directory.Read.All for service principals), answered page by page
+// ($top, default 100, at most 999; @odata.nextLink while more remain).
+// Memberships are groups and, for users, a directory role, as Graph lists
+// them; the OData cast /microsoft.graph.group, an advanced query on real
+// Graph, keeps the groups.
 
-// graphGroupRoles are the application permissions that may read
+// memberOfRoles are the application permissions that may read each kind's
 // memberships.
-var graphGroupRoles = []string{"GroupMember.Read.All", "Group.Read.All", "Directory.Read.All"}
+var memberOfRoles = map[string][]string{
+	"users":             {"User.Read.All", "GroupMember.Read.All", "Group.Read.All", "Directory.Read.All"},
+	"servicePrincipals": {"Application.Read.All", "Directory.Read.All"},
+}
 
-const graphGroupsSuffix = "/transitiveMemberOf/microsoft.graph.group"
+// graphMemberOf reads a memberships path: its kind, the member's ID, and
+// whether it casts to groups.
+func graphMemberOf(p string) (kind, id string, groupsOnly, ok bool) {
+	rest, found := strings.CutPrefix(p, "/v1.0/")
+	if !found {
+		return "", "", false, false
+	}
+	rest, groupsOnly = strings.CutSuffix(rest, "/microsoft.graph.group")
+	rest, found = strings.CutSuffix(rest, "/transitiveMemberOf")
+	if !found {
+		return "", "", false, false
+	}
+	kind, id, found = strings.Cut(rest, "/")
+	if !found || memberOfRoles[kind] == nil || id == "" || strings.Contains(id, "/") {
+		return "", "", false, false
+	}
+	return kind, id, groupsOnly, true
+}
 
 func isGraphGroupsPath(p string) bool {
-	rest, ok := strings.CutPrefix(p, "/v1.0/")
-	if !ok || !strings.HasSuffix(rest, graphGroupsSuffix) {
-		return false
-	}
-	kind, id, ok := strings.Cut(strings.TrimSuffix(rest, graphGroupsSuffix), "/")
-	return ok && (kind == "users" || kind == "servicePrincipals") && id != "" && !strings.Contains(id, "/")
+	_, _, _, ok := graphMemberOf(p)
+	return ok
 }
+
+// directoryRoleMembership is the directory role every user of the fake is
+// a member of, as Graph lists roles among memberships.
+const directoryRoleMembership = "b1a5e6a8-2d4e-4b7a-9c1f-0d3e5f7a9b11"
 
 func graphError(code, message string) map[string]any {
 	return map[string]any{"error": map[string]any{"code": code, "message": message}}
@@ -48,12 +72,12 @@ func (s *Server) graphGroups(w http.ResponseWriter, r *http.Request) {
 		// A user's token may read the user's own groups through /me only.
 		writeJSON(w, http.StatusForbidden, graphError("Authorization_RequestDenied", "Insufficient privileges to complete the operation."))
 		return
-	case !slices.ContainsFunc(graphGroupRoles, func(role string) bool { return slices.Contains(g.app.GraphRoles, role) }):
+	}
+	kind, id, groupsOnly, _ := graphMemberOf(r.URL.Path)
+	if !slices.ContainsFunc(memberOfRoles[kind], func(role string) bool { return slices.Contains(g.app.GraphRoles, role) }) {
 		writeJSON(w, http.StatusForbidden, graphError("Authorization_RequestDenied", "Insufficient privileges to complete the operation."))
 		return
 	}
-	rest := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/v1.0/"), graphGroupsSuffix)
-	kind, id, _ := strings.Cut(rest, "/")
 	groups, found := s.memberGroups(g.tenant, kind, strings.ToLower(id))
 	if !found {
 		writeJSON(w, http.StatusNotFound, graphError("Request_ResourceNotFound", "Resource '"+id+"' does not exist or one of its queried reference-property objects are not present."))
@@ -73,19 +97,30 @@ func (s *Server) graphGroups(w http.ResponseWriter, r *http.Request) {
 	if tok := q.Get("$skiptoken"); tok != "" {
 		b, err := base64.RawURLEncoding.DecodeString(tok)
 		n, err2 := strconv.Atoi(strings.TrimPrefix(string(b), "offset:"))
-		if err != nil || err2 != nil || n < 0 || n > len(groups) {
+		if err != nil || err2 != nil || n < 0 || n > len(groups)+1 {
 			writeJSON(w, http.StatusBadRequest, graphError("Directory_ExpiredPageToken", "The specified page token value has expired and can no longer be included in your request."))
 			return
 		}
 		start = n
 	}
-	end := min(start+top, len(groups))
+	type membership struct{ kind, id string }
+	var all []membership
+	for _, id := range groups {
+		all = append(all, membership{"#microsoft.graph.group", id})
+	}
+	if kind == "users" && !groupsOnly {
+		all = append(all[:len(all)/2], append([]membership{{"#microsoft.graph.directoryRole", directoryRoleMembership}}, all[len(all)/2:]...)...)
+	}
+	if start > len(all) {
+		start = len(all)
+	}
+	end := min(start+top, len(all))
 	value := make([]map[string]any, 0, end-start)
-	for _, id := range groups[start:end] {
-		value = append(value, map[string]any{"@odata.type": "#microsoft.graph.group", "id": id})
+	for _, m := range all[start:end] {
+		value = append(value, map[string]any{"@odata.type": m.kind, "id": m.id})
 	}
 	body := map[string]any{"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#directoryObjects(id)", "value": value}
-	if end < len(groups) {
+	if end < len(all) {
 		next := q
 		next.Set("$top", strconv.Itoa(top))
 		next.Set("$skiptoken", base64.RawURLEncoding.EncodeToString([]byte("offset:"+strconv.Itoa(end))))

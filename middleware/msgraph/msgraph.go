@@ -5,8 +5,10 @@
 // It uses the standard library only. Tokens come from a function the
 // application supplies, typically MSAL for Go's client credentials for
 // https://graph.microsoft.com/.default in the user's tenant, with the
-// application permission GroupMember.Read.All granted and admin-consented
-// there (examples/groups shows one).
+// application permissions granted and admin-consented there: User.Read.All
+// (or GroupMember.Read.All, Group.Read.All, Directory.Read.All) for
+// users, and Application.Read.All (or Directory.Read.All) for service
+// principals, the members of app-only tokens (examples/groups shows one).
 package msgraph
 
 import (
@@ -27,19 +29,21 @@ import (
 
 // Graph endpoints of the clouds.
 const (
-	Global           = "https://graph.microsoft.com"
-	USGovernment     = "https://graph.microsoft.us"
-	USGovernmentDoD  = "https://dod-graph.microsoft.us"
-	China            = "https://microsoftgraph.chinacloudapi.cn"
-	DefaultMaxGroups = 50000
+	Global          = "https://graph.microsoft.com"
+	USGovernment    = "https://graph.microsoft.us"
+	USGovernmentDoD = "https://dod-graph.microsoft.us"
+	China           = "https://microsoftgraph.chinacloudapi.cn"
+	// DefaultMaxGroups bounds the memberships read for one member (about
+	// a megabyte while they are read).
+	DefaultMaxGroups = 20000
 )
 
 // Config configures a Groups resolver.
 type Config struct {
 	// Token returns an app-only access token for Microsoft Graph in the
 	// tenant tenantID: the API's own credentials (client credentials for
-	// <Endpoint>/.default), with the application permission
-	// GroupMember.Read.All (or Directory.Read.All). Required.
+	// <Endpoint>/.default), with the application permissions the package
+	// documentation names. Required.
 	Token func(ctx context.Context, tenantID string) (string, error)
 	// Endpoint is Graph's root in the API's cloud. Default Global. It
 	// must be https (http only on loopback, for tests).
@@ -53,8 +57,11 @@ type Config struct {
 }
 
 // Groups is a middleware.GroupResolver over Microsoft Graph: a member's
-// transitive group memberships, page by page
-// (GET /v1.0/users/{id}/transitiveMemberOf/microsoft.graph.group?$select=id).
+// transitive memberships (GET /v1.0/users/{id}/transitiveMemberOf, or
+// servicePrincipals/{id}), page by page, of which it keeps the groups.
+// It asks without an OData cast to microsoft.graph.group, which Graph
+// serves only as an advanced query (ConsistencyLevel: eventual, from an
+// index that lags behind membership changes).
 type Groups struct {
 	token     func(context.Context, string) (string, error)
 	endpoint  *url.URL
@@ -147,35 +154,40 @@ func (g *Groups) MemberGroups(ctx context.Context, m middleware.GroupMember) ([]
 	if m.App {
 		collection = "servicePrincipals"
 	}
-	next := g.endpoint.String() + "/v1.0/" + collection + "/" + url.PathEscape(m.ObjectID) +
-		"/transitiveMemberOf/microsoft.graph.group?$select=id&$top=999"
-	var ids []string
-	for next != "" {
+	next := g.endpoint.String() + "/v1.0/" + collection + "/" + url.PathEscape(m.ObjectID) + "/transitiveMemberOf?$select=id&$top=999"
+	ids := []string{}
+	seen := map[string]bool{}
+	// Pages enough for MaxGroups memberships of every kind, and a few more.
+	for n := 0; next != ""; n++ {
+		if seen[next] || n > g.maxGroups/100+10 {
+			return nil, &Error{Message: "Graph's paging does not end (a page link repeats, or there are more pages than MaxGroups memberships fill)"}
+		}
+		seen[next] = true
 		page, err := g.page(ctx, next, token)
 		if err != nil {
 			var ge *Error
-			if errors.As(err, &ge) && ge.Status == http.StatusNotFound && ids == nil {
-				return []string{}, nil
+			if errors.As(err, &ge) && ge.Status == http.StatusNotFound && n == 0 {
+				return ids, nil // a member deleted since the token was issued
 			}
 			return nil, err
 		}
 		for _, v := range page.Value {
-			ids = append(ids, v.ID)
+			if v.Type == "#microsoft.graph.group" {
+				ids = append(ids, v.ID)
+			}
 		}
 		if len(ids) > g.maxGroups {
 			return nil, &Error{Message: fmt.Sprintf("the member is in more than %d groups (MaxGroups)", g.maxGroups)}
 		}
 		next = page.NextLink
 	}
-	if ids == nil {
-		ids = []string{}
-	}
 	return ids, nil
 }
 
 type groupPage struct {
 	Value []struct {
-		ID string `json:"id"`
+		Type string `json:"@odata.type"`
+		ID   string `json:"id"`
 	} `json:"value"`
 	NextLink string `json:"@odata.nextLink"`
 }
@@ -234,7 +246,8 @@ func graphError(resp *http.Response, body []byte) *Error {
 		e.retryAfter = time.Duration(s) * time.Second
 	}
 	if resp.StatusCode == http.StatusForbidden {
-		e.Message += " (does the API's app have the GroupMember.Read.All application permission, admin-consented in this tenant?)"
+		e.Message += " (does the API's app have the application permissions to read memberships, User.Read.All for users and " +
+			"Application.Read.All for service principals, admin-consented in this tenant?)"
 	}
 	return e
 }

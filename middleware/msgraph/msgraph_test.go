@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -97,7 +98,7 @@ func TestMemberGroupsPages(t *testing.T) {
 
 	_, err = g.resolver(t, g.noRoles, "other-secret").MemberGroups(t.Context(), middleware.GroupMember{TenantID: g.tenant.ID, ObjectID: g.user.ObjectID})
 	var ge *msgraph.Error
-	if !errors.As(err, &ge) || ge.Status != http.StatusForbidden || !strings.Contains(err.Error(), "GroupMember.Read.All") {
+	if !errors.As(err, &ge) || ge.Status != http.StatusForbidden || !strings.Contains(err.Error(), "User.Read.All") {
 		t.Errorf("without the permission: %v", err)
 	}
 
@@ -195,5 +196,65 @@ func TestGroupOverageThroughGraph(t *testing.T) {
 	var e *middleware.Error
 	if !errors.As(err, &e) || e.Status != http.StatusServiceUnavailable || e.RetryAfterSeconds < 1 {
 		t.Errorf("Graph down: %v", err)
+	}
+}
+
+// A service principal's memberships need Application.Read.All (or
+// Directory.Read.All), which the permission for users does not give.
+func TestServicePrincipalMemberships(t *testing.T) {
+	g := newGraphTenant(t, 0)
+	group := entratest.NewGUID()
+	sp := g.tenant.RegisterApp(entratest.App{Name: "Daemon", Secret: "d", Groups: []string{group}})
+	member := middleware.GroupMember{TenantID: g.tenant.ID, ObjectID: sp.ObjectID, App: true}
+	if _, err := g.resolver(t, g.api, "api-secret").MemberGroups(t.Context(), member); err == nil || !strings.Contains(err.Error(), "Application.Read.All") {
+		t.Errorf("with GroupMember.Read.All only: %v, want a 403 naming Application.Read.All", err)
+	}
+	reader := g.tenant.RegisterApp(entratest.App{Name: "Reader", Secret: "r", GraphRoles: []string{"Application.Read.All"}})
+	ids, err := g.resolver(t, reader, "r").MemberGroups(t.Context(), member)
+	if err != nil || len(ids) != 1 || ids[0] != group {
+		t.Errorf("with Application.Read.All: %v %v", ids, err)
+	}
+}
+
+// A Graph that does not stop paging, pages of more than 4 MiB, a member
+// in more than MaxGroups groups, a 404 after the first page: errors, never
+// a loop or an unbounded read, never "no groups".
+func TestPagingLimits(t *testing.T) {
+	var mode atomic.Value
+	var requests atomic.Int32
+	group := `{"@odata.type":"#microsoft.graph.group","id":"4c9c1b8e-5b7f-4f63-8a84-1b0ea4b5f3d1"}`
+	var graph *httptest.Server
+	graph = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := requests.Add(1)
+		switch mode.Load() {
+		case "loop":
+			_, _ = w.Write([]byte(`{"value":[],"@odata.nextLink":"` + graph.URL + r.URL.String() + `"}`))
+		case "endless":
+			_, _ = w.Write([]byte(`{"value":[],"@odata.nextLink":"` + graph.URL + "/v1.0/next/" + strconv.Itoa(int(n)) + `"}`))
+		case "huge":
+			_, _ = w.Write([]byte(`{"value":[` + strings.Repeat(group+",", 80000) + group + `]}`))
+		case "many":
+			_, _ = w.Write([]byte(`{"value":[` + strings.Repeat(group+",", 59) + group + `],"@odata.nextLink":"` + graph.URL + "/v1.0/next/" + strconv.Itoa(int(n)) + `"}`))
+		case "404 later":
+			if n == 1 {
+				_, _ = w.Write([]byte(`{"value":[],"@odata.nextLink":"` + graph.URL + `/v1.0/next"}`))
+				return
+			}
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	t.Cleanup(graph.Close)
+	r, err := msgraph.New(msgraph.Config{Endpoint: graph.URL, MaxGroups: 100, Token: func(context.Context, string) (string, error) { return "t", nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := middleware.GroupMember{TenantID: entratest.NewGUID(), ObjectID: entratest.NewGUID()}
+	for tc, says := range map[string]string{"loop": "does not end", "endless": "does not end", "huge": "4 MiB", "many": "more than 100 groups", "404 later": "404"} {
+		mode.Store(tc)
+		requests.Store(0)
+		ids, err := r.MemberGroups(t.Context(), m)
+		if err == nil || requests.Load() > 20 || !strings.Contains(err.Error(), says) {
+			t.Errorf("%s: %d IDs, %v after %d requests, want an error saying %q", tc, len(ids), err, requests.Load(), says)
+		}
 	}
 }
