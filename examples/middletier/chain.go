@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -43,6 +44,7 @@ type chain struct {
 	downstreamScope string
 	graphURL        string
 	client          *http.Client
+	logger          *slog.Logger
 }
 
 func (ch *chain) routes() http.Handler {
@@ -87,6 +89,7 @@ func (ch *chain) serve(w http.ResponseWriter, r *http.Request) {
 // client can act on by signing the user in again; anything else is 503
 // (Entra unreachable), never a token from a cache.
 func (ch *chain) refuse(w http.ResponseWriter, r *http.Request, c *claims.Claims, err error) {
+	ch.logger.WarnContext(r.Context(), "on-behalf-of request failed", slog.String("error", err.Error()))
 	var ce msalerrors.CallErr
 	if errors.As(err, &ce) && ce.Resp != nil && ce.Resp.Body != nil {
 		var e struct {

@@ -239,7 +239,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg settings) (*service, er
 		tokens = store.OnBehalfOf(client, "obo")
 	}
 	ch := &chain{auth: s.auth, tokens: tokens, downstreamURL: cfg.downstreamURL, downstreamScope: cfg.downstreamScope,
-		graphURL: cfg.graphURL, client: cfg.client}
+		graphURL: cfg.graphURL, client: cfg.client, logger: logger}
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return fail(err)
@@ -322,7 +322,7 @@ func (s *service) webAppEnv(dir string) ([]string, error) {
 		"AZURE_CLIENT_SECRET=" + s.offline.WebApp.Secret, "AZURE_AUTHORITY_HOST=" + srv.URL,
 		"AUTHORITY_BROWSER_HOST=" + srv.PlainURL(), "SSL_CERT_FILE=" + certFile,
 		"API_SCOPES='" + s.offline.ReadScope + " " + s.offline.BasicScope + "'", "API_URL=" + s.offline.APIURL,
-		"MIDDLE_TIER_URL=" + s.URL, "MIDDLE_TIER_SCOPES=api://" + s.mid.ID + "/" + middleScope,
+		"MIDDLE_TIER_URL=" + s.URL, "MIDDLE_TIER_SCOPES=api://" + s.mid.ID + "/" + middleScope, "GRAPH_URL=" + srv.URL,
 		"REDIS_URL=redis://127.0.0.1:6379/0",
 		"SESSION_KEY=" + base64.StdEncoding.EncodeToString(sessionKey), "TOKEN_CACHE_KEY=" + base64.StdEncoding.EncodeToString(cacheKey),
 	}, nil

@@ -14,8 +14,12 @@
 // REDIRECT_URI (default http://localhost:8000/get_token), API_SCOPES (the
 // API's scopes, space-separated, e.g. api://<api-client-id>/SecureData.Read)
 // and API_URL (default http://localhost:8080); optionally
-// AZURE_AUTHORITY_HOST, SESSION_KEY (32 bytes, base64; default: random
-// at each start) and ADDR (default 127.0.0.1:8000).
+// AZURE_AUTHORITY_HOST, GRAPH_URL, SESSION_KEY (32 bytes, base64; default:
+// random at each start), ADDR (default 127.0.0.1:8000), MIDDLE_TIER_URL
+// and MIDDLE_TIER_SCOPES (examples/middletier, which calls other APIs as
+// the user), and REDIS_URL with TOKEN_CACHE_KEY (32 bytes, base64):
+// sessions and MSAL's token cache in Redis, shared by every instance
+// (with the same SESSION_KEY), surviving restarts.
 package main
 
 import (
@@ -94,7 +98,7 @@ func run(ctx context.Context, logger *slog.Logger, out *os.File) error {
 // variables are what the web app reads.
 var variables = []string{"AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_AUTHORITY_HOST",
 	"REDIRECT_URI", "API_SCOPES", "API_URL", "SESSION_KEY", "ADDR",
-	"MIDDLE_TIER_URL", "MIDDLE_TIER_SCOPES", "REDIS_URL", "TOKEN_CACHE_KEY", "AUTHORITY_BROWSER_HOST"}
+	"MIDDLE_TIER_URL", "MIDDLE_TIER_SCOPES", "REDIS_URL", "TOKEN_CACHE_KEY", "AUTHORITY_BROWSER_HOST", "GRAPH_URL"}
 
 // start configures the app from the environment (offline without it),
 // listens on addr and serves.
@@ -156,8 +160,8 @@ func configure(ctx context.Context, v *env.Vars, base string, offlineMode bool, 
 	}
 	cfg.SessionKey = key
 	if offlineMode {
-		if v.Any("AZURE_AUTHORITY_HOST", "REDIRECT_URI", "API_SCOPES", "API_URL", "MIDDLE_TIER_URL", "MIDDLE_TIER_SCOPES", "AUTHORITY_BROWSER_HOST") {
-			return cfg, nil, errors.New("AZURE_AUTHORITY_HOST, REDIRECT_URI, API_SCOPES, API_URL, MIDDLE_TIER_URL, MIDDLE_TIER_SCOPES and AUTHORITY_BROWSER_HOST " +
+		if v.Any("AZURE_AUTHORITY_HOST", "REDIRECT_URI", "API_SCOPES", "API_URL", "MIDDLE_TIER_URL", "MIDDLE_TIER_SCOPES", "AUTHORITY_BROWSER_HOST", "GRAPH_URL") {
+			return cfg, nil, errors.New("AZURE_AUTHORITY_HOST, REDIRECT_URI, API_SCOPES, API_URL, MIDDLE_TIER_URL, MIDDLE_TIER_SCOPES, AUTHORITY_BROWSER_HOST and GRAPH_URL " +
 				"configure a real tenant: set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET too (examples/middletier prints them for its offline chain)")
 		}
 		if err := sharedState(ctx, v, &cfg); err != nil {
@@ -179,6 +183,9 @@ func configure(ctx context.Context, v *env.Vars, base string, offlineMode bool, 
 	cfg.AuthorityHost = v.Host("AZURE_AUTHORITY_HOST")
 	cfg.RedirectURI, cfg.APIURL = v.String("REDIRECT_URI"), v.String("API_URL")
 	cfg.MiddleTierURL, cfg.MiddleTierScopes = v.String("MIDDLE_TIER_URL"), v.Fields("MIDDLE_TIER_SCOPES")
+	if graph := v.Host("GRAPH_URL"); graph != "" {
+		cfg.GraphURL = graph // another cloud's Graph, or a development tenant's
+	}
 	if (cfg.MiddleTierURL == "") != (len(cfg.MiddleTierScopes) == 0) {
 		return cfg, nil, errors.New("MIDDLE_TIER_URL and MIDDLE_TIER_SCOPES go together: the middle tier and its scope, api://<middle-tier-client-id>/access_as_user")
 	}

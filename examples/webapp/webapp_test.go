@@ -676,3 +676,39 @@ func TestStepUpButtonIsSameOrigin(t *testing.T) {
 		t.Errorf("a cross-origin POST: %d, want 403", status)
 	}
 }
+
+// Shared state is all or nothing: Redis without the key that seals the
+// cache, or without the session key the instances share, is an error
+// naming the variable.
+func TestSharedStateConfiguration(t *testing.T) {
+	key := base64.StdEncoding.EncodeToString(make([]byte, 32))
+	for name, tc := range map[string]struct {
+		env  map[string]string
+		says string
+	}{
+		"Redis without a cache key":   {map[string]string{"REDIS_URL": "redis://127.0.0.1:6379/0"}, "TOKEN_CACHE_KEY"},
+		"a cache key without Redis":   {map[string]string{"TOKEN_CACHE_KEY": key}, "REDIS_URL"},
+		"Redis without a session key": {map[string]string{"REDIS_URL": "redis://127.0.0.1:6379/0", "TOKEN_CACHE_KEY": key}, "SESSION_KEY"},
+		"a short cache key": {map[string]string{"REDIS_URL": "redis://127.0.0.1:6379/0", "TOKEN_CACHE_KEY": "c2hvcnQ=",
+			"SESSION_KEY": key}, "32 bytes"},
+		"a middle tier without its scope": {map[string]string{"AZURE_TENANT_ID": entratest.NewGUID(), "AZURE_CLIENT_ID": entratest.NewGUID(),
+			"AZURE_CLIENT_SECRET": "s", "API_SCOPES": "api://x/y", "MIDDLE_TIER_URL": "http://127.0.0.1:8090"}, "MIDDLE_TIER_SCOPES"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			for _, v := range variables {
+				t.Setenv(v, "")
+			}
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			s, err := start(context.Background(), slog.New(slog.DiscardHandler), "127.0.0.1:0")
+			if err == nil {
+				s.Close()
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), tc.says) {
+				t.Errorf("%v, want it to name %s", err, tc.says)
+			}
+		})
+	}
+}

@@ -300,7 +300,15 @@ func oidcNames(scopes []scope) []string {
 func fullScopes(t *Tenant, granted, asked []scope) string {
 	var out []string
 	for _, sc := range granted {
-		out = append(out, sc.full(t))
+		full := sc.full(t)
+		// Graph's permissions come back in the form they were asked in:
+		// User.Read, or https://graph.microsoft.com/User.Read.
+		for _, a := range asked {
+			if sc.resource == "graph" && a.key() == sc.key() && strings.Contains(a.raw, "/") {
+				full = graphResource + "/" + sc.name
+			}
+		}
+		out = append(out, full)
 	}
 	for _, sc := range asked {
 		if sc.resource == "" {
