@@ -163,12 +163,18 @@ func findCertificate(certs []*x509.Certificate, header map[string]any) *x509.Cer
 	x5t256, _ := header["x5t#S256"].(string)
 	for _, c := range certs {
 		s1, s256 := sha1.Sum(c.Raw), sha256.Sum256(c.Raw)
-		if x5t != "" && (x5t == base64.RawURLEncoding.EncodeToString(s1[:]) || x5t == base64.StdEncoding.EncodeToString(s1[:])) ||
-			x5t256 != "" && x5t256 == base64.RawURLEncoding.EncodeToString(s256[:]) {
+		if x5t != "" && thumbprintIs(x5t, s1[:]) || x5t256 != "" && thumbprintIs(x5t256, s256[:]) {
 			return c
 		}
 	}
 	return nil
+}
+
+// thumbprintIs reports whether a header's thumbprint is sum. RFC 7515
+// says base64url, but MSAL writes standard base64 with padding (PS256 and
+// x5t#S256 for Entra), and Entra takes both.
+func thumbprintIs(header string, sum []byte) bool {
+	return header == base64.RawURLEncoding.EncodeToString(sum) || header == base64.StdEncoding.EncodeToString(sum)
 }
 
 // federatedAssertion checks an external issuer's token against the app's

@@ -852,6 +852,19 @@ func TestClientAssertions(t *testing.T) {
 		Certificates: []*x509.Certificate{cert.X509()},
 		Federated:    []entratest.FederatedCredential{{Issuer: cluster.URL, Subject: "system:serviceaccount:reports:daemon"}}})
 	endpoint := srv.URL + "/" + tenant.ID + "/oauth2/v2.0/token"
+	sha256Thumbprint := func(k *entratest.Key, enc *base64.Encoding) string {
+		sum := sha256.Sum256(k.Certificate())
+		return enc.EncodeToString(sum[:])
+	}
+	signNamed := func(k *entratest.Key, method jwt.SigningMethod, header, thumbprint string, claims jwt.MapClaims) string {
+		tok := jwt.NewWithClaims(method, claims)
+		tok.Header[header] = thumbprint
+		raw, err := tok.SignedString(k.PrivateKey())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
 	sign := func(k *entratest.Key, method jwt.SigningMethod, claims jwt.MapClaims) string {
 		tok := jwt.NewWithClaims(method, claims)
 		tok.Header["x5t"] = k.ID
@@ -884,6 +897,11 @@ func TestClientAssertions(t *testing.T) {
 		{"certificate, RS256", replayed, true},
 		{"the same assertion again", replayed, false},
 		{"certificate, PS256", sign(cert, jwt.SigningMethodPS256, assertion(nil)), true},
+		// MSAL names the certificate by its SHA-256 thumbprint in standard
+		// base64 with padding.
+		{"x5t#S256, standard base64", signNamed(cert, jwt.SigningMethodPS256, "x5t#S256", sha256Thumbprint(cert, base64.StdEncoding), assertion(nil)), true},
+		{"x5t#S256, base64url", signNamed(cert, jwt.SigningMethodPS256, "x5t#S256", sha256Thumbprint(cert, base64.RawURLEncoding), assertion(nil)), true},
+		{"x5t#S256 of another certificate", signNamed(cert, jwt.SigningMethodPS256, "x5t#S256", sha256Thumbprint(other, base64.StdEncoding), assertion(nil)), false},
 		{"an unregistered certificate", sign(other, jwt.SigningMethodRS256, assertion(nil)), false},
 		{"another audience", sign(cert, jwt.SigningMethodRS256, assertion(func(c jwt.MapClaims) { c["aud"] = "https://login.example.com/token" })), false},
 		{"expired", sign(cert, jwt.SigningMethodRS256, assertion(func(c jwt.MapClaims) { c["exp"] = now.Add(-10 * time.Minute).Unix() })), false},

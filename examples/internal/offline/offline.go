@@ -8,6 +8,7 @@ package offline
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -28,6 +29,13 @@ type Stack struct {
 	// WebApp is the web app's registration (client ID, secret, redirect
 	// URI); Daemon the daemon's, granted the SecureData.Read.All app role.
 	WebApp, Daemon *entratest.App
+	// DaemonCertificate is the daemon's certificate credential (its key,
+	// for AZURE_CLIENT_CERTIFICATE_PATH); Workload an external issuer (a
+	// Kubernetes cluster's) whose tokens for DaemonSubject are the
+	// daemon's federated credential (AZURE_FEDERATED_TOKEN_FILE).
+	DaemonCertificate *entratest.Key
+	Workload          *entratest.WorkloadIssuer
+	DaemonSubject     string
 	// APIURL is the sample API's base URL; ReadScope its SecureData.Read
 	// scope and BasicScope its access_as_user scope, as clients request
 	// them; AppScope the .default scope of client credentials.
@@ -55,12 +63,17 @@ func Start(ctx context.Context, redirectURIs ...string) (*Stack, error) {
 	tenant.AddUser(entratest.User{Name: "Alan Turing", GivenName: "Alan", FamilyName: "Turing", Username: "alan@contoso.example"})
 	tenant.ExposeScopes("SecureData.Read", "access_as_user")
 	s := &Stack{
-		Tenant:     tenant,
-		ReadScope:  "api://" + tenant.ClientID + "/SecureData.Read",
-		BasicScope: "api://" + tenant.ClientID + "/access_as_user",
-		AppScope:   "api://" + tenant.ClientID + "/.default",
-		Daemon:     tenant.RegisterApp(entratest.App{Name: "Contoso reporting daemon", Secret: secret(), Roles: []string{"SecureData.Read.All"}}),
+		Tenant:            tenant,
+		ReadScope:         "api://" + tenant.ClientID + "/SecureData.Read",
+		BasicScope:        "api://" + tenant.ClientID + "/access_as_user",
+		AppScope:          "api://" + tenant.ClientID + "/.default",
+		DaemonCertificate: srv.NewKey(),
+		Workload:          srv.NewWorkloadIssuer("aks-contoso"),
+		DaemonSubject:     "system:serviceaccount:reports:daemon",
 	}
+	s.Daemon = tenant.RegisterApp(entratest.App{Name: "Contoso reporting daemon", Secret: secret(), Roles: []string{"SecureData.Read.All"},
+		Certificates: []*x509.Certificate{s.DaemonCertificate.X509()},
+		Federated:    []entratest.FederatedCredential{{Issuer: s.Workload.URL, Subject: s.DaemonSubject}}})
 	if len(redirectURIs) > 0 {
 		s.WebApp = tenant.RegisterApp(entratest.App{Name: "Contoso web app", Secret: secret(), RedirectURIs: redirectURIs})
 	}
