@@ -164,7 +164,7 @@ func configure(ctx context.Context, v *env.Vars, base string, offlineMode bool, 
 			return cfg, nil, errors.New("AZURE_AUTHORITY_HOST, REDIRECT_URI, API_SCOPES, API_URL, MIDDLE_TIER_URL, MIDDLE_TIER_SCOPES, AUTHORITY_BROWSER_HOST and GRAPH_URL " +
 				"configure a real tenant: set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET too (examples/middletier prints them for its offline chain)")
 		}
-		if err := sharedState(ctx, v, &cfg); err != nil {
+		if err := sharedState(v, &cfg); err != nil {
 			return cfg, nil, err
 		}
 		if err := v.Err(); err != nil {
@@ -194,7 +194,7 @@ func configure(ctx context.Context, v *env.Vars, base string, offlineMode bool, 
 		host := cfg.AuthorityHost
 		cfg.BrowserURL = func(u string) string { return strings.Replace(u, host, browser, 1) }
 	}
-	if err := sharedState(ctx, v, &cfg); err != nil {
+	if err := sharedState(v, &cfg); err != nil {
 		return cfg, nil, err
 	}
 	if err := v.Err(); err != nil {
@@ -243,7 +243,7 @@ func offlineConfig(ctx context.Context, cfg Config, base string) (Config, *offli
 // sharedState reads REDIS_URL and TOKEN_CACHE_KEY: with them, sessions
 // and MSAL's token cache live in Redis, sealed, shared by every instance
 // (which then need the same SESSION_KEY too), and survive restarts.
-func sharedState(ctx context.Context, v *env.Vars, cfg *Config) error {
+func sharedState(v *env.Vars, cfg *Config) error {
 	url, key := v.String("REDIS_URL"), v.String("TOKEN_CACHE_KEY")
 	switch {
 	case url == "" && key == "":
@@ -272,7 +272,6 @@ func sharedState(ctx context.Context, v *env.Vars, cfg *Config) error {
 	cfg.Sessions = redisSessions{store}
 	cfg.TokenCache = store.MSAL("msal", sessionLifetime)
 	cfg.closers = append(cfg.closers, rdb.Close)
-	_ = ctx
 	return nil
 }
 
