@@ -2,11 +2,9 @@ package entragrpc_test
 
 import (
 	"context"
-	"net"
 	"testing"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -41,18 +39,7 @@ func BenchmarkUnaryCall(b *testing.B) {
 		b.Run("guard="+tc.name, func(b *testing.B) {
 			srv := grpc.NewServer(tc.opts...)
 			healthpb.RegisterHealthServer(srv, health.NewServer())
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			go func() { _ = srv.Serve(ln) }()
-			defer srv.Stop()
-			conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer conn.Close()
-			client := healthpb.NewHealthClient(conn)
+			client := healthpb.NewHealthClient(serveLoopback(b, srv))
 			if _, err := client.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
 				b.Fatal(err)
 			}

@@ -85,18 +85,7 @@ func newHarness(t *testing.T, edit ...func(*middleware.Config)) *harness {
 		}),
 	)
 	healthpb.RegisterHealthServer(srv, h.health)
-	ln, err := net.Listen("tcp", "127.0.0.1:0") // a real loopback TCP listener
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	h.client = healthpb.NewHealthClient(conn)
+	h.client = healthpb.NewHealthClient(serveLoopback(t, srv))
 	return h
 }
 
@@ -339,12 +328,7 @@ func TestAuthFunc(t *testing.T) {
 		return next(ctx, req)
 	}))
 	healthpb.RegisterHealthServer(srv, health.NewServer())
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Stop()
-	conn, _ := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	defer conn.Close()
-	client := healthpb.NewHealthClient(conn)
+	client := healthpb.NewHealthClient(serveLoopback(t, srv))
 	if _, err := client.Check(withAuth("Bearer "+h.tenant.AccessToken(entratest.Scopes("Health.Read"))), &healthpb.HealthCheckRequest{}); err != nil {
 		t.Errorf("with the scope: %v", err)
 	}
@@ -374,18 +358,7 @@ func TestStepUpOverGRPC(t *testing.T) {
 	}
 	srv := grpc.NewServer(grpc.UnaryInterceptor(guard.Unary))
 	healthpb.RegisterHealthServer(srv, health.NewServer())
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	client := healthpb.NewHealthClient(conn)
+	client := healthpb.NewHealthClient(serveLoopback(t, srv))
 
 	var header metadata.MD
 	_, err = client.Check(withAuth("Bearer "+tenant.AccessToken(entratest.Scopes("Health.Read"))), &healthpb.HealthCheckRequest{}, grpc.Header(&header))
@@ -402,4 +375,22 @@ func TestStepUpOverGRPC(t *testing.T) {
 	if _, err := client.Check(withAuth("Bearer "+tenant.AppToken(entratest.Roles("Health.Watch"))), &healthpb.HealthCheckRequest{}); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("app-only: %v, want PermissionDenied", err)
 	}
+}
+
+// serveLoopback serves srv on a real loopback TCP listener until the test
+// ends and returns a client connection to it.
+func serveLoopback(tb testing.TB, srv *grpc.Server) *grpc.ClientConn {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	tb.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { conn.Close() })
+	return conn
 }
