@@ -172,6 +172,12 @@ func configure(ctx context.Context, v *env.Vars, base string, offlineMode bool, 
 		}
 		return offlineConfig(ctx, cfg, base)
 	}
+	err = tenantConfig(v, &cfg, base)
+	return cfg, nil, err
+}
+
+// tenantConfig reads the configuration of a real tenant's web app.
+func tenantConfig(v *env.Vars, cfg *Config, base string) error {
 	cfg.TenantID = v.Required("AZURE_TENANT_ID", "the directory (tenant) ID, or a domain, of the web app's registration")
 	cfg.ClientID = v.GUID("AZURE_CLIENT_ID", "the application (client) ID of the web app's registration")
 	v.Required("AZURE_CLIENT_ID", "the application (client) ID of the web app's registration")
@@ -187,21 +193,22 @@ func configure(ctx context.Context, v *env.Vars, base string, offlineMode bool, 
 		cfg.GraphURL = graph // another cloud's Graph, or a development tenant's
 	}
 	if (cfg.MiddleTierURL == "") != (len(cfg.MiddleTierScopes) == 0) {
-		return cfg, nil, errors.New("MIDDLE_TIER_URL and MIDDLE_TIER_SCOPES go together: the middle tier and its scope, api://<middle-tier-client-id>/access_as_user")
+		return errors.New("MIDDLE_TIER_URL and MIDDLE_TIER_SCOPES go together: the middle tier and its scope, api://<middle-tier-client-id>/access_as_user")
 	}
-	if browser := v.Host("AUTHORITY_BROWSER_HOST"); browser != "" {
-		// A development tenant whose browser-facing address differs.
-		host := cfg.AuthorityHost
-		cfg.BrowserURL = func(u string) string { return strings.Replace(u, host, browser, 1) }
-	}
-	if err := sharedState(v, &cfg); err != nil {
-		return cfg, nil, err
+	if err := sharedState(v, cfg); err != nil {
+		return err
 	}
 	if err := v.Err(); err != nil {
-		return cfg, nil, err
+		return err
 	}
 	if cfg.AuthorityHost == "" {
 		cfg.AuthorityHost = entragate.DefaultAuthorityHost
+	}
+	if browser := v.Host("AUTHORITY_BROWSER_HOST"); browser != "" {
+		// A development tenant whose browser-facing address differs: the
+		// authority's own host (its default included) is replaced.
+		host := cfg.AuthorityHost
+		cfg.BrowserURL = func(u string) string { return strings.Replace(u, host, browser, 1) }
 	}
 	cfg.InstanceDiscovery = env.InstanceDiscovery(cfg.AuthorityHost)
 	if cfg.RedirectURI == "" {
@@ -210,7 +217,7 @@ func configure(ctx context.Context, v *env.Vars, base string, offlineMode bool, 
 	if cfg.APIURL == "" {
 		cfg.APIURL = "http://localhost:8080"
 	}
-	return cfg, nil, nil
+	return nil
 }
 
 // offlineConfig starts the fake tenant and the API, and points the app at

@@ -297,27 +297,8 @@ func (a *App) callback(w http.ResponseWriter, r *http.Request) {
 		render(w, http.StatusForbidden, errorPage, pageData{Session: s, Message: msg, Detail: q.Get("error_description"), SignIn: !steppingUp})
 		return
 	}
-	// A sign-in redeems the code for Graph; a step-up for the API, with the
-	// claims it asked for, so that MSAL's cache holds the stronger token.
-	redeemScopes, redeemOpts := []string{graphScope}, []confidential.AcquireByAuthCodeOption{confidential.WithChallenge(verifier)}
-	if steppingUp {
-		redeemScopes = target.scopes
-		if stepUp != "" && stepUp != "{}" {
-			redeemOpts = append(redeemOpts, confidential.WithClaims(stepUp))
-		}
-	}
-	res, err := a.msal.AcquireTokenByAuthCode(r.Context(), q.Get("code"), a.cfg.RedirectURI, redeemScopes, redeemOpts...)
-	if err != nil {
-		a.cfg.Logger.Warn("redeeming the authorization code failed", "error", err)
-		msg, detail := "The sign-in could not finish: the identity provider did not accept the code.", ""
-		if ae, ok := aadErrorOf(err); ok {
-			detail = ae.summary()
-			if ae.has(aadConsentMissing) {
-				msg = "You did not grant this app the permission to read your profile (" + graphScope + "), which it needs to sign you in, " +
-					"so you are not signed in. Sign in again and leave \"" + graphScope + "\" ticked on the consent page."
-			}
-		}
-		render(w, http.StatusForbidden, errorPage, pageData{Session: s, Message: msg, Detail: detail, SignIn: true})
+	res, ok := a.redeem(w, r, s, verifier, stepUp, target, steppingUp)
+	if !ok {
 		return
 	}
 	c, err := a.ids.Verify(r.Context(), res.IDToken.RawToken, nonce)
@@ -341,6 +322,35 @@ func (a *App) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, "/profile", http.StatusFound)
+}
+
+// redeem exchanges the callback's code for tokens; a failure is explained
+// on the page. A sign-in redeems the code for Graph; a step-up for the
+// API, with the claims it asked for, so that MSAL's cache holds the
+// stronger token.
+func (a *App) redeem(w http.ResponseWriter, r *http.Request, s *session, verifier, stepUp string, target target, steppingUp bool) (confidential.AuthResult, bool) {
+	redeemScopes, redeemOpts := []string{graphScope}, []confidential.AcquireByAuthCodeOption{confidential.WithChallenge(verifier)}
+	if steppingUp {
+		redeemScopes = target.scopes
+		if stepUp != "" && stepUp != "{}" {
+			redeemOpts = append(redeemOpts, confidential.WithClaims(stepUp))
+		}
+	}
+	res, err := a.msal.AcquireTokenByAuthCode(r.Context(), r.URL.Query().Get("code"), a.cfg.RedirectURI, redeemScopes, redeemOpts...)
+	if err == nil {
+		return res, true
+	}
+	a.cfg.Logger.Warn("redeeming the authorization code failed", "error", err)
+	msg, detail := "The sign-in could not finish: the identity provider did not accept the code.", ""
+	if ae, ok := aadErrorOf(err); ok {
+		detail = ae.summary()
+		if ae.has(aadConsentMissing) {
+			msg = "You did not grant this app the permission to read your profile (" + graphScope + "), which it needs to sign you in, " +
+				"so you are not signed in. Sign in again and leave \"" + graphScope + "\" ticked on the consent page."
+		}
+	}
+	render(w, http.StatusForbidden, errorPage, pageData{Session: s, Message: msg, Detail: detail, SignIn: true})
+	return res, false
 }
 
 // profileClaims are the verified ID-token claims the profile page shows.

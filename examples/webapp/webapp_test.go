@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/entragate/entragate/examples/internal/env"
 	"github.com/entragate/entragate/middleware/entratest"
 )
 
@@ -708,6 +709,38 @@ func TestSharedStateConfiguration(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tc.says) {
 				t.Errorf("%v, want it to name %s", err, tc.says)
+			}
+		})
+	}
+}
+
+// AUTHORITY_BROWSER_HOST replaces the authority's host in the URLs the
+// browser opens, the default authority's too when AZURE_AUTHORITY_HOST is
+// not set, and nothing else.
+func TestAuthorityBrowserHost(t *testing.T) {
+	for name, tc := range map[string]struct{ authorityHost, from, want string }{
+		"the default authority": {"", "https://login.microsoftonline.com/contoso/oauth2/v2.0/authorize?client_id=x",
+			"http://127.0.0.1:9999/contoso/oauth2/v2.0/authorize?client_id=x"},
+		"a configured authority": {"https://127.0.0.1:8443", "https://127.0.0.1:8443/contoso/oauth2/v2.0/logout",
+			"http://127.0.0.1:9999/contoso/oauth2/v2.0/logout"},
+		"another URL": {"https://127.0.0.1:8443", "http://localhost:8000/profile", "http://localhost:8000/profile"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			for _, v := range variables {
+				t.Setenv(v, "")
+			}
+			t.Setenv("AZURE_TENANT_ID", "contoso.example")
+			t.Setenv("AZURE_CLIENT_ID", entratest.NewGUID())
+			t.Setenv("AZURE_CLIENT_SECRET", "s")
+			t.Setenv("API_SCOPES", "api://x/SecureData.Read")
+			t.Setenv("AZURE_AUTHORITY_HOST", tc.authorityHost)
+			t.Setenv("AUTHORITY_BROWSER_HOST", "http://127.0.0.1:9999")
+			cfg, off, err := configure(t.Context(), env.New(variables...), "http://localhost:8000", false, slog.New(slog.DiscardHandler))
+			if err != nil || off != nil {
+				t.Fatalf("%v %v", err, off)
+			}
+			if got := cfg.BrowserURL(tc.from); got != tc.want {
+				t.Errorf("%s: %s, want %s", tc.from, got, tc.want)
 			}
 		})
 	}

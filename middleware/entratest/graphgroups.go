@@ -3,6 +3,7 @@ package entratest
 import (
 	"encoding/base64"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -84,24 +85,10 @@ func (s *Server) graphGroups(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	top := 100
-	if v := q.Get("$top"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 999 {
-			writeJSON(w, http.StatusBadRequest, graphError("Request_UnsupportedQuery", "Invalid page size specified: '"+v+"'. Must be between 1 and 999 inclusive."))
-			return
-		}
-		top = n
-	}
-	start := 0
-	if tok := q.Get("$skiptoken"); tok != "" {
-		b, err := base64.RawURLEncoding.DecodeString(tok)
-		n, err2 := strconv.Atoi(strings.TrimPrefix(string(b), "offset:"))
-		if err != nil || err2 != nil || n < 0 || n > len(groups)+1 {
-			writeJSON(w, http.StatusBadRequest, graphError("Directory_ExpiredPageToken", "The specified page token value has expired and can no longer be included in your request."))
-			return
-		}
-		start = n
+	top, start, problem := graphPage(q, len(groups))
+	if problem != nil {
+		writeJSON(w, http.StatusBadRequest, problem)
+		return
 	}
 	type membership struct{ kind, id string }
 	var all []membership
@@ -127,6 +114,29 @@ func (s *Server) graphGroups(w http.ResponseWriter, r *http.Request) {
 		body["@odata.nextLink"] = s.URL + r.URL.Path + "?" + next.Encode()
 	}
 	writeJSON(w, http.StatusOK, body)
+}
+
+// graphPage reads Graph's paging parameters: the page size ($top, 100 by
+// default, 1 to 999) and where the page starts ($skiptoken, an opaque
+// token of an earlier page's nextLink, here an offset into n results).
+func graphPage(q url.Values, n int) (top, start int, problem map[string]any) {
+	top = 100
+	if v := q.Get("$top"); v != "" {
+		t, err := strconv.Atoi(v)
+		if err != nil || t < 1 || t > 999 {
+			return 0, 0, graphError("Request_UnsupportedQuery", "Invalid page size specified: '"+v+"'. Must be between 1 and 999 inclusive.")
+		}
+		top = t
+	}
+	if tok := q.Get("$skiptoken"); tok != "" {
+		b, err := base64.RawURLEncoding.DecodeString(tok)
+		offset, err2 := strconv.Atoi(strings.TrimPrefix(string(b), "offset:"))
+		if err != nil || err2 != nil || offset < 0 || offset > n+1 {
+			return 0, 0, graphError("Directory_ExpiredPageToken", "The specified page token value has expired and can no longer be included in your request.")
+		}
+		start = offset
+	}
+	return top, start, nil
 }
 
 // memberGroups is the groups of a user or service principal of t.
