@@ -84,7 +84,14 @@
 // apply one (Require, RequireAnyScope...), and so do a gRPC interceptor
 // or a gateway's auth endpoint through Authenticator.Authorize, which
 // validates a raw token and applies a rule in one call. Validate is the
-// same without a rule.
+// same without a rule. Ready-made ones: package entragrpc (its own
+// module) for gRPC servers, middleware/forwardauth for nginx, Traefik,
+// Caddy and Envoy in front of services in any language. Package
+// entraotel (its own module) turns the Observer's events into
+// OpenTelemetry metrics and spans, middleware/msgraph resolves group
+// overage through Microsoft Graph, and package tokencache (its own
+// module) shares MSAL's and on-behalf-of tokens between instances in
+// Redis.
 //
 // # Answers
 //

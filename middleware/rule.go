@@ -13,7 +13,7 @@ import (
 // A Rule is an authorization requirement on a verified token's claims,
 // independent of any transport: the HTTP guards (Require and the
 // Require* middleware), Authenticator.Authorize (for gRPC interceptors,
-// gateways, queue consumers) and the gRPC and gateway modules all apply
+// gateways, queue consumers), entragrpc and forwardauth all apply
 // the same values and get the same *Error (403 insufficient_scope, with
 // the scopes that would satisfy it) when a token lacks what a rule needs.
 //
