@@ -314,8 +314,10 @@ func (c *Claims) Clone() *Claims {
 
 // inlineStrings is how many list elements a copy holds without another
 // allocation: an Entra token's aud, scp, roles, wids and xms_cc together
-// rarely exceed it.
-const inlineStrings = 16
+// rarely exceed it. With 16 the context node NewContext allocates would
+// round up to Go's 1,024-byte size class; with 15 it fits the 896-byte one
+// (the node is about 13% smaller, and so is the collector's work for it).
+const inlineStrings = 15
 
 // copyTo copies c into dst, its lists into buf while it has room (each
 // with no spare capacity, so that appending to one never writes over
