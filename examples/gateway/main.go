@@ -14,11 +14,11 @@
 // multi-tenant API), and
 //
 //	GATEWAY            nginx (default), traefik, caddy or envoy
-//	RULES_FILE         the routes (default rules.conf beside this file): METHODS PATH REQUIREMENT
+//	RULES_FILE         the routes (default rules.conf in the working directory): METHODS PATH REQUIREMENT
 //	TRUSTED_NETWORKS   comma-separated CIDRs the gateway connects from (default 127.0.0.1/32,::1/128)
 //	GATEWAY_SECRET     optional: a secret the gateway sends in X-Entragate-Gateway-Secret
 //	HEADER_PREFIX      optional: the identity headers' prefix (default X-Entra-)
-//	ENVOY_PATH_PREFIX  Envoy only: ext_authz's path_prefix
+//	ENVOY_PATH_PREFIX  Envoy only, and required there: ext_authz's path_prefix
 //	ADDR               listen address (default 127.0.0.1:9000)
 //
 // With no tenant configured it runs offline against a fake tenant with
@@ -95,7 +95,7 @@ func start(ctx context.Context, stderr io.Writer, edit ...func(*entragate.Config
 	addrSet := os.Getenv("ADDR") != ""
 	// The gateway's own settings first: a typo there must not cost a
 	// start of the offline tenant.
-	cfg, err := gatewayConfig(env.New(gatewayVariables...))
+	cfg, err := gatewayConfig(env.New(append(demo.Variables(), gatewayVariables...)...))
 	if err != nil {
 		return nil, err
 	}
@@ -135,13 +135,21 @@ func start(ctx context.Context, stderr io.Writer, edit ...func(*entragate.Config
 }
 
 // withHealth serves the service's own probes beside the checks, which are
-// every other path (nginx and Traefik call one path; Envoy any path).
+// every other request (nginx and Traefik call one path; Envoy any path,
+// behind its path prefix). No ServeMux: it would clean the paths the
+// check must judge as sent, and redirect some.
 func withHealth(auth *entragate.Authenticator, check http.Handler) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /_entragate/healthz", demo.Healthz)
-	mux.Handle("GET /_entragate/readyz", demo.Readyz(auth))
-	mux.Handle("/", check)
-	return mux
+	readyz := demo.Readyz(auth)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodGet && r.URL.RawPath == "" && r.URL.Path == "/_entragate/healthz":
+			demo.Healthz(w, r)
+		case r.Method == http.MethodGet && r.URL.RawPath == "" && r.URL.Path == "/_entragate/readyz":
+			readyz(w, r)
+		default:
+			check.ServeHTTP(w, r)
+		}
+	})
 }
 
 // gatewayConfig reads the gateway's variables and the rules file.
@@ -160,6 +168,12 @@ func gatewayConfig(v *env.Vars) (forwardauth.Config, error) {
 		return cfg, fmt.Errorf("GATEWAY=%q: write nginx, traefik, caddy or envoy", g)
 	}
 	cfg.EnvoyPathPrefix = v.String("ENVOY_PATH_PREFIX")
+	if cfg.Gateway == forwardauth.Envoy && cfg.EnvoyPathPrefix == "" {
+		// Envoy sends the original path as the check's own: without a
+		// prefix, a request for /_entragate/healthz would be answered
+		// by the probe instead of judged.
+		return cfg, errors.New("GATEWAY=envoy needs ENVOY_PATH_PREFIX (the ext_authz path_prefix, e.g. /ext-authz), which keeps the checks apart from this service's probes")
+	}
 	cfg.SharedSecret = v.String("GATEWAY_SECRET")
 	cfg.HeaderPrefix = v.String("HEADER_PREFIX")
 	networks := v.String("TRUSTED_NETWORKS")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/entragate/entragate/claims"
 	"github.com/entragate/entragate/middleware"
+	"github.com/entragate/entragate/middleware/entratest"
 )
 
 func TestParseRules(t *testing.T) {
@@ -59,6 +60,7 @@ func TestGatewayConfigurationMistakes(t *testing.T) {
 		"no rules file":    {"RULES_FILE": "missing.conf"},
 		"short secret":     {"GATEWAY_SECRET": "abc"},
 		"prefix on nginx":  {"ENVOY_PATH_PREFIX": "/authz"},
+		"envoy, no prefix": {"GATEWAY": "envoy"},
 		"rules file empty": {"RULES_FILE": os.DevNull},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -114,6 +116,83 @@ func TestOfflineService(t *testing.T) {
 			t.Errorf("%s: %v %v", probe, err, resp)
 		} else {
 			resp.Body.Close()
+		}
+	}
+}
+
+// With a tenant configured (here a fake one on loopback, named as a real
+// one is: AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_AUTHORITY_HOST), the
+// service checks that tenant's tokens and starts no fake of its own.
+func TestRealTenantConfiguration(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	for _, v := range append(append([]string{}, gatewayVariables...), "ADDR") {
+		t.Setenv(v, "")
+	}
+	t.Setenv("ADDR", "127.0.0.1:0")
+	t.Setenv("AZURE_TENANT_ID", tenant.ID)
+	t.Setenv("AZURE_CLIENT_ID", tenant.ClientID)
+	t.Setenv("AZURE_AUTHORITY_HOST", tenant.Server().URL)
+	s, err := start(context.Background(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.setup.Tenant != nil {
+		t.Fatal("a fake tenant was started beside the configured one")
+	}
+	check := func(token string) int {
+		req, _ := http.NewRequest(http.MethodGet, s.URL+"/check", nil)
+		req.Header.Set("X-Original-Method", "GET")
+		req.Header.Set("X-Original-URI", "/api/orders/1")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := check(tenant.AccessToken(entratest.Scopes("Orders.Read"))); got != 200 {
+		t.Errorf("the tenant's reader: %d, want 200", got)
+	}
+	other := entratest.NewTenant(t)
+	if got := check(other.AccessToken(entratest.Scopes("Orders.Read"))); got != 401 {
+		t.Errorf("another tenant's token: %d, want 401", got)
+	}
+}
+
+// Behind Envoy every path of the service is a check, behind the prefix;
+// the probes answer only outside it, and a check is judged as sent, never
+// cleaned or redirected first.
+func TestEnvoyChecksAreNotProbes(t *testing.T) {
+	for _, v := range append(append([]string{}, gatewayVariables...), "AZURE_TENANT_ID", "AZURE_CLIENT_ID") {
+		t.Setenv(v, "")
+	}
+	t.Setenv("ADDR", "127.0.0.1:0")
+	t.Setenv("GATEWAY", "envoy")
+	t.Setenv("ENVOY_PATH_PREFIX", "/ext-authz")
+	s, err := start(context.Background(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for path, want := range map[string]int{
+		"/_entragate/healthz":           200, // the probe
+		"/ext-authz/_entragate/healthz": 401, // a check of the original /_entragate/healthz
+		"/ext-authz/healthz":            200, // public in rules.conf
+		"/ext-authz//api/orders":        401, // repeated slashes merged, judged
+		"/ext-authz/healthz/../api":     403, // a dot segment, refused
+	} {
+		req, _ := http.NewRequest(http.MethodGet, s.URL+path, nil)
+		req.URL.Opaque = path // sent as written
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s: %d, want %d", path, resp.StatusCode, want)
 		}
 	}
 }

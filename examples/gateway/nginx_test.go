@@ -175,6 +175,10 @@ type echo struct {
 func send(t testing.TB, method, url string, headers ...string) echo {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, nil)
+	if base, target, ok := strings.Cut(url, "#"); ok { // sent as written, # and all
+		req, _ = http.NewRequest(method, base, nil)
+		req.URL.Opaque = req.URL.Path + "#" + target
+	}
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Add(headers[i], headers[i+1])
 	}
@@ -237,6 +241,31 @@ func TestThroughNginx(t *testing.T) {
 			t.Errorf("on a public path: %d %s", e.status, e.body)
 		}
 	})
+	t.Run("a malformed Authorization header gets 400 invalid_request", func(t *testing.T) {
+		for _, value := range []string{"Bearer ", "Bearer a b"} {
+			e := send(t, "GET", s.gateway+"/api/orders/42", "Authorization", value)
+			if e.status != 400 || e.Error != "invalid_request" || !strings.Contains(e.header.Get("WWW-Authenticate"), `error="invalid_request"`) ||
+				e.header.Get("Retry-After") != "" || e.header.Get("Content-Type") != "application/json; charset=utf-8" ||
+				e.header.Get("X-Content-Type-Options") != "nosniff" {
+				t.Errorf("%q: %d %v %s", value, e.status, e.header, e.body)
+			}
+		}
+	})
+	t.Run("a token with many roles reaches the upstream with all of them", func(t *testing.T) {
+		roles := make([]string, 120)
+		for i := range roles {
+			roles[i] = fmt.Sprintf("Orders.Role%03d.ReadWriteEverything", i)
+		}
+		e := send(t, "GET", s.gateway+"/api/orders/42", bearer(tenant.AccessToken(entratest.Scopes("Orders.Read"), entratest.Roles(roles...)))...)
+		if e.status != 200 || e.Headers["X-Entra-Roles"] != strings.Join(roles, " ") {
+			t.Errorf("%d %.300s", e.status, e.body)
+		}
+	})
+	t.Run("a method override must pass the route of its method too", func(t *testing.T) {
+		if e := send(t, "GET", s.gateway+"/api/orders/42", append(bearer(reader), "X-HTTP-Method-Override", "DELETE")...); e.status != 403 {
+			t.Errorf("%d %s", e.status, e.body)
+		}
+	})
 	t.Run("a public path needs no token", func(t *testing.T) {
 		if e := send(t, "GET", s.gateway+"/public/price-list"); e.status != 200 {
 			t.Errorf("%d %s", e.status, e.body)
@@ -244,15 +273,19 @@ func TestThroughNginx(t *testing.T) {
 	})
 	t.Run("path tricks never make a protected path public", func(t *testing.T) {
 		for uri, want := range map[string]int{
-			"/public/%2e%2e/admin":   403,
-			"/public/%2E%2E%2Fadmin": 403,
-			"/public/..;/admin":      403,
-			"/public;/admin":         403,
-			"/PUBLIC/price-list":     401,
-			"//admin":                401,
-			"/ADMIN/users":           401,
-			"/adm%69n/users":         401,
-			"/other":                 401,
+			"/public/%2e%2e/admin":     403,
+			"/public/%2E%2E%2Fadmin":   403,
+			"/public/..;/admin":        403,
+			"/public;/admin":           403,
+			"/PUBLIC/price-list":       401,
+			"//admin":                  401,
+			"/ADMIN/users":             401,
+			"/adm%69n/users":           401,
+			"/other":                   401,
+			"/public#/../admin":        403,
+			"/public/%252e%252e/admin": 403,
+			"/admin.":                  403,
+			"/adm%C4%B1n/users":        401, // ı: the admin route, protected
 		} {
 			if e := send(t, "GET", s.gateway+uri); e.status != want {
 				t.Errorf("%s: %d, want %d (%s)", uri, e.status, want, e.body)

@@ -24,10 +24,17 @@
 // only from a request of a trusted gateway (TrustedNetworks, SharedSecret
 // or both), so that a client reaching the service directly cannot have it
 // judge a path of its choosing. Paths are judged the way an upstream could
-// read them: percent-decoded, with encoded slashes, backslashes, dot
-// segments and control characters refused, repeated slashes merged,
-// protected routes matched without regard to case and public ones only
-// exactly. A request that carries the identity headers itself is refused.
+// read them: percent-decoded, with anything two servers could read
+// differently refused (encoded slashes, backslashes, dot segments, a #,
+// semicolons, double encoding, segments ending in a dot or a space,
+// compatibility forms of ASCII characters, control characters), repeated
+// slashes merged, protected routes matched without regard to case (the
+// characters some servers fold to ASCII letters included) and public ones
+// only exactly. A request that carries an identity header itself (in any
+// case, with underscores for dashes too) or a header some servers read as
+// the path (X-Original-URL, X-Rewrite-URL) is refused; one with a method
+// override header (X-HTTP-Method-Override, X-HTTP-Method,
+// X-Method-Override) must pass the routes of every method it names too.
 package forwardauth
 
 import (
@@ -42,7 +49,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/entragate/entragate/claims"
 	"github.com/entragate/entragate/middleware"
@@ -243,8 +249,8 @@ func checkRoutes(in []Route) ([]route, error) {
 			return nil, fmt.Errorf("forwardauth: route path %q must start with /", p)
 		case p != "/" && strings.HasSuffix(p, "/"):
 			return nil, fmt.Errorf("forwardauth: route path %q: write it without the trailing slash (a prefix covers its subpaths)", p)
-		case canonicalPath(p) != p:
-			return nil, fmt.Errorf("forwardauth: route path %q is not a plain path (no encoded characters, dot segments or repeated slashes)", p)
+		case canonicalPath(p) != p || !isASCII(p):
+			return nil, fmt.Errorf("forwardauth: route path %q is not a plain ASCII path (no encoded characters, dot segments or repeated slashes)", p)
 		case r.Public && !r.Rule.IsZero():
 			return nil, fmt.Errorf("forwardauth: route %s is public and has a Rule", p)
 		}
@@ -255,13 +261,13 @@ func checkRoutes(in []Route) ([]route, error) {
 			}
 		}
 		slices.Sort(methods)
-		key := strings.ToLower(p) + " " + strings.Join(methods, ",")
+		key := foldPath(p) + " " + strings.Join(methods, ",")
 		if seen[key] {
 			return nil, fmt.Errorf("forwardauth: route %s %v is listed twice", p, methods)
 		}
 		seen[key] = true
 		r.Methods = methods
-		out = append(out, route{Route: r, lower: strings.ToLower(p)})
+		out = append(out, route{Route: r, lower: foldPath(p)})
 	}
 	// Longest path first; among equal paths, routes naming methods first.
 	slices.SortStableFunc(out, func(a, b route) int {
@@ -281,26 +287,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	method, path, problem := h.original(r)
+	if problem == "" {
+		problem = h.foreignHeaders(r.Header)
+	}
+	var methods []string
+	if problem == "" {
+		methods, problem = overrides(r.Header, method)
+	}
 	if problem != "" {
 		h.refuse(w, http.StatusForbidden, "invalid_request", problem, problem, r)
 		return
 	}
-	for name := range r.Header {
-		if strings.HasPrefix(name, http.CanonicalHeaderKey(h.prefix)) {
-			h.refuse(w, http.StatusForbidden, "invalid_request", "the request carries "+name+", a header only this service sets",
-				"a request carrying an identity header of its own: "+name, r)
-			return
-		}
-	}
-	rt := h.match(method, path)
-	if rt != nil && rt.Public {
+	rule, public := h.ruleFor(methods, path)
+	if public {
 		h.writeIdentity(w, nil) // no caller: every identity header empty
 		w.WriteHeader(http.StatusOK)
 		return
-	}
-	rule := middleware.Rule{}
-	if rt != nil {
-		rule = rt.Rule
 	}
 	ctx, err := h.auth.AuthorizeHeader(r.Context(), r.Header["Authorization"], rule)
 	if err != nil {
@@ -310,6 +312,76 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c, _ := claims.FromContext(ctx)
 	h.writeIdentity(w, c)
 	w.WriteHeader(http.StatusOK)
+}
+
+// foreignHeaders refuses a request that carries a header under the
+// identity prefix itself, however spelled: case aside, with underscores
+// for dashes too (nginx drops such names by default; Traefik, Caddy and
+// Envoy pass them, and CGI, WSGI and PHP upstreams read X_Entra_Roles as
+// X-Entra-Roles); and the headers some servers take as the request's
+// path (X-Original-URL, X-Rewrite-URL), which the check never judged.
+func (h *Handler) foreignHeaders(hd http.Header) string {
+	prefix := headerFold(h.prefix)
+	for name := range hd {
+		switch n := headerFold(name); {
+		case strings.HasPrefix(n, prefix):
+			return "the request carries " + name + ", a header only this service sets"
+		case n == "x-original-url" || n == "x-rewrite-url":
+			return "the request carries " + name + ", which some servers read as the request's path"
+		}
+	}
+	return ""
+}
+
+// headerFold is a header name as a CGI-style upstream reads it.
+func headerFold(name string) string {
+	return strings.ToLower(strings.ReplaceAll(name, "_", "-"))
+}
+
+// methodOverrides are the headers frameworks read as the request's method
+// (ASP.NET Core's UseHttpMethodOverride, Express's method-override...).
+var methodOverrides = []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
+
+// overrides is method and every method an override header names: a
+// request must pass the routes of each, as the upstream may act on any.
+func overrides(hd http.Header, method string) ([]string, string) {
+	methods := []string{method}
+	for name, values := range hd {
+		if !slices.Contains(methodOverrides, http.CanonicalHeaderKey(strings.ReplaceAll(name, "_", "-"))) {
+			continue
+		}
+		for _, v := range values {
+			if m := strings.ToUpper(strings.TrimSpace(v)); validHeaderName(m) {
+				methods = append(methods, m)
+				continue
+			}
+			return nil, "the request's " + name + " header is not a method name"
+		}
+	}
+	return methods, ""
+}
+
+// ruleFor is what a request to path needs under every one of methods:
+// public only when each method's route is public; the zero Rule when one
+// has no route.
+func (h *Handler) ruleFor(methods []string, path string) (middleware.Rule, bool) {
+	var rules []middleware.Rule
+	for _, m := range methods {
+		rt := h.match(m, path)
+		switch {
+		case rt == nil || rt.Rule.IsZero() && !rt.Public:
+			return middleware.Rule{}, false
+		case !rt.Public:
+			rules = append(rules, rt.Rule)
+		}
+	}
+	switch len(rules) {
+	case 0:
+		return middleware.Rule{}, true
+	case 1:
+		return rules[0], false
+	}
+	return middleware.All(rules...), false
 }
 
 // trusted applies TrustedNetworks and SharedSecret.
@@ -353,10 +425,11 @@ func (h *Handler) original(r *http.Request) (method, path, problem string) {
 	if !validHeaderName(method) {
 		return "", "", "the original method is not a method name"
 	}
+	// A request target never holds a fragment: a # is refused (below),
+	// not cut, since an upstream may take it as part of the path.
 	uri, _, _ = strings.Cut(uri, "?")
-	uri, _, _ = strings.Cut(uri, "#")
 	if path = canonicalPath(uri); path == "" {
-		return "", "", "the original path is ambiguous (an encoded slash or backslash, a dot segment, a control character or bad percent-encoding)"
+		return "", "", "the original path is ambiguous (an encoded slash or backslash, a dot segment, a segment ending in a dot or space, a #, a control character, a character some servers read as ASCII, double or bad percent-encoding)"
 	}
 	return strings.ToUpper(method), path, ""
 }
@@ -369,51 +442,11 @@ func single(hd http.Header, name string) string {
 	return ""
 }
 
-// canonicalPath decodes an escaped path the way an upstream could read it
-// and returns it with repeated slashes merged, or "" when two upstreams
-// could read it differently: an encoded slash or backslash, a backslash, a
-// dot segment, a semicolon (Java servers drop it and what follows from a
-// segment, so /public/..;/admin is /admin there), a control character,
-// invalid percent-encoding or UTF-8.
-func canonicalPath(escaped string) string {
-	if !strings.HasPrefix(escaped, "/") {
-		return ""
-	}
-	lower := strings.ToLower(escaped)
-	if strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.ContainsAny(escaped, "\\;") {
-		return ""
-	}
-	p, err := url.PathUnescape(escaped)
-	if err != nil || !utf8.ValidString(p) || strings.ContainsAny(p, "\\;") {
-		return ""
-	}
-	var b strings.Builder
-	for _, seg := range strings.Split(p, "/") {
-		switch seg {
-		case "":
-			continue
-		case ".", "..":
-			return ""
-		}
-		for _, c := range seg {
-			if c < 0x20 || c == 0x7f {
-				return ""
-			}
-		}
-		b.WriteByte('/')
-		b.WriteString(seg)
-	}
-	if b.Len() == 0 || strings.HasSuffix(p, "/") && b.String() != "/" {
-		b.WriteByte('/')
-	}
-	return b.String()
-}
-
 // match finds the route of method and path: the longest path covering it
 // (a public one exactly, a protected one in any case), preferring one
 // that names the method.
 func (h *Handler) match(method, path string) *route {
-	lower := strings.ToLower(path)
+	lower := foldPath(path)
 	for i := range h.routes {
 		rt := &h.routes[i]
 		if len(rt.Methods) > 0 && !slices.Contains(rt.Methods, method) {
@@ -424,15 +457,6 @@ func (h *Handler) match(method, path string) *route {
 		}
 	}
 	return nil
-}
-
-// covers reports whether prefix covers path on a segment boundary.
-func covers(prefix, path string) bool {
-	if prefix == "/" {
-		return true
-	}
-	rest, ok := strings.CutPrefix(path, prefix)
-	return ok && (rest == "" || rest[0] == '/')
 }
 
 // writeRefusal answers as RequireAuth does, with the error in headers too.

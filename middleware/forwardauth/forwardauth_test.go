@@ -285,6 +285,28 @@ func TestPathTricks(t *testing.T) {
 		{"/public/%zz", 403},
 		{"/public/%ff", 403},
 		{"relative", 403},
+		// A # is refused, not cut: an upstream may keep it in the path
+		// and clean /public#/../admin to /admin.
+		{"/public#/../admin", 403},
+		{"/public#x", 403},
+		{"/public%23/../admin", 403},
+		// Decoded twice by some servers.
+		{"/public/%252e%252e/admin", 403},
+		{"/public/%2541", 403},
+		{"/public/100%25", 200}, // a percent sign that encodes nothing
+		// Windows servers drop a segment's trailing dots and spaces.
+		{"/admin.", 403},
+		{"/admin%20", 403},
+		{"/public/a./b", 403},
+		// Compatibility forms NFKC turns into ASCII.
+		{"/public/%EF%BC%8E%EF%BC%8E/admin", 403}, // fullwidth dots
+		{"/%EF%BD%81dmin", 403},                   // fullwidth a
+		{"/public/%E2%80%A5/admin", 403},          // two-dot leader
+		{"/public/%EF%AC%81le", 403},              // the ﬁ ligature
+		{"/public/caf%C3%A9", 200},                // é is a letter of its own
+		// What case-insensitive servers take for ASCII letters is matched
+		// as those letters: the protected route applies.
+		{"/%C4%B1", 401}, // ı: no route but "/", which is protected anyway
 	}
 	for _, tc := range tests {
 		t.Run(tc.uri, func(t *testing.T) {
@@ -398,4 +420,82 @@ func newAuthenticator(tb testing.TB, cfg middleware.Config) (*middleware.Authent
 		tb.Cleanup(func() { a.Close() })
 	}
 	return a, err
+}
+
+// A path that a case-insensitive upstream routes to a protected path is
+// judged by that path's route: ſ is s to Unicode's simple case folding, K
+// (the Kelvin sign) is k, ı and İ are i to Java's equalsIgnoreCase.
+func TestCaseFoldingReachesTheProtectedRoute(t *testing.T) {
+	s := newSetup(t, forwardauth.Config{Routes: []forwardauth.Route{
+		{Path: "/api/payments", Rule: middleware.AnyScope("Payments.Write")},
+		{Path: "/api/kiosk", Rule: middleware.AnyScope("Kiosk.Use")},
+		{Path: "/api/billing", Rule: middleware.AnyScope("Billing.Read")},
+		{Path: "/api", Rule: middleware.Authenticated()},
+	}})
+	reader := bearer(s.tenant.AccessToken(entratest.Scopes("Orders.Read")))
+	for _, uri := range []string{
+		"/api/payments", "/api/PAYMENTS", "/api/payment%C5%BF", "/api/%E2%84%AAiosk", "/api/b%C4%B1lling", "/api/B%C4%B0LLING",
+	} {
+		if r := s.check(t, "POST", uri, reader...); r.StatusCode != 403 {
+			t.Errorf("%s with Orders.Read only: %d, want 403 (the protected route)", uri, r.StatusCode)
+		}
+	}
+	if r := s.check(t, "POST", "/api/other", reader...); r.StatusCode != 200 {
+		t.Errorf("/api/other: %d, want 200", r.StatusCode)
+	}
+	if _, err := forwardauth.New(forwardauth.Config{Authenticator: s.auth, Gateway: forwardauth.Nginx, TrustedNetworks: loopback,
+		Routes: []forwardauth.Route{{Path: "/caf\u00e9", Public: true}}}); err == nil {
+		t.Error("a route path that is not ASCII was accepted")
+	}
+}
+
+// Identity headers a client sent, however spelled, and headers some
+// servers read as the request's path are refused.
+func TestForeignHeadersAreRefused(t *testing.T) {
+	s := newSetup(t, forwardauth.Config{})
+	reader := bearer(s.tenant.AccessToken(entratest.Scopes("Orders.Read")))
+	for _, h := range [][2]string{
+		{"X-Entra-Roles", "Admin"}, {"x-entra-object-id", "forged"}, {"X_Entra_Roles", "Admin"}, {"X-Entra_Object_Id", "forged"},
+		{"x_entra_name", "forged"}, {"X-Original-URL", "/admin"}, {"X_Rewrite_URL", "/admin"},
+	} {
+		for _, uri := range []string{"/api/orders/1", "/healthz"} {
+			if r := s.check(t, "GET", uri, append([]string{h[0], h[1]}, reader...)...); r.StatusCode != 403 {
+				t.Errorf("%s: %s on %s: %d, want 403", uri, h[0], uri, r.StatusCode)
+			}
+		}
+	}
+	if r := s.check(t, "GET", "/api/orders/1", append([]string{"X-Entragate-Other", "x"}, reader...)...); r.StatusCode != 200 {
+		t.Errorf("an unrelated header: %d, want 200", r.StatusCode)
+	}
+}
+
+// A method override header makes the request pass the routes of every
+// method it may be served as.
+func TestMethodOverridesArePassedToo(t *testing.T) {
+	s := newSetup(t, forwardauth.Config{})
+	reader := bearer(s.tenant.AccessToken(entratest.Scopes("Orders.Read")))
+	writer := bearer(s.tenant.AccessToken(entratest.Scopes("Orders.Read", "Orders.Write")))
+	tests := []struct {
+		name    string
+		method  string
+		uri     string
+		headers []string
+		status  int
+	}{
+		{"GET as DELETE by a reader", "GET", "/api/orders/1", append([]string{"X-HTTP-Method-Override", "DELETE"}, reader...), 403},
+		{"POST as GET by a reader", "POST", "/api/orders/1", append([]string{"X-HTTP-Method-Override", "GET"}, reader...), 403},
+		{"GET as DELETE by a writer", "GET", "/api/orders/1", append([]string{"X-HTTP-Method-Override", "delete"}, writer...), 200},
+		{"X-HTTP-Method", "GET", "/api/orders/1", append([]string{"X-HTTP-Method", "PUT"}, reader...), 403},
+		{"X-Method-Override", "GET", "/api/orders/1", append([]string{"X-Method-Override", "PUT"}, reader...), 403},
+		{"underscored", "GET", "/api/orders/1", append([]string{"X_HTTP_Method_Override", "PUT"}, reader...), 403},
+		{"public path as a protected method", "GET", "/healthz", []string{"X-HTTP-Method-Override", "DELETE"}, 200},
+		{"not a method", "GET", "/api/orders/1", append([]string{"X-HTTP-Method-Override", "DE LETE"}, writer...), 403},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if r := s.check(t, tc.method, tc.uri, tc.headers...); r.StatusCode != tc.status {
+				t.Errorf("%d, want %d", r.StatusCode, tc.status)
+			}
+		})
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -63,6 +64,13 @@ const offlineAddr = "127.0.0.1:8080"
 // The variables the API samples read.
 var variables = []string{"AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_AUTHORITY_HOST"}
 
+// Variables are the names FromEnv reads, for a sample that reads more of
+// its own beside them (each env.Vars must know every AZURE_* name the
+// process reads, or it takes the others for typos).
+func Variables() []string {
+	return append(slices.Clone(variables), "ALLOWED_TENANT_IDS", "ALLOW_ANY_TENANT", "ALLOW_PERSONAL_ACCOUNTS", "ADDR")
+}
+
 // FromEnv configures the API from the environment:
 //
 //	AZURE_TENANT_ID       the API's tenant (GUID or domain), or organizations
@@ -79,7 +87,7 @@ var variables = []string{"AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_AUTHORITY_
 // loopback only. Every mistake is reported by the variable's name.
 func FromEnv(stderr io.Writer) (*Setup, error) {
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	v := env.New(append(variables, "ALLOWED_TENANT_IDS", "ALLOW_ANY_TENANT", "ALLOW_PERSONAL_ACCOUNTS", "ADDR")...)
+	v := env.New(Variables()...)
 	s := &Setup{Addr: v.String("ADDR"), Logger: logger, Config: middleware.Config{Logger: logger}}
 	if !v.Any("AZURE_TENANT_ID", "AZURE_CLIENT_ID") {
 		if v.Any("AZURE_AUTHORITY_HOST", "ALLOWED_TENANT_IDS", "ALLOW_ANY_TENANT", "ALLOW_PERSONAL_ACCOUNTS") {
