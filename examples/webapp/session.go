@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"time"
@@ -67,10 +68,16 @@ type signedInSession struct {
 
 // SessionStore keeps signed-in sessions on the server, by ID. IDs reach it
 // hashed: a copy of the store holds no cookie a browser could replay.
+// GetLatest and PutLatest are Get and Put for what every instance must see
+// at once, an account's sign-out: GetLatest reads the shared store itself
+// (another instance's copy of a moment ago would do for a session, not for
+// a sign-out), PutLatest fails when the shared store did not take it.
 type SessionStore interface {
 	Get(ctx context.Context, id string) (*signedInSession, error) // nil, nil when absent
 	Put(ctx context.Context, id string, s *signedInSession) error
 	Delete(ctx context.Context, id string) error
+	GetLatest(ctx context.Context, id string) (*signedInSession, error)
+	PutLatest(ctx context.Context, id string, s *signedInSession) error
 }
 
 const (
@@ -121,7 +128,7 @@ func (m *sessions) load(r *http.Request) *session {
 // since the session began. A store that cannot say ends the session: it
 // fails closed.
 func (m *sessions) endedBySignOut(ctx context.Context, in *signedInSession) bool {
-	out, err := m.store.Get(ctx, accountKey(in.AccountID))
+	out, err := m.store.GetLatest(ctx, accountKey(in.AccountID))
 	if err != nil {
 		return true
 	}
@@ -197,17 +204,32 @@ func (m *sessions) signIn(ctx context.Context, w http.ResponseWriter, s *session
 	return m.save(w, s)
 }
 
+// errSignOutNotRecorded: the store did not take the account's sign-out,
+// so nothing else was done (the session and the cookie are as they were).
+var errSignOutNotRecorded = errors.New("the sign-out could not be recorded")
+
 // signOut ends the session on the server, and every other session of its
 // account (whose tokens leave MSAL's cache with this sign-out), then the
-// browser's cookie.
+// browser's cookie. The account's sign-out record comes first and must
+// reach the shared store: otherwise signOut changes nothing and returns
+// errSignOutNotRecorded, so that the user can try again, rather than
+// leave sessions that would come back with the store.
 func (m *sessions) signOut(ctx context.Context, w http.ResponseWriter, s *session) error {
-	var err error
 	if s.AccountID != "" {
 		now := time.Now()
-		err = m.store.Put(ctx, accountKey(s.AccountID), &signedInSession{AccountID: s.AccountID, SignedOut: now, Expires: now.Add(sessionLifetime)})
+		record := &signedInSession{AccountID: s.AccountID, SignedOut: now, Expires: now.Add(sessionLifetime)}
+		if err := m.store.PutLatest(ctx, accountKey(s.AccountID), record); err != nil {
+			return fmt.Errorf("%w: %w", errSignOutNotRecorded, err)
+		}
 	}
+	return m.end(ctx, w, s)
+}
+
+// end ends this browser's session only: on the server, and its cookie.
+func (m *sessions) end(ctx context.Context, w http.ResponseWriter, s *session) error {
+	var err error
 	if s.SessionID != "" {
-		err = errors.Join(err, m.store.Delete(ctx, storeKey(s.SessionID)))
+		err = m.store.Delete(ctx, storeKey(s.SessionID))
 	}
 	m.clear(w)
 	*s = session{}
@@ -260,6 +282,14 @@ func (s *memorySessions) Put(_ context.Context, id string, in *signedInSession) 
 	return nil
 }
 
+func (s *memorySessions) GetLatest(ctx context.Context, id string) (*signedInSession, error) {
+	return s.Get(ctx, id)
+}
+
+func (s *memorySessions) PutLatest(ctx context.Context, id string, in *signedInSession) error {
+	return s.Put(ctx, id, in)
+}
+
 func (s *memorySessions) Delete(_ context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -290,7 +320,16 @@ func (s *memorySessions) evictLocked() {
 type redisSessions struct{ store *tokencache.Store }
 
 func (r redisSessions) Get(ctx context.Context, id string) (*signedInSession, error) {
-	b, err := r.store.Get(ctx, id)
+	return decodeSession(r.store.Get(ctx, id))
+}
+
+// GetLatest asks Redis, whatever the memory layer holds (which answers
+// only while Redis cannot be reached).
+func (r redisSessions) GetLatest(ctx context.Context, id string) (*signedInSession, error) {
+	return decodeSession(r.store.GetFresh(ctx, id))
+}
+
+func decodeSession(b []byte, err error) (*signedInSession, error) {
 	if err != nil || b == nil {
 		return nil, err
 	}
@@ -307,6 +346,15 @@ func (r redisSessions) Put(ctx context.Context, id string, s *signedInSession) e
 		return err
 	}
 	return r.store.Set(ctx, id, b, time.Until(s.Expires))
+}
+
+// PutLatest fails (tokencache.ErrUnavailable) when Redis did not take it.
+func (r redisSessions) PutLatest(ctx context.Context, id string, s *signedInSession) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	return r.store.SetStrict(ctx, id, b, time.Until(s.Expires))
 }
 
 func (r redisSessions) Delete(ctx context.Context, id string) error { return r.store.Delete(ctx, id) }

@@ -11,6 +11,7 @@ type pageData struct {
 	Message    string
 	Detail     string
 	SignIn     bool // offer to sign in again
+	Retry      bool // offer to sign out again
 	Graph      map[string]any
 	GraphError string
 	API        *apiResult
@@ -86,6 +87,7 @@ var apiPage = page(`{{define "body"}}<h1 id="api-heading">{{.API.Heading}}</h1>
 
 var errorPage = page(`{{define "body"}}<h1>{{if .Session.AccountID}}Not done{{else}}Not signed in{{end}}</h1>
 <p class="explain" id="error">{{.Message}}</p>{{if .Detail}}<p><small id="error-detail">{{.Detail}}</small></p>{{end}}
+{{if .Retry}}<form method="post" action="/logout"><button type="submit" id="sign-out-again">Sign out</button></form>{{end}}
 <p>{{if .SignIn}}<a href="/login" id="sign-in-again">Sign in again</a> · {{end}}<a href="/">Home</a></p>{{end}}`)
 
 var signedOutPage = page(`{{define "body"}}<h1>Signed out</h1>

@@ -83,7 +83,7 @@ type TokenCache interface {
 // verified by entragate, Graph /me, and the protected API.
 type App struct {
 	cfg      Config
-	msal     confidential.Client
+	msal     *msalClients
 	ids      *entragate.IDTokenVerifier // verifies the app's ID tokens
 	own      *entragate.Provider        // the Provider the app started, if it did
 	sessions *sessions
@@ -111,11 +111,13 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if cfg.TokenCache != nil {
 		opts = append(opts, confidential.WithCache(cfg.TokenCache))
 	}
-	app, err := confidential.New(cfg.AuthorityHost+"/"+cfg.TenantID, cfg.ClientID, cred, opts...)
+	clients, err := newMSALClients(func() (confidential.Client, error) {
+		return confidential.New(cfg.AuthorityHost+"/"+cfg.TenantID, cfg.ClientID, cred, opts...)
+	}, cfg.TokenCache != nil)
 	if err != nil {
 		return nil, fmt.Errorf("MSAL: %w", err)
 	}
-	a := &App{cfg: cfg, msal: app}
+	a := &App{cfg: cfg, msal: clients}
 	provider := cfg.Provider
 	if provider == nil {
 		provider, err = entragate.NewProvider(ctx, entragate.ProviderConfig{
@@ -193,9 +195,9 @@ func (a *App) home(w http.ResponseWriter, r *http.Request) {
 	s := a.sessions.load(r)
 	if s.signedIn() {
 		// The tokens live in MSAL's cache: when it no longer has the
-		// session's account, the sign-in is gone too.
-		if acct, err := a.msal.Account(r.Context(), s.AccountID); err != nil || acct.HomeAccountID == "" {
-			_ = a.sessions.signOut(r.Context(), w, s)
+		// session's account, this sign-in is gone too.
+		if _, ok := a.account(r.Context(), s.AccountID); !ok {
+			_ = a.sessions.end(r.Context(), w, s)
 		}
 	}
 	render(w, http.StatusOK, homePage, pageData{Session: s})
@@ -237,7 +239,7 @@ func (a *App) startSignIn(w http.ResponseWriter, r *http.Request, s *session, wh
 			opts = append(opts, confidential.WithLoginHint(hint))
 		}
 	}
-	authURL, err := a.msal.AuthCodeURL(r.Context(), a.cfg.ClientID, a.cfg.RedirectURI, scopes, opts...)
+	authURL, err := a.msal.shared.AuthCodeURL(r.Context(), a.cfg.ClientID, a.cfg.RedirectURI, scopes, opts...)
 	if err != nil {
 		a.fail(w, http.StatusBadGateway, "The sign-in could not start: the identity provider's metadata could not be read.", err)
 		return
@@ -336,8 +338,13 @@ func (a *App) redeem(w http.ResponseWriter, r *http.Request, s *session, verifie
 			redeemOpts = append(redeemOpts, confidential.WithClaims(stepUp))
 		}
 	}
-	res, err := a.msal.AcquireTokenByAuthCode(r.Context(), r.URL.Query().Get("code"), a.cfg.RedirectURI, redeemScopes, redeemOpts...)
+	client, err := a.msal.forSignIn()
+	var res confidential.AuthResult
 	if err == nil {
+		res, err = client.AcquireTokenByAuthCode(r.Context(), r.URL.Query().Get("code"), a.cfg.RedirectURI, redeemScopes, redeemOpts...)
+	}
+	if err == nil {
+		a.msal.adopt(res.Account.HomeAccountID, client)
 		return res, true
 	}
 	a.cfg.Logger.Warn("redeeming the authorization code failed", "error", err)
@@ -458,7 +465,11 @@ func (a *App) challenged(w http.ResponseWriter, r *http.Request, t target) {
 	}
 	res, challenge := a.callWithUserToken(r.Context(), acct, t)
 	if challenge != nil && challenge.Claims != "{}" {
-		silent, err := a.msal.AcquireTokenSilent(r.Context(), t.scopes, confidential.WithSilentAccount(acct), confidential.WithClaims(challenge.Claims))
+		client, err := a.msal.forAccount(acct.HomeAccountID)
+		var silent confidential.AuthResult
+		if err == nil {
+			silent, err = client.AcquireTokenSilent(r.Context(), t.scopes, confidential.WithSilentAccount(acct), confidential.WithClaims(challenge.Claims))
+		}
 		if err == nil {
 			res, challenge = a.callWithToken(r.Context(), t, silent.AccessToken)
 		}
@@ -552,21 +563,32 @@ func (a *App) callWithToken(ctx context.Context, t target, token string) (*apiRe
 
 // logout ends the session on the server and in the browser, forgets the
 // user's tokens, and signs the user out at Entra, which sends the browser
-// back to the signed-out page.
+// back to the signed-out page. The account's sign-out is recorded first,
+// where every instance reads it: when the session store cannot take it,
+// nothing is undone and the user is asked to try again, so that no
+// sign-out is lost and comes back with the store.
 func (a *App) logout(w http.ResponseWriter, r *http.Request) {
 	s := a.sessions.load(r)
-	if s.signedIn() {
-		if acct, err := a.msal.Account(r.Context(), s.AccountID); err == nil {
-			_ = a.msal.RemoveAccount(r.Context(), acct)
+	accountID := s.AccountID
+	if err := a.sessions.signOut(r.Context(), w, s); errors.Is(err, errSignOutNotRecorded) {
+		a.cfg.Logger.Warn("signing out failed: the session store cannot be reached", "error", err)
+		render(w, http.StatusServiceUnavailable, errorPage, pageData{Session: s, Retry: true,
+			Message: "You are not signed out yet: the app could not record your sign-out for all its servers. Try again in a moment."})
+		return
+	} else if err != nil {
+		// The sign-out is recorded; a session the store could not delete
+		// opens nothing now, and expires with its lifetime.
+		a.cfg.Logger.Warn("deleting the session failed", "error", err)
+	}
+	if accountID != "" {
+		if acct, ok := a.account(r.Context(), accountID); ok {
+			if client, err := a.msal.forAccount(accountID); err == nil {
+				_ = client.RemoveAccount(r.Context(), acct)
+			}
 		}
 		if a.cfg.TokenCache != nil {
-			_ = a.cfg.TokenCache.DeleteAccount(r.Context(), s.AccountID)
+			_ = a.cfg.TokenCache.DeleteAccount(r.Context(), accountID)
 		}
-	}
-	if err := a.sessions.signOut(r.Context(), w, s); err != nil {
-		// The cookie is cleared; a session the store could not delete
-		// still expires with its lifetime.
-		a.cfg.Logger.Warn("deleting the session failed", "error", err)
 	}
 	logout := a.cfg.AuthorityHost + "/" + a.cfg.TenantID + "/oauth2/v2.0/logout?" +
 		url.Values{"post_logout_redirect_uri": {a.cfg.SignedOutURL}, "client_id": {a.cfg.ClientID}}.Encode()
@@ -586,21 +608,37 @@ func (a *App) signedIn(w http.ResponseWriter, r *http.Request) (*session, confid
 		http.Redirect(w, r, "/", http.StatusFound)
 		return nil, confidential.Account{}, false
 	}
-	acct, err := a.msal.Account(r.Context(), s.AccountID)
-	if err != nil || acct.HomeAccountID == "" {
+	acct, ok := a.account(r.Context(), s.AccountID)
+	if !ok {
+		a.cfg.Logger.Info("the session's account is not in MSAL's cache: this browser signs in again")
 		// MSAL's cache no longer has the account (a restart, with the
-		// cache in memory): the user signs in again.
-		_ = a.sessions.signOut(r.Context(), w, s)
+		// cache in memory): this browser signs in again. Its other
+		// sessions are not signed out: the account did not sign out.
+		_ = a.sessions.end(r.Context(), w, s)
 		http.Redirect(w, r, "/", http.StatusFound)
 		return nil, confidential.Account{}, false
 	}
 	return s, acct, true
 }
 
+// account is MSAL's account of the session, if its cache has it.
+func (a *App) account(ctx context.Context, homeAccountID string) (confidential.Account, bool) {
+	client, err := a.msal.forAccount(homeAccountID)
+	if err != nil {
+		return confidential.Account{}, false
+	}
+	acct, err := client.Account(ctx, homeAccountID)
+	return acct, err == nil && acct.HomeAccountID != ""
+}
+
 // accessToken gets a token for scopes from MSAL's cache, refreshing it as
 // needed.
 func (a *App) accessToken(ctx context.Context, acct confidential.Account, scopes []string) (string, error) {
-	res, err := a.msal.AcquireTokenSilent(ctx, scopes, confidential.WithSilentAccount(acct))
+	client, err := a.msal.forAccount(acct.HomeAccountID)
+	if err != nil {
+		return "", err
+	}
+	res, err := client.AcquireTokenSilent(ctx, scopes, confidential.WithSilentAccount(acct))
 	if err != nil {
 		return "", err
 	}

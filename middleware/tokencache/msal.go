@@ -41,11 +41,15 @@ type MSALCache struct {
 
 var _ cache.ExportReplace = (*MSALCache)(nil)
 
+// key is the store's name of a partition: hashed, since MSAL names a
+// user's partition by their object and tenant IDs, and Redis keys are not
+// sealed (a copy of Redis would list who is signed in).
 func (c *MSALCache) key(partition string) string {
 	if partition == "" {
-		partition = "-"
+		return c.ns + ":msal:-"
 	}
-	return c.ns + ":msal:" + partition
+	sum := sha256.Sum256([]byte(partition))
+	return c.ns + ":msal:" + base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 // Replace loads the partition MSAL asks for into its memory, an empty one

@@ -149,7 +149,11 @@ func TestMSALCacheIsShared(t *testing.T) {
 	webA := c.client(t, c.web, confidential.WithCache(storeA.MSAL("web", time.Hour)))
 	webB := c.client(t, c.web, confidential.WithCache(storeB.MSAL("web", time.Hour)))
 	res, midScope := c.userToken(t, webA)
-	if ttl := rdb.PTTL(ctx, tokencache.DefaultPrefix+"web:msal:"+res.Account.HomeAccountID).Val(); ttl < 59*time.Minute || ttl > time.Hour {
+	users := rdb.Keys(ctx, tokencache.DefaultPrefix+"web:msal:*").Val()
+	if len(users) != 1 || strings.Contains(users[0], res.Account.HomeAccountID) || strings.Contains(users[0], res.Account.HomeAccountID[:8]) {
+		t.Fatalf("user partitions %q: want one, not naming the account %s", users, res.Account.HomeAccountID)
+	}
+	if ttl := rdb.PTTL(ctx, users[0]).Val(); ttl < 59*time.Minute || ttl > time.Hour {
 		t.Errorf("user partition lives %v, want the MSAL cache's maxTTL (1h)", ttl)
 	}
 	srv.ResetCounts()

@@ -5,7 +5,9 @@
 // no token, and a value moved to another key does not open), and an
 // in-memory layer answers repeated reads and keeps the instance working
 // when Redis is down or slow: a failed Redis call is logged, never an
-// error for the request.
+// error for the request. What every instance must see at once (a web
+// app's sign-out) has GetFresh and SetStrict, which do not lean on the
+// memory layer.
 //
 //	store, err := tokencache.New(tokencache.Config{
 //		Redis: redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"}),
@@ -75,6 +77,8 @@ type Store struct {
 	pausedUntil        atomic.Int64 // unix nanoseconds: Redis is not asked before
 	inflight           atomic.Int32 // Redis calls running
 	probing            atomic.Bool
+	replaying          atomic.Bool  // a goroutine replays the deletes Redis missed
+	lastKeyWarn        atomic.Int64 // unix nanoseconds of the last "does not open" warning
 
 	mu       sync.Mutex
 	entries  map[string]*entry
@@ -86,6 +90,9 @@ type entry struct {
 	expires time.Time
 	fetched time.Time // when it was last read from or written to Redis
 }
+
+// ErrUnavailable is SetStrict's error when Redis could not be reached.
+var ErrUnavailable = errors.New("tokencache: Redis cannot be reached")
 
 // New checks cfg and returns a Store. It does not contact Redis.
 func New(cfg Config) (*Store, error) {
@@ -126,6 +133,18 @@ func New(cfg Config) (*Store, error) {
 // Get returns the value of key, nil when there is none (or it cannot be
 // opened). When Redis cannot be reached it answers from the memory layer.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	return s.get(ctx, key, false), nil
+}
+
+// GetFresh is Get without the memory layer's answer while Redis can be
+// reached: it asks Redis every time, for a value another instance may
+// have just changed (a sign-out). When Redis cannot be reached it answers
+// from the memory layer, as Get does.
+func (s *Store) GetFresh(ctx context.Context, key string) ([]byte, error) {
+	return s.get(ctx, key, true), nil
+}
+
+func (s *Store) get(ctx context.Context, key string, fresh bool) []byte {
 	now := time.Now()
 	s.mu.Lock()
 	e := s.entries[key]
@@ -133,10 +152,10 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 		delete(s.entries, key)
 		e = nil
 	}
-	if e != nil && now.Sub(e.fetched) < s.localTTL {
+	if e != nil && !fresh && now.Sub(e.fetched) < s.localTTL {
 		s.mu.Unlock()
 		s.local.Add(1)
-		return e.value, nil
+		return e.value
 	}
 	s.mu.Unlock()
 
@@ -149,33 +168,52 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	})
 	switch {
 	case errors.Is(err, redis.Nil):
-		s.retryDeletes(ctx)
+		s.replayDeletes()
 		s.forget(key)
-		return nil, nil
+		return nil
 	case err != nil:
 		if e != nil {
 			s.local.Add(1)
-			return e.value, nil // possibly stale, not expired
+			return e.value // possibly stale, not expired
 		}
-		return nil, nil
+		return nil
 	}
-	s.retryDeletes(ctx)
+	s.replayDeletes()
 	value, expires, err := s.open(full, sealed)
 	if err != nil {
 		// Another key's value, or another Key's: not ours to read.
-		s.logger.WarnContext(ctx, "tokencache: a value in Redis does not open with this Key; ignored", slog.String("key", full))
-		return nil, nil
+		s.warnKey(ctx, full)
+		return nil
 	}
 	if now.After(expires) {
-		return nil, nil
+		return nil
 	}
 	s.remember(key, value, expires.Sub(now), now)
-	return value, nil
+	return value
 }
 
 // Set stores value under key for ttl. When Redis cannot be reached the
 // memory layer keeps it, and the failure is logged.
 func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	err := s.set(ctx, key, value, ttl, false)
+	if errors.Is(err, ErrUnavailable) {
+		return nil
+	}
+	return err
+}
+
+// SetStrict is Set for a value other instances must see (a sign-out): it
+// returns ErrUnavailable when Redis could not store it, and then leaves
+// the memory layer as it was, so that the caller can refuse to go on as
+// if it had been stored, and nothing in this instance acts on it either.
+func (s *Store) SetStrict(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if ttl <= 0 {
+		return errors.New("tokencache: SetStrict needs a positive ttl")
+	}
+	return s.set(ctx, key, value, ttl, true)
+}
+
+func (s *Store) set(ctx context.Context, key string, value []byte, ttl time.Duration, strict bool) error {
 	if ttl <= 0 {
 		return s.Delete(ctx, key)
 	}
@@ -185,14 +223,20 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 	if err != nil {
 		return err
 	}
-	s.remember(key, value, ttl, now)
-	s.mu.Lock()
-	delete(s.pendDels, key)
-	s.mu.Unlock()
-	if err := s.redis(ctx, "writing", func(ctx context.Context) error { return s.rdb.Set(ctx, full, sealed, ttl).Err() }); err != nil {
-		return nil
+	if !strict {
+		s.remember(key, value, ttl, now)
 	}
-	s.retryDeletes(ctx)
+	err = s.redis(ctx, "writing", func(ctx context.Context) error { return s.rdb.Set(ctx, full, sealed, ttl).Err() })
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if strict {
+		s.remember(key, value, ttl, now)
+	}
+	s.mu.Lock()
+	delete(s.pendDels, key) // a delete missed before this write must not undo it
+	s.mu.Unlock()
+	s.replayDeletes()
 	return nil
 }
 
@@ -226,31 +270,61 @@ func (s *Store) Stats() Stats {
 	return Stats{LocalHits: s.local.Load(), RedisErrors: s.redisErrors.Load(), PendingDeletes: len(s.pendDels)}
 }
 
-// retryDeletes replays the deletes Redis missed, once it answers again.
-func (s *Store) retryDeletes(ctx context.Context) {
+// replayDeletes replays the deletes Redis missed, now that it answers
+// again: in the background, one goroutine at a time, a pipeline of up to
+// 100 deletes per call (each call bounded by the Store's timeout), so
+// that no request waits for them.
+func (s *Store) replayDeletes() {
 	s.mu.Lock()
-	if len(s.pendDels) == 0 {
-		s.mu.Unlock()
+	pending := len(s.pendDels)
+	s.mu.Unlock()
+	if pending == 0 || !s.replaying.CompareAndSwap(false, true) {
 		return
 	}
-	keys := make([]string, 0, len(s.pendDels))
+	go func() {
+		defer s.replaying.Store(false)
+		for s.replayBatch() {
+		}
+	}()
+}
+
+// replayBatch deletes up to 100 pending keys; it reports whether more
+// wait and Redis took these.
+func (s *Store) replayBatch() bool {
+	s.mu.Lock()
+	keys := make([]string, 0, 100)
 	now := time.Now()
 	for k, until := range s.pendDels {
 		if now.After(until) {
 			delete(s.pendDels, k)
 			continue
 		}
-		keys = append(keys, k)
+		if len(keys) < cap(keys) {
+			keys = append(keys, k)
+		}
 	}
 	s.mu.Unlock()
-	for _, k := range keys {
-		if err := s.redis(ctx, "deleting", func(ctx context.Context) error { return s.rdb.Del(ctx, s.prefix+k).Err() }); err != nil {
-			return
-		}
-		s.mu.Lock()
-		delete(s.pendDels, k)
-		s.mu.Unlock()
+	if len(keys) == 0 {
+		return false
 	}
+	err := s.redis(context.Background(), "deleting", func(ctx context.Context) error {
+		pipe := s.rdb.Pipeline() // split by slot on a cluster, where one DEL of many keys is not
+		for _, k := range keys {
+			pipe.Del(ctx, s.prefix+k)
+		}
+		_, err := pipe.Exec(ctx)
+		return err
+	})
+	if err != nil {
+		return false
+	}
+	s.mu.Lock()
+	for _, k := range keys {
+		delete(s.pendDels, k)
+	}
+	more := len(s.pendDels) > 0
+	s.mu.Unlock()
+	return more
 }
 
 func (s *Store) remember(key string, value []byte, ttl time.Duration, now time.Time) {
@@ -334,6 +408,17 @@ func (s *Store) redis(ctx context.Context, op string, call func(context.Context)
 		s.warn(op, err)
 	}
 	return err
+}
+
+// warnKey logs a value that does not open (another Key's, or moved from
+// another key), at most once per 10 s: every read of it would log again.
+func (s *Store) warnKey(ctx context.Context, key string) {
+	now := time.Now().UnixNano()
+	last := s.lastKeyWarn.Load()
+	if now-last < int64(10*time.Second) || !s.lastKeyWarn.CompareAndSwap(last, now) {
+		return
+	}
+	s.logger.WarnContext(ctx, "tokencache: a value in Redis does not open with this Key (do all instances share one?); ignored", slog.String("key", key))
 }
 
 // warn logs a Redis failure, at most once per 10 s.

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,6 +125,11 @@ func TestRedisOutages(t *testing.T) {
 	if _, err := s.Get(ctx, "session:a"); err != nil {
 		t.Fatal(err)
 	}
+	// Replayed in the background, not by the request that found Redis
+	// back.
+	for deadline := time.Now().Add(2 * time.Second); s.Stats().PendingDeletes != 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if n, _ := rdb.Exists(ctx, tokencache.DefaultPrefix+"session:b").Result(); n != 0 {
 		t.Error("a delete missed while Redis was slow was not replayed")
 	}
@@ -136,5 +144,99 @@ func TestRedisOutages(t *testing.T) {
 	}
 	if got, err := s.Get(ctx, "never-seen"); err != nil || got != nil {
 		t.Errorf("Redis down, unknown key: %q %v", got, err)
+	}
+}
+
+// What every instance must see at once: GetFresh reads what another
+// instance just wrote, whatever the memory layer holds; SetStrict says
+// when Redis did not take a value, where Set keeps going.
+func TestFreshReadsAndStrictWrites(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	key := newKey(t)
+	a, _ := newStore(t, srv, key)
+	b, rdb := newStore(t, srv, key, func(c *tokencache.Config) { c.Timeout = 100 * time.Millisecond })
+	if err := a.Set(ctx, "signed-out:ada", []byte("09:00"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := b.Get(ctx, "signed-out:ada"); string(got) != "09:00" {
+		t.Fatalf("b read %q", got)
+	}
+	if err := a.SetStrict(ctx, "signed-out:ada", []byte("09:05"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := b.Get(ctx, "signed-out:ada"); string(got) != "09:00" {
+		t.Errorf("Get within LocalTTL: %q, want the memory layer's 09:00", got)
+	}
+	if got, _ := b.GetFresh(ctx, "signed-out:ada"); string(got) != "09:05" {
+		t.Errorf("GetFresh: %q, want what a wrote, 09:05", got)
+	}
+
+	if err := rdb.Do(ctx, "CLIENT", "PAUSE", "1000", "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetStrict(ctx, "signed-out:ada", []byte("09:10"), time.Hour); !errors.Is(err, tokencache.ErrUnavailable) {
+		t.Errorf("SetStrict with Redis paused: %v, want ErrUnavailable", err)
+	}
+	if err := b.Set(ctx, "session:x", []byte("x"), time.Hour); err != nil {
+		t.Errorf("Set with Redis paused: %v, want nil", err)
+	}
+	if got, _ := b.GetFresh(ctx, "signed-out:ada"); string(got) != "09:05" {
+		t.Errorf("GetFresh with Redis paused: %q, want the memory layer's 09:05 (what Redis did not take is not kept)", got)
+	}
+	if err := b.SetStrict(ctx, "k", []byte("v"), 0); err == nil {
+		t.Error("SetStrict with no ttl accepted")
+	}
+}
+
+// A value that does not open (another Key's) is logged once per 10 s, not
+// at every read.
+func TestForeignValuesAreLoggedOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	a, _ := newStore(t, srv, newKey(t))
+	var log bytes.Buffer
+	b, _ := newStore(t, srv, newKey(t), func(c *tokencache.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&log, nil))
+		c.LocalTTL = time.Millisecond
+	})
+	if err := a.Set(ctx, "user:1", []byte("x"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	for range 30 {
+		if got, _ := b.Get(ctx, "user:1"); got != nil {
+			t.Fatalf("read %q with another Key", got)
+		}
+	}
+	if n := strings.Count(log.String(), "does not open"); n != 1 {
+		t.Errorf("%d warnings for 30 reads, want 1:\n%s", n, log.String())
+	}
+}
+
+// Many deletes missed while Redis was away are all replayed once it is
+// back, in batches.
+func TestManyMissedDeletesAreReplayed(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	s, rdb := newStore(t, srv, newKey(t), func(c *tokencache.Config) { c.Timeout = 100 * time.Millisecond })
+	for i := range 250 {
+		if err := s.Set(ctx, fmt.Sprintf("session:%d", i), []byte("x"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rdb.Do(ctx, "CLIENT", "PAUSE", "800", "WRITE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 250 {
+		_ = s.Delete(ctx, fmt.Sprintf("session:%d", i))
+	}
+	time.Sleep(1200 * time.Millisecond) // the pause and the breaker end
+	_, _ = s.Get(ctx, "other")
+	for deadline := time.Now().Add(3 * time.Second); s.Stats().PendingDeletes != 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		_, _ = s.Get(ctx, "other")
+	}
+	if n := rdb.Keys(ctx, tokencache.DefaultPrefix+"session:*").Val(); len(n) != 0 || s.Stats().PendingDeletes != 0 {
+		t.Errorf("%d sessions left in Redis, %d pending", len(n), s.Stats().PendingDeletes)
 	}
 }

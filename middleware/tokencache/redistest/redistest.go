@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -59,6 +60,24 @@ func (s *Server) Stop() {
 	_ = s.cmd.Process.Kill()
 	_ = s.cmd.Wait()
 	s.cmd = nil
+}
+
+// Pause freezes the server (SIGSTOP) with its data: connections open and
+// nothing answers, as with a hung Redis. Resume lets it go on.
+func (s *Server) Pause(t testing.TB) {
+	t.Helper()
+	if s.cmd == nil || s.cmd.Process.Signal(syscall.SIGSTOP) != nil {
+		t.Fatal("redistest: cannot pause a server that is not running")
+	}
+	t.Cleanup(func() { s.Resume(t) })
+}
+
+// Resume ends a Pause.
+func (s *Server) Resume(t testing.TB) {
+	t.Helper()
+	if s.cmd != nil {
+		_ = s.cmd.Process.Signal(syscall.SIGCONT)
+	}
 }
 
 // Restart starts the server if it is stopped.
