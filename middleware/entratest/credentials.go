@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -123,14 +124,12 @@ func (s *Server) certificateAssertion(t *Tenant, app *App, assertion string) map
 			return nil, jwt.ErrTokenUnverifiable
 		}
 		return cert.PublicKey, nil
-	}, jwt.WithValidMethods([]string{"RS256", "PS256"}), jwt.WithExpirationRequired(), jwt.WithLeeway(5*time.Minute))
+	}, jwt.WithValidMethods([]string{"RS256", "PS256"}), jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithLeeway(assertionLeeway))
 	switch {
 	case cert == nil:
 		return aadError("invalid_client", "AADSTS700027: The certificate with identifier used to sign the client assertion is not registered on application '"+app.ClientID+"'.")
-	case err != nil && strings.Contains(err.Error(), "expired") || err != nil && strings.Contains(err.Error(), "not valid yet"):
-		return aadError("invalid_client", "AADSTS700024: Client assertion is not within its valid time range.")
 	case err != nil:
-		return aadError("invalid_client", "AADSTS700027: Client assertion failed signature validation.")
+		return assertionError(err)
 	}
 	aud, _ := claims.GetAudience()
 	endpoints := []string{s.URL + "/" + t.ID + "/oauth2/v2.0/token", s.URL + "/" + t.Domain + "/oauth2/v2.0/token",
@@ -151,10 +150,26 @@ func (s *Server) certificateAssertion(t *Tenant, app *App, assertion string) map
 		return aadError("invalid_client", "AADSTS700024: Client assertion is not within its valid time range: its lifetime exceeds an hour.")
 	case jti == "":
 		return aadError("invalid_client", "AADSTS50027: The client assertion has no jti claim.")
-	case !s.firstUse(app.ClientID+"|"+jti, exp.Time):
+	case !s.firstUse(app.ClientID+"|"+jti, exp.Time.Add(assertionLeeway)): // as long as it is accepted
 		return aadError("invalid_client", "AADSTS50027: The client assertion was presented before (its jti is replayed).")
 	}
 	return nil
+}
+
+// assertionLeeway is the clock skew allowed on a client assertion's times.
+const assertionLeeway = 5 * time.Minute
+
+// assertionError is Entra's answer to an assertion that did not parse,
+// verify or fit its times: an issue time in the future, too, so that
+// iat and exp far ahead cannot stretch the one-hour lifetime.
+func assertionError(err error) map[string]any {
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired), errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return aadError("invalid_client", "AADSTS700024: Client assertion is not within its valid time range.")
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return aadError("invalid_client", "AADSTS50027: JWT token is invalid or malformed: the client assertion has no exp claim.")
+	}
+	return aadError("invalid_client", "AADSTS700027: Client assertion failed signature validation.")
 }
 
 // findCertificate is the certificate a JOSE header names by thumbprint.
@@ -189,12 +204,9 @@ func (s *Server) federatedAssertion(app *App, assertion, iss string) map[string]
 	}
 	var claims jwt.MapClaims
 	_, err := jwt.ParseWithClaims(assertion, &claims, func(*jwt.Token) (any, error) { return w.key.PublicKey(), nil },
-		jwt.WithValidMethods([]string{"RS256"}), jwt.WithExpirationRequired(), jwt.WithIssuer(iss))
-	switch {
-	case err != nil && (strings.Contains(err.Error(), "expired") || strings.Contains(err.Error(), "not valid yet")):
-		return aadError("invalid_client", "AADSTS700024: Client assertion is not within its valid time range.")
-	case err != nil:
-		return aadError("invalid_client", "AADSTS700027: Client assertion failed signature validation.")
+		jwt.WithValidMethods([]string{"RS256"}), jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithIssuer(iss))
+	if err != nil {
+		return assertionError(err)
 	}
 	sub, _ := claims["sub"].(string)
 	aud, _ := claims.GetAudience()

@@ -889,6 +889,11 @@ func TestClientAssertions(t *testing.T) {
 			"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {a}})
 	}
 	replayed := sign(cert, jwt.SigningMethodRS256, assertion(nil))
+	// Expired a minute ago: within the five minutes of clock skew Entra
+	// allows, so accepted once, and remembered for as long as that lasts.
+	lateButAccepted := sign(cert, jwt.SigningMethodRS256, assertion(func(c jwt.MapClaims) {
+		c["nbf"], c["iat"], c["exp"] = now.Add(-5*time.Minute).Unix(), now.Add(-5*time.Minute).Unix(), now.Add(-time.Minute).Unix()
+	}))
 	tests := []struct {
 		name      string
 		assertion string
@@ -908,6 +913,13 @@ func TestClientAssertions(t *testing.T) {
 		{"a lifetime of a day", sign(cert, jwt.SigningMethodRS256, assertion(func(c jwt.MapClaims) { c["exp"] = now.Add(24 * time.Hour).Unix() })), false},
 		{"another subject", sign(cert, jwt.SigningMethodRS256, assertion(func(c jwt.MapClaims) { c["sub"] = entratest.NewGUID() })), false},
 		{"no jti", sign(cert, jwt.SigningMethodRS256, assertion(func(c jwt.MapClaims) { delete(c, "jti") })), false},
+		{"expired within the clock skew", lateButAccepted, true},
+		{"the same, replayed within the clock skew", lateButAccepted, false},
+		{"issued 20 hours ahead, no nbf", sign(cert, jwt.SigningMethodRS256, assertion(func(c jwt.MapClaims) {
+			delete(c, "nbf")
+			c["iat"], c["exp"] = now.Add(20*time.Hour).Unix(), now.Add(20*time.Hour+10*time.Minute).Unix()
+		})), false},
+		{"no exp", sign(cert, jwt.SigningMethodRS256, assertion(func(c jwt.MapClaims) { delete(c, "exp") })), false},
 		{"federated, the service account", cluster.Token("system:serviceaccount:reports:daemon", time.Hour), true},
 		{"federated, another account", cluster.Token("system:serviceaccount:reports:other", time.Hour), false},
 		{"federated, another audience", cluster.TokenFor("system:serviceaccount:reports:daemon", "api://other", time.Hour), false},
