@@ -72,7 +72,17 @@ func (ch *chain) serve(w http.ResponseWriter, r *http.Request) {
 			ch.refuse(w, r, c, err)
 			return
 		}
-		body, status, err := ch.get(r.Context(), call.url, tok.AccessToken)
+		body, status, challenges, err := ch.get(r.Context(), call.url, tok.AccessToken)
+		if status == http.StatusUnauthorized {
+			// The downstream API asks for claims its token lacks (a
+			// step-up): only the client can get them, with a new sign-in,
+			// so the challenge goes back to it, as Microsoft's guidance
+			// for middle tiers has it.
+			if cc, err := claims.ParseClaimsChallenge(challenges...); err == nil && cc.Claims != "" {
+				ch.auth.WriteError(w, ch.auth.ClaimsChallenge(c, cc.Claims, call.name+" asks for more claims than your token carries: sign in again with them"))
+				return
+			}
+		}
 		if err != nil || status != http.StatusOK {
 			demo.WriteJSON(w, http.StatusBadGateway, map[string]any{"error": "downstream_failed",
 				"error_description": fmt.Sprintf("%s answered %d", call.name, status)})
@@ -104,6 +114,15 @@ func (ch *chain) refuse(w http.ResponseWriter, r *http.Request, c *claims.Claims
 			ch.auth.WriteError(w, ch.auth.ClaimsChallenge(c, e.Claims, desc))
 			return
 		}
+		if e.Error == "invalid_grant" {
+			// The token cannot be exchanged, and retrying it never will:
+			// it expired within the clock skew RequireAuth allows
+			// (AADSTS500133), or the grant behind it was revoked
+			// (AADSTS50173, a password change). The client gets a new one.
+			ch.auth.WriteError(w, &entragate.Error{Reason: entragate.ErrTokenExpired, Status: http.StatusUnauthorized, Code: "invalid_token",
+				Description: "the token cannot be exchanged for the downstream API (expired, or its grant revoked): get a new one"})
+			return
+		}
 	}
 	w.Header().Set("Retry-After", "5")
 	demo.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable",
@@ -117,19 +136,22 @@ func needsUser(code, suberror string) bool {
 		code == "invalid_grant" && (suberror == "consent_required" || suberror == "basic_action" || suberror == "additional_action")
 }
 
-func (ch *chain) get(ctx context.Context, url, token string) (any, int, error) {
+// get calls url with token: the JSON answer, its status, and its
+// WWW-Authenticate challenges.
+func (ch *chain) get(ctx context.Context, url, token string) (any, int, []string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := ch.client.Do(req)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, nil, err
 	}
 	defer resp.Body.Close()
+	challenges := resp.Header.Values("WWW-Authenticate")
 	var v any
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&v); err != nil {
-		return nil, resp.StatusCode, err
+		return nil, resp.StatusCode, challenges, err
 	}
-	return v, resp.StatusCode, nil
+	return v, resp.StatusCode, challenges, nil
 }
