@@ -86,6 +86,7 @@ type settings struct {
 // service is a running middle tier, and offline what it talks to.
 type service struct {
 	URL     string
+	tempDir string // what printOfflineHelp wrote, removed by Close
 	auth    *entragate.Authenticator
 	own     *entragate.Provider
 	server  *http.Server
@@ -106,6 +107,9 @@ func (s *service) Close() {
 	}
 	if s.redis != nil {
 		s.redis.Close()
+	}
+	if s.tempDir != "" {
+		_ = os.RemoveAll(s.tempDir)
 	}
 	if s.offline != nil {
 		s.offline.Close()
@@ -288,7 +292,15 @@ func startOffline(ctx context.Context, v *env.Vars, addr string) (settings, *off
 // printOfflineHelp prints how to run web app instances against the
 // offline chain.
 func (s *service) printOfflineHelp(w io.Writer) {
-	envs, err := s.webAppEnv(os.TempDir())
+	// The fake tenant's certificate, for the web app instances: in a
+	// directory of this run's own, removed when it stops.
+	dir, err := os.MkdirTemp("", "entragate-middletier-")
+	if err != nil {
+		fmt.Fprintln(w, "middletier:", err)
+		return
+	}
+	s.tempDir = dir
+	envs, err := s.webAppEnv(dir)
 	if err != nil {
 		fmt.Fprintln(w, "middletier:", err)
 		return

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -126,3 +128,30 @@ func TestMiddleTierRefusals(t *testing.T) {
 }
 
 func jsonQuote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"` }
+
+// Offline, the fake tenant's certificate the printed environment names is
+// this run's own, and gone when the middle tier stops.
+func TestOfflineCertificateIsRemoved(t *testing.T) {
+	for _, v := range variables {
+		t.Setenv(v, "")
+	}
+	s, err := start(context.Background(), slog.New(slog.DiscardHandler), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	s.printOfflineHelp(&out)
+	_, rest, ok := strings.Cut(out.String(), "SSL_CERT_FILE=")
+	file, _, _ := strings.Cut(rest, " ")
+	if _, err := os.Stat(file); !ok || err != nil {
+		s.Close()
+		t.Fatalf("certificate %q: %v\n%s", file, err, out.String())
+	}
+	if filepath.Dir(file) == os.TempDir() {
+		t.Errorf("%s is shared by every run", file)
+	}
+	s.Close()
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Errorf("%s still exists after Close: %v", file, err)
+	}
+}

@@ -20,14 +20,17 @@ import (
 // until its last access token expires, or for maxTTL when it holds a
 // refresh token (a signed-in user's), then Redis forgets it.
 //
-// Two gaps of MSAL for Go v1.10's external caches, which the tests of
-// this package show. Its on-behalf-of flow does not work with one at
-// all: its partitioned cache cannot be loaded (AcquireTokenOnBehalfOf
-// fails with an Unmarshal error), and it would export the user cache in
-// its place; give a middle tier's client no external cache and share its
-// tokens with OnBehalfOf. And RemoveAccount reads and writes a partition
-// that is not the account's, so the account stays in the store: call
-// DeleteAccount too when a user signs out.
+// Three gaps of MSAL for Go v1.10's external caches, which tests show.
+// Its on-behalf-of flow does not work with one at all: its partitioned
+// cache cannot be loaded (AcquireTokenOnBehalfOf fails with an Unmarshal
+// error), and it would export the user cache in its place; give a middle
+// tier's client no external cache and share its tokens with OnBehalfOf.
+// RemoveAccount reads and writes a partition that is not the account's,
+// so the account stays in the store: call DeleteAccount too when a user
+// signs out. And a client loads a partition into its one memory cache
+// and reads it after releasing its lock, so a client shared by several
+// users loses one user's partition to another's concurrent request (no
+// account, no token found): give each account a client of its own.
 func (s *Store) MSAL(namespace string, maxTTL time.Duration) *MSALCache {
 	return &MSALCache{s: s, ns: namespace, maxTTL: maxTTL}
 }
