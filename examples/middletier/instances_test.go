@@ -68,6 +68,7 @@ func (w *webApp) url() string { return "http://" + w.addr }
 type browser struct {
 	t      *testing.T
 	client *http.Client
+	mu     sync.Mutex // several requests of one user may run at once
 	last   string
 }
 
@@ -97,7 +98,9 @@ func (b *browser) do(method, u string, form url.Values) (int, string) {
 	}
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
+	b.mu.Lock()
 	b.last = resp.Request.URL.String()
+	b.mu.Unlock()
 	return resp.StatusCode, string(out)
 }
 
@@ -156,7 +159,17 @@ func freeAddr(t *testing.T) string {
 // 500; a user who did not consent to what the middle tier does for them
 // gets the middle tier's challenge back in the browser, consents, and the
 // chain answers.
-func TestTwoInstancesOneCache(t *testing.T) {
+// chainStack is what the tests of several instances run: a real
+// redis-server, the middle tier (in process, offline: the fake tenant and
+// the sample API with it) and two web app processes sharing Redis.
+type chainStack struct {
+	redis *redistest.Server
+	mt    *service
+	a, b  *webApp
+}
+
+func startChain(t *testing.T) *chainStack {
+	t.Helper()
 	redisSrv := redistest.Start(t)
 	key := make([]byte, 32)
 	for _, v := range variables {
@@ -169,7 +182,7 @@ func TestTwoInstancesOneCache(t *testing.T) {
 	b := &webApp{addr: freeAddr(t)}
 	saved := webAppAddrs
 	webAppAddrs = []string{a.addr, b.addr} // where the fake tenant may send users back
-	defer func() { webAppAddrs = saved }()
+	t.Cleanup(func() { webAppAddrs = saved })
 	var mtLog bytes.Buffer
 	mt, err := start(context.Background(), slog.New(slog.NewTextHandler(&syncWriter{w: &mtLog}, nil)), "127.0.0.1:0")
 	if err != nil {
@@ -192,16 +205,24 @@ func TestTwoInstancesOneCache(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the web app: %v\n%s", err, out)
 	}
+	// Registered before the instances' stops, so it runs after them (the
+	// logs are complete, and no longer written to).
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("instance a:\n%s\ninstance b:\n%s\nmiddle tier:\n%s", a.log, b.log, mtLog.String())
+		}
+	})
 	for _, w := range []*webApp{a, b} {
 		w.bin, w.env = bin, env
 		w.start(t)
 		t.Cleanup(w.stop)
 	}
-	defer func() {
-		if t.Failed() {
-			t.Logf("instance a:\n%s\ninstance b:\n%s\nmiddle tier:\n%s", a.log, b.log, mtLog.String())
-		}
-	}()
+	return &chainStack{redis: redisSrv, mt: mt, a: a, b: b}
+}
+
+func TestTwoInstancesOneCache(t *testing.T) {
+	c := startChain(t)
+	redisSrv, mt, a, b := c.redis, c.mt, c.a, c.b
 	srv := mt.offline.Tenant.Server()
 	ada := newBrowser(t)
 

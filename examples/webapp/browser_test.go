@@ -4,13 +4,14 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/entragate/entragate/examples/internal/demotest"
 )
 
 // The tutorial's whole flow in a real browser (headless Chromium): sign
@@ -24,13 +25,7 @@ import (
 // chromium and sets ENTRAGATE_E2E_REQUIRED=1, which turns that skip into a
 // failure.
 func TestBrowserSignInFlow(t *testing.T) {
-	browser := findBrowser()
-	if browser == "" {
-		if os.Getenv("ENTRAGATE_E2E_REQUIRED") != "" {
-			t.Fatal("no Chromium found (set CHROMIUM or install Debian's chromium package), and ENTRAGATE_E2E_REQUIRED is set")
-		}
-		t.Skip("no Chromium found: install Debian's chromium package (apt-get install chromium) or set CHROMIUM to run the browser test")
-	}
+	browser := demotest.Browser(t)
 	shots := os.Getenv("SCREENSHOT_DIR")
 	if shots == "" {
 		shots = filepath.Join(os.TempDir(), "entragate-webapp-screenshots")
@@ -225,17 +220,4 @@ func evaluate[T any](t *testing.T, ctx context.Context, expr string) T {
 		t.Fatalf("evaluating %s: %v", expr, err)
 	}
 	return v
-}
-
-// findBrowser looks for Chromium: CHROMIUM, then the usual names.
-func findBrowser() string {
-	if p := os.Getenv("CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return ""
 }

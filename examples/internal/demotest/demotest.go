@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"testing"
 
 	"github.com/entragate/entragate/middleware"
@@ -51,4 +53,25 @@ func Get(tb testing.TB, url, token string) (int, []byte) {
 		tb.Fatal(err)
 	}
 	return resp.StatusCode, body
+}
+
+// Browser is the path of a Chromium for a test that drives a real
+// browser: CHROMIUM, else the usual names on PATH. Without one the test
+// skips, saying how to get one, unless ENTRAGATE_E2E_REQUIRED is set (as in
+// CI), which makes that a failure.
+func Browser(tb testing.TB) string {
+	tb.Helper()
+	if p := os.Getenv("CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("ENTRAGATE_E2E_REQUIRED") != "" {
+		tb.Fatal("no Chromium found (set CHROMIUM or install Debian's chromium package), and ENTRAGATE_E2E_REQUIRED is set")
+	}
+	tb.Skip("no Chromium found: install Debian's chromium package (apt-get install chromium) or set CHROMIUM to run the browser test")
+	return ""
 }
