@@ -44,15 +44,14 @@ type MSALCache struct {
 
 var _ cache.ExportReplace = (*MSALCache)(nil)
 
-// key is the store's name of a partition: hashed, since MSAL names a
-// user's partition by their object and tenant IDs, and Redis keys are not
-// sealed (a copy of Redis would list who is signed in).
+// key is the store's name of a partition: keyed-hashed, since MSAL names
+// a user's partition by their object and tenant IDs, and Redis keys are
+// not sealed (a copy of Redis would list who is signed in).
 func (c *MSALCache) key(partition string) string {
 	if partition == "" {
 		return c.ns + ":msal:-"
 	}
-	sum := sha256.Sum256([]byte(partition))
-	return c.ns + ":msal:" + base64.RawURLEncoding.EncodeToString(sum[:])
+	return c.ns + ":msal:" + c.s.name(partition)
 }
 
 // Replace loads the partition MSAL asks for into its memory, an empty one
@@ -79,6 +78,15 @@ func (c *MSALCache) Export(ctx context.Context, m cache.Marshaler, hints cache.E
 // RemoveAccount should do with an external cache.
 func (c *MSALCache) DeleteAccount(ctx context.Context, homeAccountID string) error {
 	return c.s.Delete(ctx, c.key(homeAccountID))
+}
+
+// Stored reports whether the store holds a user's partition (their home
+// account ID): when MSAL finds no account, whether it is gone (false, nil)
+// or the store cannot say now (ErrUnavailable), which a web app answers
+// differently (sign in again, or try again later).
+func (c *MSALCache) Stored(ctx context.Context, homeAccountID string) (bool, error) {
+	data, err := c.s.Get(ctx, c.key(homeAccountID))
+	return data != nil, err
 }
 
 // ttl is how long a partition is worth keeping: maxTTL with a refresh

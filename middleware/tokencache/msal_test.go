@@ -2,6 +2,8 @@ package tokencache_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -150,8 +152,13 @@ func TestMSALCacheIsShared(t *testing.T) {
 	webB := c.client(t, c.web, confidential.WithCache(storeB.MSAL("web", time.Hour)))
 	res, midScope := c.userToken(t, webA)
 	users := rdb.Keys(ctx, tokencache.DefaultPrefix+"web:msal:*").Val()
-	if len(users) != 1 || strings.Contains(users[0], res.Account.HomeAccountID) || strings.Contains(users[0], res.Account.HomeAccountID[:8]) {
-		t.Fatalf("user partitions %q: want one, not naming the account %s", users, res.Account.HomeAccountID)
+	plainHash := sha256.Sum256([]byte(res.Account.HomeAccountID))
+	if len(users) != 1 || strings.Contains(users[0], res.Account.HomeAccountID) || strings.Contains(users[0], res.Account.HomeAccountID[:8]) ||
+		strings.Contains(users[0], base64.RawURLEncoding.EncodeToString(plainHash[:])) {
+		t.Fatalf("user partitions %q: want one, naming the account %s neither in clear nor by a hash anyone can compute", users, res.Account.HomeAccountID)
+	}
+	if ok, err := storeB.MSAL("web", time.Hour).Stored(ctx, res.Account.HomeAccountID); !ok || err != nil {
+		t.Errorf("Stored: %v %v", ok, err)
 	}
 	if ttl := rdb.PTTL(ctx, users[0]).Val(); ttl < 59*time.Minute || ttl > time.Hour {
 		t.Errorf("user partition lives %v, want the MSAL cache's maxTTL (1h)", ttl)

@@ -20,7 +20,10 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -82,16 +85,24 @@ type Store struct {
 
 	mu       sync.Mutex
 	entries  map[string]*entry
-	pendDels map[string]time.Time // deletes Redis missed, retried later, until their TTL
+	pendDels map[string]pendingDelete // deletes Redis missed, replayed when it is back
+	dropped  atomic.Int64             // deletes missed with no room left to remember them
+	names    []byte                   // keys Name's HMAC, derived from Config.Key
 }
 
 type entry struct {
 	value   []byte // plain
+	absent  bool   // GetFresh found no value: remembered for LocalTTL, for outages
 	expires time.Time
 	fetched time.Time // when it was last read from or written to Redis
 }
 
-// ErrUnavailable is SetStrict's error when Redis could not be reached.
+// pendingDelete is a delete Redis missed: since when, and until when it is
+// worth replaying.
+type pendingDelete struct{ since, until time.Time }
+
+// ErrUnavailable is the error of a read Redis could not answer and the
+// memory layer could not either, and of a SetStrict Redis did not take.
 var ErrUnavailable = errors.New("tokencache: Redis cannot be reached")
 
 // New checks cfg and returns a Store. It does not contact Redis.
@@ -111,7 +122,10 @@ func New(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{rdb: cfg.Redis, aead: aead, prefix: cfg.Prefix, timeout: cfg.Timeout, localTTL: cfg.LocalTTL,
-		maxLocal: cfg.LocalEntries, logger: cfg.Logger, entries: map[string]*entry{}, pendDels: map[string]time.Time{}}
+		maxLocal: cfg.LocalEntries, logger: cfg.Logger, entries: map[string]*entry{}, pendDels: map[string]pendingDelete{}}
+	mac := hmac.New(sha256.New, cfg.Key)
+	mac.Write([]byte("entragate tokencache: key names"))
+	s.names = mac.Sum(nil)
 	if s.prefix == "" {
 		s.prefix = DefaultPrefix
 	}
@@ -131,31 +145,44 @@ func New(cfg Config) (*Store, error) {
 }
 
 // Get returns the value of key, nil when there is none (or it cannot be
-// opened). When Redis cannot be reached it answers from the memory layer.
+// opened). When Redis cannot be reached it answers from the memory layer,
+// even with a value older than LocalTTL; with nothing there, it returns
+// ErrUnavailable, so that a caller can tell "none" from "cannot say".
 func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
-	return s.get(ctx, key, false), nil
+	return s.get(ctx, key, false)
 }
 
 // GetFresh is Get without the memory layer's answer while Redis can be
 // reached: it asks Redis every time, for a value another instance may
 // have just changed (a sign-out). When Redis cannot be reached it answers
-// from the memory layer, as Get does.
+// with what it last read from Redis (the value, or that there was none)
+// if that was within LocalTTL, and ErrUnavailable otherwise: what it
+// says is never older than LocalTTL.
 func (s *Store) GetFresh(ctx context.Context, key string) ([]byte, error) {
-	return s.get(ctx, key, true), nil
+	return s.get(ctx, key, true)
 }
 
-func (s *Store) get(ctx context.Context, key string, fresh bool) []byte {
+func (s *Store) get(ctx context.Context, key string, fresh bool) ([]byte, error) {
 	now := time.Now()
 	s.mu.Lock()
 	e := s.entries[key]
+	if p, deleted := s.pendDels[key]; deleted {
+		// Deleted here, and not yet in Redis: what Redis holds is never
+		// served again, only a value written here since.
+		s.mu.Unlock()
+		if e != nil && !e.absent && e.fetched.After(p.since) && now.Before(e.expires) {
+			return e.value, nil
+		}
+		return nil, nil
+	}
 	if e != nil && now.After(e.expires) {
 		delete(s.entries, key)
 		e = nil
 	}
-	if e != nil && !fresh && now.Sub(e.fetched) < s.localTTL {
+	if e != nil && !e.absent && !fresh && now.Sub(e.fetched) < s.localTTL {
 		s.mu.Unlock()
 		s.local.Add(1)
-		return e.value
+		return e.value, nil
 	}
 	s.mu.Unlock()
 
@@ -170,26 +197,39 @@ func (s *Store) get(ctx context.Context, key string, fresh bool) []byte {
 	case errors.Is(err, redis.Nil):
 		s.replayDeletes()
 		s.forget(key)
-		return nil
-	case err != nil:
-		if e != nil {
-			s.local.Add(1)
-			return e.value // possibly stale, not expired
+		if fresh {
+			s.rememberAbsent(key, now)
 		}
-		return nil
+		return nil, nil
+	case err != nil:
+		return s.unreachable(e, fresh, now)
 	}
 	s.replayDeletes()
-	value, expires, err := s.open(full, sealed)
+	value, _, expires, err := s.open(full, sealed)
 	if err != nil {
 		// Another key's value, or another Key's: not ours to read.
 		s.warnKey(ctx, full)
-		return nil
+		return nil, nil
 	}
 	if now.After(expires) {
-		return nil
+		return nil, nil
 	}
 	s.remember(key, value, expires.Sub(now), now)
-	return value
+	return value, nil
+}
+
+// unreachable answers a read Redis did not: from e as Get or GetFresh
+// allow, else ErrUnavailable.
+func (s *Store) unreachable(e *entry, fresh bool, now time.Time) ([]byte, error) {
+	switch {
+	case e != nil && fresh && now.Sub(e.fetched) < s.localTTL:
+		s.local.Add(1)
+		return e.value, nil // nil when Redis had none
+	case e != nil && !fresh && !e.absent:
+		s.local.Add(1)
+		return e.value, nil // possibly stale, not expired
+	}
+	return nil, ErrUnavailable
 }
 
 // Set stores value under key for ttl. When Redis cannot be reached the
@@ -245,11 +285,17 @@ func (s *Store) set(ctx context.Context, key string, value []byte, ttl time.Dura
 func (s *Store) Delete(ctx context.Context, key string) error {
 	s.forget(key)
 	if err := s.redis(ctx, "deleting", func(ctx context.Context) error { return s.rdb.Del(ctx, s.prefix+key).Err() }); err != nil {
+		now := time.Now()
 		s.mu.Lock()
-		if len(s.pendDels) < s.maxLocal {
-			s.pendDels[key] = time.Now().Add(24 * time.Hour)
+		room := len(s.pendDels) < s.maxLocal
+		if room {
+			s.pendDels[key] = pendingDelete{since: now, until: now.Add(24 * time.Hour)}
 		}
 		s.mu.Unlock()
+		if !room {
+			s.dropped.Add(1)
+			s.warn("remembering a missed delete", errors.New("too many missed deletes (LocalEntries): this one is dropped"))
+		}
 	}
 	return nil
 }
@@ -258,16 +304,17 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 type Stats struct {
 	// LocalHits counts reads the memory layer answered; RedisErrors the
 	// Redis calls that failed; PendingDeletes the deletes waiting for
-	// Redis to come back.
-	LocalHits, RedisErrors int64
-	PendingDeletes         int
+	// Redis to come back; DroppedDeletes those missed with no room left
+	// to remember them (LocalEntries).
+	LocalHits, RedisErrors, DroppedDeletes int64
+	PendingDeletes                         int
 }
 
 // Stats reports the Store's counters.
 func (s *Store) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Stats{LocalHits: s.local.Load(), RedisErrors: s.redisErrors.Load(), PendingDeletes: len(s.pendDels)}
+	return Stats{LocalHits: s.local.Load(), RedisErrors: s.redisErrors.Load(), DroppedDeletes: s.dropped.Load(), PendingDeletes: len(s.pendDels)}
 }
 
 // replayDeletes replays the deletes Redis missed, now that it answers
@@ -288,19 +335,22 @@ func (s *Store) replayDeletes() {
 	}()
 }
 
-// replayBatch deletes up to 100 pending keys; it reports whether more
-// wait and Redis took these.
+// replayBatch replays up to 100 pending deletes; it reports whether more
+// wait and Redis took these. A value written after the delete was asked
+// for (by this instance or another) stays: the delete meant an older one.
+// What is deleted is the value read, and only if Redis still holds it.
 func (s *Store) replayBatch() bool {
 	s.mu.Lock()
 	keys := make([]string, 0, 100)
+	since := make([]time.Time, 0, 100)
 	now := time.Now()
-	for k, until := range s.pendDels {
-		if now.After(until) {
+	for k, p := range s.pendDels {
+		if now.After(p.until) {
 			delete(s.pendDels, k)
 			continue
 		}
 		if len(keys) < cap(keys) {
-			keys = append(keys, k)
+			keys, since = append(keys, k), append(since, p.since)
 		}
 	}
 	s.mu.Unlock()
@@ -308,23 +358,54 @@ func (s *Store) replayBatch() bool {
 		return false
 	}
 	err := s.redis(context.Background(), "deleting", func(ctx context.Context) error {
-		pipe := s.rdb.Pipeline() // split by slot on a cluster, where one DEL of many keys is not
-		for _, k := range keys {
-			pipe.Del(ctx, s.prefix+k)
+		read := s.rdb.Pipeline() // split by slot on a cluster, where one command on many keys is not
+		gets := make([]*redis.StringCmd, len(keys))
+		for i, k := range keys {
+			gets[i] = read.Get(ctx, s.prefix+k)
 		}
-		_, err := pipe.Exec(ctx)
+		if _, err := read.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+		del := s.rdb.Pipeline()
+		for i, k := range keys {
+			sealed, err := gets[i].Bytes()
+			if err != nil {
+				continue // gone already
+			}
+			if _, written, _, err := s.open(s.prefix+k, sealed); err == nil && written.After(since[i]) {
+				continue // written after the delete was asked for
+			}
+			del.Eval(ctx, deleteIfUnchanged, []string{s.prefix + k}, sealed)
+		}
+		_, err := del.Exec(ctx)
 		return err
 	})
 	if err != nil {
 		return false
 	}
 	s.mu.Lock()
-	for _, k := range keys {
-		delete(s.pendDels, k)
+	for i, k := range keys {
+		if p, ok := s.pendDels[k]; ok && p.since.Equal(since[i]) {
+			delete(s.pendDels, k)
+		}
 	}
 	more := len(s.pendDels) > 0
 	s.mu.Unlock()
 	return more
+}
+
+// deleteIfUnchanged deletes a key if it still holds the value read.
+const deleteIfUnchanged = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`
+
+// rememberAbsent remembers, for GetFresh during an outage, that Redis had
+// no value for key.
+func (s *Store) rememberAbsent(key string, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.entries) >= s.maxLocal {
+		s.evictLocked(now)
+	}
+	s.entries[key] = &entry{absent: true, expires: now.Add(s.localTTL), fetched: now}
 }
 
 func (s *Store) remember(key string, value []byte, ttl time.Duration, now time.Time) {
@@ -432,30 +513,51 @@ func (s *Store) warn(op string, err error) {
 	s.logger.Warn("tokencache: Redis failed; going on with the memory layer", slog.String("op", op), slog.String("error", err.Error()))
 }
 
-// sealed format: version 1, nonce, then sealed with AES-256-GCM the
-// expiry (Unix seconds, 8 bytes) and the value; the Redis key is the
-// additional data, so a value copied to another key does not open.
-const sealVersion = 1
+// sealed format: version 2, nonce, then sealed with AES-256-GCM the
+// expiry (Unix seconds, 8 bytes), the time of writing (Unix nanoseconds,
+// 8 bytes) and the value; the Redis key is the additional data, so a value
+// copied to another key does not open. Version 1 had no time of writing.
+const sealVersion = 2
 
 func (s *Store) seal(key string, value []byte, expires time.Time) ([]byte, error) {
 	n := s.aead.NonceSize()
-	out := make([]byte, 1+n, 1+n+8+len(value)+s.aead.Overhead())
+	out := make([]byte, 1+n, 1+n+16+len(value)+s.aead.Overhead())
 	out[0] = sealVersion
 	if _, err := rand.Read(out[1:]); err != nil {
 		return nil, err
 	}
-	plain := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(value)), uint64(expires.Unix()))
+	plain := binary.BigEndian.AppendUint64(make([]byte, 0, 16+len(value)), uint64(expires.Unix()))
+	plain = binary.BigEndian.AppendUint64(plain, uint64(time.Now().UnixNano()))
 	return s.aead.Seal(out, out[1:1+n], append(plain, value...), []byte(key)), nil
 }
 
-func (s *Store) open(key string, sealed []byte) ([]byte, time.Time, error) {
+// open returns a sealed value, when it was written (zero for version 1)
+// and when it expires.
+func (s *Store) open(key string, sealed []byte) (value []byte, written, expires time.Time, err error) {
 	n := s.aead.NonceSize()
-	if len(sealed) < 1+n || sealed[0] != sealVersion {
-		return nil, time.Time{}, fmt.Errorf("not a sealed value")
+	if len(sealed) < 1+n || sealed[0] != 1 && sealed[0] != sealVersion {
+		return nil, time.Time{}, time.Time{}, fmt.Errorf("not a sealed value")
+	}
+	header := 8
+	if sealed[0] == sealVersion {
+		header = 16
 	}
 	plain, err := s.aead.Open(nil, sealed[1:1+n], sealed[1+n:], []byte(key))
-	if err != nil || len(plain) < 8 {
-		return nil, time.Time{}, fmt.Errorf("not a sealed value")
+	if err != nil || len(plain) < header {
+		return nil, time.Time{}, time.Time{}, fmt.Errorf("not a sealed value")
 	}
-	return plain[8:], time.Unix(int64(binary.BigEndian.Uint64(plain)), 0), nil
+	if header == 16 {
+		written = time.Unix(0, int64(binary.BigEndian.Uint64(plain[8:16])))
+	}
+	return plain[header:], written, time.Unix(int64(binary.BigEndian.Uint64(plain)), 0), nil
+}
+
+// name is key's name in Redis when it would otherwise carry who it is
+// about (a user's object and tenant IDs): an HMAC under a key derived from
+// Config.Key, which no one without the Key can recompute from a directory
+// of IDs.
+func (s *Store) name(key string) string {
+	mac := hmac.New(sha256.New, s.names)
+	mac.Write([]byte(key))
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }

@@ -142,8 +142,8 @@ func TestRedisOutages(t *testing.T) {
 	if got, err := s.Get(ctx, "session:a"); err != nil || string(got) != "alice" {
 		t.Errorf("Redis down: %q %v", got, err)
 	}
-	if got, err := s.Get(ctx, "never-seen"); err != nil || got != nil {
-		t.Errorf("Redis down, unknown key: %q %v", got, err)
+	if got, err := s.Get(ctx, "never-seen"); !errors.Is(err, tokencache.ErrUnavailable) || got != nil {
+		t.Errorf("Redis down, unknown key: %q %v, want ErrUnavailable (it cannot say)", got, err)
 	}
 }
 
@@ -238,5 +238,105 @@ func TestManyMissedDeletesAreReplayed(t *testing.T) {
 	}
 	if n := rdb.Keys(ctx, tokencache.DefaultPrefix+"session:*").Val(); len(n) != 0 || s.Stats().PendingDeletes != 0 {
 		t.Errorf("%d sessions left in Redis, %d pending", len(n), s.Stats().PendingDeletes)
+	}
+}
+
+// During an outage GetFresh answers with what it read from Redis (a value,
+// or that there was none) within LocalTTL, never older: a sign-out
+// reaches every instance within LocalTTL whatever Redis does.
+func TestGetFreshIsNeverStale(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	s, _ := newStore(t, srv, newKey(t), func(c *tokencache.Config) {
+		c.LocalTTL = 300 * time.Millisecond
+		c.Timeout = 50 * time.Millisecond
+	})
+	if err := s.Set(ctx, "record:ada", []byte("signed out"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetFresh(ctx, "record:ada"); string(got) != "signed out" || err != nil {
+		t.Fatalf("%q %v", got, err)
+	}
+	if got, err := s.GetFresh(ctx, "record:grace"); got != nil || err != nil {
+		t.Fatalf("absent: %q %v", got, err)
+	}
+	srv.Pause(t)
+	for _, k := range []string{"record:ada", "record:grace"} {
+		if _, err := s.GetFresh(ctx, k); err != nil {
+			t.Errorf("%s within LocalTTL of its last read: %v", k, err)
+		}
+	}
+	if got, _ := s.GetFresh(ctx, "record:grace"); got != nil {
+		t.Errorf("absent within LocalTTL: %q", got)
+	}
+	time.Sleep(350 * time.Millisecond)
+	for _, k := range []string{"record:ada", "record:grace"} {
+		if got, err := s.GetFresh(ctx, k); !errors.Is(err, tokencache.ErrUnavailable) {
+			t.Errorf("%s past LocalTTL with Redis hung: %q %v, want ErrUnavailable", k, got, err)
+		}
+	}
+	if got, err := s.Get(ctx, "record:ada"); string(got) != "signed out" || err != nil {
+		t.Errorf("Get past LocalTTL with Redis hung: %q %v, want the memory layer's", got, err)
+	}
+}
+
+// A delete Redis missed never removes a value written after it (by
+// another instance, or this one), and what it deleted is never read back
+// from Redis meanwhile.
+func TestMissedDeletesSpareNewerValues(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	key := newKey(t)
+	quick := func(c *tokencache.Config) { c.Timeout = 100 * time.Millisecond; c.LocalTTL = time.Millisecond }
+	a, rdb := newStore(t, srv, key, quick)
+	b, _ := newStore(t, srv, key, quick)
+	for _, k := range []string{"partition:ada", "partition:grace", "session:old"} {
+		if err := a.Set(ctx, k, []byte("old"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rdb.Do(ctx, "CLIENT", "PAUSE", "400", "WRITE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"partition:ada", "partition:grace", "session:old"} {
+		_ = a.Delete(ctx, k)
+	}
+	if a.Stats().PendingDeletes != 3 {
+		t.Fatalf("stats %+v", a.Stats())
+	}
+	time.Sleep(1200 * time.Millisecond) // the pause and the breaker end
+	if got, err := a.Get(ctx, "session:old"); got != nil || err != nil {
+		t.Errorf("a key deleted here, still in Redis: %q %v, want none", got, err)
+	}
+	if err := b.Set(ctx, "partition:ada", []byte("new, from b"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Set(ctx, "partition:grace", []byte("new, from a"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(3 * time.Second); a.Stats().PendingDeletes != 0 && time.Now().Before(deadline); {
+		_, _ = a.Get(ctx, "other")
+		time.Sleep(20 * time.Millisecond)
+	}
+	for k, want := range map[string]string{"partition:ada": "new, from b", "partition:grace": "new, from a", "session:old": ""} {
+		if got, _ := b.Get(ctx, k); string(got) != want {
+			t.Errorf("%s after the replay: %q, want %q", k, got, want)
+		}
+	}
+}
+
+// Deletes missed beyond LocalEntries are counted, not silently lost.
+func TestDroppedDeletesAreCounted(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	s, rdb := newStore(t, srv, newKey(t), func(c *tokencache.Config) { c.Timeout = 100 * time.Millisecond; c.LocalEntries = 2 })
+	if err := rdb.Do(ctx, "CLIENT", "PAUSE", "300", "WRITE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		_ = s.Delete(ctx, fmt.Sprintf("k%d", i))
+	}
+	if st := s.Stats(); st.PendingDeletes != 2 || st.DroppedDeletes != 1 {
+		t.Errorf("stats %+v, want 2 pending and 1 dropped", st)
 	}
 }
