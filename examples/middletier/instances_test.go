@@ -21,7 +21,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/entragate/entragate/middleware/entratest"
+	"github.com/entragate/entragate/middleware/tokencache"
 	"github.com/entragate/entragate/middleware/tokencache/redistest"
 )
 
@@ -166,6 +169,7 @@ type chainStack struct {
 	redis *redistest.Server
 	mt    *service
 	a, b  *webApp
+	env   []string // the web apps' environment
 }
 
 func startChain(t *testing.T) *chainStack {
@@ -217,7 +221,7 @@ func startChain(t *testing.T) *chainStack {
 		w.start(t)
 		t.Cleanup(w.stop)
 	}
-	return &chainStack{redis: redisSrv, mt: mt, a: a, b: b}
+	return &chainStack{redis: redisSrv, mt: mt, a: a, b: b, env: env}
 }
 
 func TestTwoInstancesOneCache(t *testing.T) {
@@ -294,7 +298,7 @@ func TestTwoInstancesOneCache(t *testing.T) {
 	if status != 200 || !strings.HasSuffix(grace.last, "/chain") || !strings.Contains(body, "Hello Grace Hopper, this is protected data.") {
 		t.Errorf("after consenting: %d at %s\n%s", status, grace.last, body)
 	}
-	signOutSticks(t, redisSrv, a, b, grace, 1)
+	signOutSticks(t, c, grace, 1)
 }
 
 // concurrentUsers loads the profile page of each browser's user many times
@@ -329,8 +333,9 @@ func concurrentUsers(t *testing.T, w *webApp, users map[*browser]string) {
 // of the session on every instance at once, even where the memory layer
 // holds the account's previous sign-out. The user is user i of the sign-in
 // page.
-func signOutSticks(t *testing.T, redisSrv *redistest.Server, a, b *webApp, user *browser, i int) {
+func signOutSticks(t *testing.T, c *chainStack, user *browser, i int) {
 	t.Helper()
+	redisSrv, a, b := c.redis, c.a, c.b
 	// A sign-out and a new sign-in first: the account has a sign-out
 	// record, which b reads (and keeps in its memory layer) below.
 	if status, body := user.do(http.MethodPost, a.url()+"/logout", url.Values{}); status != 200 || !strings.Contains(body, `id="signed-out"`) {
@@ -363,12 +368,87 @@ func signOutSticks(t *testing.T, redisSrv *redistest.Server, a, b *webApp, user 
 	redisSrv.Resume(t)
 	time.Sleep(1200 * time.Millisecond) // an instance that saw Redis fail asks it again a second later
 
+	// An instance that has never seen the session (b, restarted) cannot
+	// read it while Redis hangs: it neither shows the user signed out nor
+	// takes a sign-out it cannot record.
+	b.stop()
+	b.start(t)
+	redisSrv.Pause(t)
+	if status, body := user.do(http.MethodGet, b.url()+"/", nil); status != http.StatusServiceUnavailable || !strings.Contains(body, "cannot reach its session store") {
+		t.Errorf("home on an instance that cannot read the session: %d\n%s", status, body)
+	}
+	if status, body := user.do(http.MethodPost, b.url()+"/logout", url.Values{}); status != http.StatusServiceUnavailable || !strings.Contains(body, "not signed out yet") {
+		t.Errorf("signing out on an instance that cannot read the session: %d\n%s", status, body)
+	}
+	redisSrv.Resume(t)
+	time.Sleep(1200 * time.Millisecond)
+	if !profile(copied, b) {
+		t.Fatal("the session was lost while Redis hung")
+	}
+
+	if !userInRedis(t, c, i) {
+		t.Fatal("the signed-in user's MSAL partition is not in Redis")
+	}
 	if status, body := user.do(http.MethodPost, a.url()+"/logout", url.Values{}); status != 200 || !strings.Contains(body, `id="signed-out"`) {
 		t.Fatalf("signing out: %d at %s\n%s", status, user.last, body)
 	}
 	for _, w := range []*webApp{b, a} {
 		if profile(copied, w) {
 			t.Errorf("a copy of the signed-out session still opens the profile on %s", w.addr)
+		}
+	}
+	time.Sleep(1100 * time.Millisecond) // the record lasts, not just a moment
+	if profile(copied, b) {
+		t.Error("a copy of the signed-out session opens the profile again a second later")
+	}
+	checkRedisAfterSignOut(t, c, i)
+}
+
+// userInRedis reports whether user i's MSAL partition is in Redis, read
+// as the web app reads it.
+func userInRedis(t *testing.T, c *chainStack, i int) bool {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: c.redis.Addr})
+	defer rdb.Close()
+	var key []byte
+	for _, e := range c.env {
+		if v, ok := strings.CutPrefix(e, "TOKEN_CACHE_KEY="); ok {
+			key, _ = base64.StdEncoding.DecodeString(v)
+		}
+	}
+	store, err := tokencache.New(tokencache.Config{Redis: rdb, Key: key, Prefix: "entragate:webapp:", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tenant := c.mt.offline.Tenant
+	ok, err := store.MSAL("msal", time.Hour).Stored(context.Background(), tenant.Users()[i].ObjectID+"."+tenant.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
+
+// checkRedisAfterSignOut: the signed-out user's tokens are gone from
+// Redis (MSAL's RemoveAccount does not reach them: DeleteAccount must),
+// and no Redis key names any user.
+func checkRedisAfterSignOut(t *testing.T, c *chainStack, i int) {
+	t.Helper()
+	ctx := context.Background()
+	rdb := redis.NewClient(&redis.Options{Addr: c.redis.Addr})
+	defer rdb.Close()
+	users := c.mt.offline.Tenant.Users()
+	if userInRedis(t, c, i) {
+		t.Errorf("the signed-out user's MSAL partition is still in Redis")
+	}
+	keys := rdb.Keys(ctx, "*").Val()
+	if len(keys) == 0 {
+		t.Fatal("no keys in Redis")
+	}
+	for _, k := range keys {
+		for _, u := range users {
+			if strings.Contains(k, u.ObjectID) {
+				t.Errorf("Redis key %s names %s", k, u.Name)
+			}
 		}
 	}
 }

@@ -25,6 +25,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -85,14 +86,15 @@ type settings struct {
 
 // service is a running middle tier, and offline what it talks to.
 type service struct {
-	URL     string
-	tempDir string // what printOfflineHelp wrote, removed by Close
-	auth    *entragate.Authenticator
-	own     *entragate.Provider
-	server  *http.Server
-	redis   *redis.Client
-	offline *offline.Stack
-	mid     clientApp
+	URL      string
+	tempDir  string // what printOfflineHelp wrote, removed by Close
+	redisURL string // the middle tier's own, which the web apps it prints for share
+	auth     *entragate.Authenticator
+	own      *entragate.Provider
+	server   *http.Server
+	redis    *redis.Client
+	offline  *offline.Stack
+	mid      clientApp
 }
 
 type clientApp struct{ ID, Secret string }
@@ -234,6 +236,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg settings) (*service, er
 	}
 	var tokens oboTokens = msalOnly{client}
 	if cfg.redisURL != "" {
+		s.redisURL = cfg.redisURL
 		opts, _ := redis.ParseURL(cfg.redisURL)
 		s.redis = redis.NewClient(opts)
 		store, err := tokencache.New(tokencache.Config{Redis: s.redis, Key: cfg.cacheKey, Prefix: "entragate:middletier:", Logger: logger})
@@ -306,16 +309,16 @@ func (s *service) printOfflineHelp(w io.Writer) {
 		return
 	}
 	fmt.Fprintf(w, `entragate middle tier, OFFLINE MODE: a fake Entra tenant, the sample API (%s) and this middle tier (%s), on loopback.
-Run the web app against them, in one or more instances that share sessions and tokens through Redis:
+Run the web app against them, in one or more instances that share sessions and tokens through Redis
+(%s; start one first if none runs: redis-server --port 6379 --bind 127.0.0.1 --save '' &):
 
-  redis-server --port 6379 --save '' &
   cd examples/webapp
   export %s
   ADDR=%s go run . &    # one instance
   ADDR=%s go run . &    # another: sign in on one, use the other
 
 Then open http://%s, sign in, and open "Calling other APIs".
-`, s.offline.APIURL, s.URL, strings.Join(envs, " \\\n    "), webAppAddrs[0], webAppAddrs[1], webAppAddrs[0])
+`, s.offline.APIURL, s.URL, cmp.Or(s.redisURL, "redis://127.0.0.1:6379/0"), strings.Join(envs, " \\\n    "), webAppAddrs[0], webAppAddrs[1], webAppAddrs[0])
 }
 
 // webAppEnv is the environment of a web app instance against the offline
@@ -335,7 +338,7 @@ func (s *service) webAppEnv(dir string) ([]string, error) {
 		"AUTHORITY_BROWSER_HOST=" + srv.PlainURL(), "SSL_CERT_FILE=" + certFile,
 		"API_SCOPES='" + s.offline.ReadScope + " " + s.offline.BasicScope + "'", "API_URL=" + s.offline.APIURL,
 		"MIDDLE_TIER_URL=" + s.URL, "MIDDLE_TIER_SCOPES=api://" + s.mid.ID + "/" + middleScope, "GRAPH_URL=" + srv.URL,
-		"REDIS_URL=redis://127.0.0.1:6379/0",
+		"REDIS_URL=" + cmp.Or(s.redisURL, "redis://127.0.0.1:6379/0"),
 		"SESSION_KEY=" + base64.StdEncoding.EncodeToString(sessionKey), "TOKEN_CACHE_KEY=" + base64.StdEncoding.EncodeToString(cacheKey),
 	}, nil
 }

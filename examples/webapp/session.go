@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -31,6 +32,13 @@ type session struct {
 	// The signed-in user, from the store; empty when signed out.
 	AccountID string            // MSAL's home account ID
 	Claims    map[string]string // verified ID-token claims, for the profile page
+	// unreadable: the cookie names a session the store cannot say anything
+	// about right now (Redis unreachable): neither signed in nor out.
+	unreadable bool
+	// signedOutAccount is the account of a session its account's sign-out
+	// ended, whose leftovers (the session, the account's tokens) a sign-out
+	// may still have to delete.
+	signedOutAccount string
 }
 
 func (s *session) signedIn() bool { return s.AccountID != "" }
@@ -55,15 +63,18 @@ type cookie struct {
 }
 
 // signedInSession is what the server keeps of a signed-in browser, or,
-// under an account's key, when the account last signed out.
+// under an account's key, the account's last sign-out.
 type signedInSession struct {
 	AccountID string
 	Claims    map[string]string
-	// SignedIn is when the session began; SignedOut, in an account's
-	// record, when the account signed out: every session of the account
-	// that began before is over (its tokens left MSAL's cache with it).
-	SignedIn, SignedOut time.Time
-	Expires             time.Time
+	// Generation is, in an account's sign-out record, a random name of the
+	// last sign-out; in a session, the record's generation when the
+	// session began. A session lives while they match (or there is no
+	// record): every sign-out ends the sessions that began before it,
+	// whatever the instances' clocks say.
+	Generation string
+	SignedIn   time.Time
+	Expires    time.Time
 }
 
 // SessionStore keeps signed-in sessions on the server, by ID. IDs reach it
@@ -89,6 +100,7 @@ const (
 // its store.
 type sessions struct {
 	aead  cipher.AEAD
+	names []byte // the key of the store's names
 	store SessionStore
 }
 
@@ -104,7 +116,9 @@ func newSessions(key []byte, store SessionStore) (*sessions, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sessions{aead: aead, store: store}, nil
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte("entragate webapp: session store names"))
+	return &sessions{aead: aead, names: mac.Sum(nil), store: store}, nil
 }
 
 // load returns the browser's session: an empty one when the cookie is
@@ -115,24 +129,32 @@ func (m *sessions) load(r *http.Request) *session {
 	if s.SessionID == "" {
 		return s
 	}
-	in, err := m.store.Get(r.Context(), storeKey(s.SessionID))
-	if err != nil || in == nil || time.Now().After(in.Expires) || m.endedBySignOut(r.Context(), in) {
-		s.SessionID = ""
-		return s
+	in, err := m.store.Get(r.Context(), m.storeKey(s.SessionID))
+	if err == nil && in != nil && time.Now().Before(in.Expires) {
+		var ended bool
+		if ended, err = m.endedBySignOut(r.Context(), in); err == nil && ended {
+			s.signedOutAccount = in.AccountID
+		} else if err == nil {
+			s.AccountID, s.Claims = in.AccountID, in.Claims
+			return s
+		}
 	}
-	s.AccountID, s.Claims = in.AccountID, in.Claims
+	s.unreadable = err != nil // the cookie is kept: the session may be fine
+	if !s.unreadable && s.signedOutAccount == "" {
+		s.SessionID = ""
+	}
 	return s
 }
 
 // endedBySignOut reports whether the account signed out, in any browser,
-// since the session began. A store that cannot say ends the session: it
-// fails closed.
-func (m *sessions) endedBySignOut(ctx context.Context, in *signedInSession) bool {
-	out, err := m.store.GetLatest(ctx, accountKey(in.AccountID))
+// since the session began; an error when the store cannot say (the
+// caller then treats the session as neither: it fails closed).
+func (m *sessions) endedBySignOut(ctx context.Context, in *signedInSession) (bool, error) {
+	out, err := m.store.GetLatest(ctx, m.accountKey(in.AccountID))
 	if err != nil {
-		return true
+		return false, err
 	}
-	return out != nil && !in.SignedIn.After(out.SignedOut)
+	return out != nil && out.Generation != in.Generation, nil
 }
 
 func (m *sessions) open(r *http.Request) cookie {
@@ -188,16 +210,21 @@ func (m *sessions) signIn(ctx context.Context, w http.ResponseWriter, s *session
 	}
 	now := time.Now()
 	in := &signedInSession{AccountID: accountID, Claims: claims, SignedIn: now, Expires: now.Add(sessionLifetime)}
+	// The generation of the account's last sign-out: when the store
+	// cannot say, none, so that the session ends if there was one.
+	if out, err := m.store.GetLatest(ctx, m.accountKey(accountID)); err == nil && out != nil {
+		in.Generation = out.Generation
+	}
 	if s.SessionID != "" {
 		// The session this sign-in replaces ends: a copy of its cookie
 		// must not open it (nor, for another account, the previous
 		// user's profile).
-		if err := m.store.Delete(ctx, storeKey(s.SessionID)); err != nil {
+		if err := m.store.Delete(ctx, m.storeKey(s.SessionID)); err != nil {
 			return err
 		}
 	}
 	s.SessionID = base64.RawURLEncoding.EncodeToString(id)
-	if err := m.store.Put(ctx, storeKey(s.SessionID), in); err != nil {
+	if err := m.store.Put(ctx, m.storeKey(s.SessionID), in); err != nil {
 		return err
 	}
 	s.AccountID, s.Claims = accountID, claims
@@ -215,10 +242,17 @@ var errSignOutNotRecorded = errors.New("the sign-out could not be recorded")
 // errSignOutNotRecorded, so that the user can try again, rather than
 // leave sessions that would come back with the store.
 func (m *sessions) signOut(ctx context.Context, w http.ResponseWriter, s *session) error {
+	if s.unreadable {
+		return errSignOutNotRecorded // the session's account is not known now
+	}
 	if s.AccountID != "" {
-		now := time.Now()
-		record := &signedInSession{AccountID: s.AccountID, SignedOut: now, Expires: now.Add(sessionLifetime)}
-		if err := m.store.PutLatest(ctx, accountKey(s.AccountID), record); err != nil {
+		generation := make([]byte, 16)
+		if _, err := rand.Read(generation); err != nil {
+			return err
+		}
+		// It outlives every session it ends: they began before it.
+		record := &signedInSession{AccountID: s.AccountID, Generation: hex.EncodeToString(generation), Expires: time.Now().Add(sessionLifetime)}
+		if err := m.store.PutLatest(ctx, m.accountKey(s.AccountID), record); err != nil {
 			return fmt.Errorf("%w: %w", errSignOutNotRecorded, err)
 		}
 	}
@@ -229,7 +263,7 @@ func (m *sessions) signOut(ctx context.Context, w http.ResponseWriter, s *sessio
 func (m *sessions) end(ctx context.Context, w http.ResponseWriter, s *session) error {
 	var err error
 	if s.SessionID != "" {
-		err = m.store.Delete(ctx, storeKey(s.SessionID))
+		err = m.store.Delete(ctx, m.storeKey(s.SessionID))
 	}
 	m.clear(w)
 	*s = session{}
@@ -241,16 +275,19 @@ func (m *sessions) clear(w http.ResponseWriter) {
 	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: "", Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode, MaxAge: -1})
 }
 
-// storeKey is the store's name for a session ID.
-func storeKey(id string) string {
-	sum := sha256.Sum256([]byte(id))
-	return "session:" + hex.EncodeToString(sum[:])
-}
+// storeKey is the store's name for a session ID, and accountKey for an
+// account's sign-out record: HMACs under a key derived from the session
+// key, so that a copy of the store names no browser's cookie and no user
+// (object IDs are no secret: a plain hash of one is found by trying the
+// directory's).
+func (m *sessions) storeKey(id string) string { return "session:" + m.name(id) }
 
-// accountKey is the store's name for an account's sign-out record.
-func accountKey(accountID string) string {
-	sum := sha256.Sum256([]byte(accountID))
-	return "signed-out:" + hex.EncodeToString(sum[:])
+func (m *sessions) accountKey(accountID string) string { return "signed-out:" + m.name(accountID) }
+
+func (m *sessions) name(s string) string {
+	mac := hmac.New(sha256.New, m.names)
+	mac.Write([]byte(s))
+	return hex.EncodeToString(mac.Sum(nil))
 }
 
 // memorySessions is a SessionStore in this process's memory: sessions end

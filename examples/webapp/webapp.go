@@ -77,6 +77,9 @@ type Config struct {
 type TokenCache interface {
 	cache.ExportReplace
 	DeleteAccount(ctx context.Context, homeAccountID string) error
+	// Stored reports whether the cache holds the account: when MSAL finds
+	// none, gone (false, nil) or unknown now (an error).
+	Stored(ctx context.Context, homeAccountID string) (bool, error)
 }
 
 // App is the tutorial's Flask app in Go: sign-in with MSAL, the ID token
@@ -193,14 +196,44 @@ func securityHeaders(next http.Handler, entra string) http.Handler {
 
 func (a *App) home(w http.ResponseWriter, r *http.Request) {
 	s := a.sessions.load(r)
+	if s.unreadable {
+		a.storeUnavailable(w, s)
+		return
+	}
 	if s.signedIn() {
 		// The tokens live in MSAL's cache: when it no longer has the
 		// session's account, this sign-in is gone too.
 		if _, ok := a.account(r.Context(), s.AccountID); !ok {
+			if a.cacheUnavailable(w, r, s) {
+				return
+			}
 			_ = a.sessions.end(r.Context(), w, s)
 		}
 	}
 	render(w, http.StatusOK, homePage, pageData{Session: s})
+}
+
+// storeUnavailable answers a request whose session the store cannot say
+// anything about now: 503, the session kept for when it can.
+func (a *App) storeUnavailable(w http.ResponseWriter, s *session) {
+	w.Header().Set("Retry-After", "5")
+	render(w, http.StatusServiceUnavailable, errorPage, pageData{Session: s,
+		Message: "The app cannot reach its session store right now, so it cannot tell whether you are signed in. Try again in a moment."})
+}
+
+// cacheUnavailable reports, having answered 503, whether MSAL found no
+// account only because the token cache cannot be read now: then the
+// session stays, for when it can.
+func (a *App) cacheUnavailable(w http.ResponseWriter, r *http.Request, s *session) bool {
+	if a.cfg.TokenCache == nil {
+		return false
+	}
+	if _, err := a.cfg.TokenCache.Stored(r.Context(), s.AccountID); err == nil {
+		return false
+	}
+	s.unreadable = true
+	a.storeUnavailable(w, s)
+	return true
 }
 
 // login sends the browser to Entra's sign-in page.
@@ -487,7 +520,7 @@ func (a *App) challenged(w http.ResponseWriter, r *http.Request, t target) {
 			return
 		}
 		res.StepUp = true
-		res.Consent = t.consent
+		res.Consent = t.consent && asksConsent(challenge.Claims)
 	case steppedUp && res.Status == http.StatusOK:
 		res.Explanation = "You signed in again for this; the API accepted your new token."
 	}
@@ -509,8 +542,13 @@ func (a *App) continueStepUp(w http.ResponseWriter, r *http.Request) {
 	}
 	claims := s.PendingClaims
 	s.PendingClaims, s.PendingPage = "", ""
-	a.startSignIn(w, r, s, signInFor{claims: claims, page: t.page, consent: t.consent})
+	a.startSignIn(w, r, s, signInFor{claims: claims, page: t.page, consent: t.consent && asksConsent(claims)})
 }
+
+// asksConsent reports whether a middle tier's claims challenge names no
+// claims: it asks for the user's consent (consent_required), not for a
+// step-up, whose claims it would name.
+func asksConsent(claims string) bool { return claims == "" || claims == "{}" }
 
 // callWithUserToken calls t's API with the user's access token.
 func (a *App) callWithUserToken(ctx context.Context, acct confidential.Account, t target) (*apiResult, *claims.ClaimsChallenge) {
@@ -552,6 +590,9 @@ func (a *App) callWithToken(ctx context.Context, t target, token string) (*apiRe
 	case http.StatusUnauthorized:
 		if ch, err := claims.ParseClaimsChallenge(challenges...); err == nil {
 			res.Explanation = "The API asks for a token with more claims (401 insufficient_claims): " + ch.Claims
+			if asksConsent(ch.Claims) {
+				res.Explanation = "The API asks you to sign in again (401 insufficient_claims, naming no claims): it needs your consent to act as you."
+			}
 			return res, &ch
 		}
 		res.Explanation = "The API did not accept the access token (401 Unauthorized): " + strings.Join(challenges, ", ")
@@ -570,6 +611,11 @@ func (a *App) callWithToken(ctx context.Context, t target, token string) (*apiRe
 func (a *App) logout(w http.ResponseWriter, r *http.Request) {
 	s := a.sessions.load(r)
 	accountID := s.AccountID
+	if accountID == "" {
+		// Ended by a sign-out elsewhere (or one whose answer was lost):
+		// what that left (this session, the account's tokens) goes now.
+		accountID = s.signedOutAccount
+	}
 	if err := a.sessions.signOut(r.Context(), w, s); errors.Is(err, errSignOutNotRecorded) {
 		a.cfg.Logger.Warn("signing out failed: the session store cannot be reached", "error", err)
 		render(w, http.StatusServiceUnavailable, errorPage, pageData{Session: s, Retry: true,
@@ -604,11 +650,18 @@ func (a *App) signedOut(w http.ResponseWriter, r *http.Request) {
 // sends the browser home.
 func (a *App) signedIn(w http.ResponseWriter, r *http.Request) (*session, confidential.Account, bool) {
 	s := a.sessions.load(r)
+	if s.unreadable {
+		a.storeUnavailable(w, s)
+		return nil, confidential.Account{}, false
+	}
 	if !s.signedIn() {
 		http.Redirect(w, r, "/", http.StatusFound)
 		return nil, confidential.Account{}, false
 	}
 	acct, ok := a.account(r.Context(), s.AccountID)
+	if !ok && a.cacheUnavailable(w, r, s) {
+		return nil, confidential.Account{}, false
+	}
 	if !ok {
 		a.cfg.Logger.Info("the session's account is not in MSAL's cache: this browser signs in again")
 		// MSAL's cache no longer has the account (a restart, with the
