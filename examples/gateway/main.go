@@ -168,11 +168,13 @@ func gatewayConfig(v *env.Vars) (forwardauth.Config, error) {
 		return cfg, fmt.Errorf("GATEWAY=%q: write nginx, traefik, caddy or envoy", g)
 	}
 	cfg.EnvoyPathPrefix = v.String("ENVOY_PATH_PREFIX")
-	if cfg.Gateway == forwardauth.Envoy && cfg.EnvoyPathPrefix == "" {
+	if prefix := strings.TrimRight(cfg.EnvoyPathPrefix, "/"); cfg.Gateway == forwardauth.Envoy &&
+		(prefix == "" || prefix == "/_entragate" || strings.HasPrefix(prefix, "/_entragate/")) {
 		// Envoy sends the original path as the check's own: without a
-		// prefix, a request for /_entragate/healthz would be answered
-		// by the probe instead of judged.
-		return cfg, errors.New("GATEWAY=envoy needs ENVOY_PATH_PREFIX (the ext_authz path_prefix, e.g. /ext-authz), which keeps the checks apart from this service's probes")
+		// prefix of its own, a request for /_entragate/healthz (or, under
+		// /_entragate, for /healthz) would be answered by the probe
+		// instead of judged.
+		return cfg, errors.New("GATEWAY=envoy needs ENVOY_PATH_PREFIX (the ext_authz path_prefix, e.g. /ext-authz, not / and not under /_entragate), which keeps the checks apart from this service's probes")
 	}
 	cfg.SharedSecret = v.String("GATEWAY_SECRET")
 	cfg.HeaderPrefix = v.String("HEADER_PREFIX")

@@ -61,6 +61,8 @@ func TestGatewayConfigurationMistakes(t *testing.T) {
 		"short secret":     {"GATEWAY_SECRET": "abc"},
 		"prefix on nginx":  {"ENVOY_PATH_PREFIX": "/authz"},
 		"envoy, no prefix": {"GATEWAY": "envoy"},
+		"envoy, prefix /":  {"GATEWAY": "envoy", "ENVOY_PATH_PREFIX": "/"},
+		"envoy, probes":    {"GATEWAY": "envoy", "ENVOY_PATH_PREFIX": "/_entragate"},
 		"rules file empty": {"RULES_FILE": os.DevNull},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -181,7 +183,7 @@ func TestEnvoyChecksAreNotProbes(t *testing.T) {
 		"/_entragate/healthz":           200, // the probe
 		"/ext-authz/_entragate/healthz": 401, // a check of the original /_entragate/healthz
 		"/ext-authz/healthz":            200, // public in rules.conf
-		"/ext-authz//api/orders":        401, // repeated slashes merged, judged
+		"/ext-authz//api/orders":        403, // an empty segment: judged, refused
 		"/ext-authz/healthz/../api":     403, // a dot segment, refused
 	} {
 		req, _ := http.NewRequest(http.MethodGet, s.URL+path, nil)

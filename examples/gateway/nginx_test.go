@@ -127,11 +127,11 @@ http {
     access_log off;
     client_body_temp_path %[1]s/body; proxy_temp_path %[1]s/proxy; fastcgi_temp_path %[1]s/fastcgi;
     uwsgi_temp_path %[1]s/uwsgi; scgi_temp_path %[1]s/scgi;
-    include %[1]s/entragate.conf;
+%[4]s    include %[1]s/entragate.conf;
     # The same service without auth_request, for speed comparisons only.
     server { listen %[2]s; location / { proxy_pass http://orders; } }
 %[3]s}
-`, dir, plain, fastUpstream(fast, upstream))
+`, dir, plain, fastUpstream(fast, upstream), mimeTypes())
 	for name, content := range map[string]string{"nginx.conf": main, "entragate.conf": conf} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
 			t.Fatal(err)
@@ -151,6 +151,15 @@ http {
 	})
 	waitListening(t, gw, "nginx")
 	return &stack{gateway: "http://" + gw, plain: "http://" + plain, auth: auth, nginx: cmd}
+}
+
+// mimeTypes includes Debian's MIME types as its nginx.conf does, so that
+// the refusals' Content-Type is tested where extensions have types.
+func mimeTypes() string {
+	if _, err := os.Stat("/etc/nginx/mime.types"); err != nil {
+		return ""
+	}
+	return "    include /etc/nginx/mime.types;\n"
 }
 
 // fastUpstream is an nginx server block standing in for the service, for
@@ -232,9 +241,16 @@ func TestThroughNginx(t *testing.T) {
 	})
 	t.Run("a client's identity headers never reach the upstream", func(t *testing.T) {
 		forged := entratest.NewGUID()
-		e := send(t, "GET", s.gateway+"/api/orders/42", append(bearer(reader), "X-Entra-Object-Id", forged, "X-Entra-Roles", "Admin")...)
+		var headers []string
+		for _, name := range []string{"Object-Id", "Tenant-Id", "Client-App-Id", "Token-Type", "Scopes", "Roles", "Name", "Username"} {
+			headers = append(headers, "X-Entra-"+name, "forged-"+forged)
+		}
+		e := send(t, "GET", s.gateway+"/api/orders/42", append(bearer(reader), headers...)...)
 		if e.status != 200 || *e.Caller != tenant.User.ObjectID || e.Headers["X-Entra-Roles"] != "" {
 			t.Errorf("with a valid token: %d %s", e.status, e.body)
+		}
+		if strings.Contains(string(e.body), forged) {
+			t.Errorf("a forged identity header reached the upstream: %s", e.body)
 		}
 		e = send(t, "GET", s.gateway+"/healthz", "X-Entra-Object-Id", forged)
 		if e.status != 200 || e.Caller != nil {
@@ -266,6 +282,24 @@ func TestThroughNginx(t *testing.T) {
 			t.Errorf("%d %s", e.status, e.body)
 		}
 	})
+	t.Run("refusals are JSON whatever the path's extension", func(t *testing.T) {
+		for _, tc := range []struct {
+			method, uri string
+			headers     []string
+			status      int
+		}{{"GET", "/api/orders/42.html", nil, 401}, {"POST", "/api/orders/42.svg", bearer(reader), 403}, {"GET", "/api/orders/42.js", []string{"Authorization", "Bearer "}, 400}} {
+			e := send(t, tc.method, s.gateway+tc.uri, tc.headers...)
+			if e.status != tc.status || e.header.Get("Content-Type") != "application/json; charset=utf-8" ||
+				e.header.Get("X-Content-Type-Options") != "nosniff" || e.header.Get("Cache-Control") != "no-store" {
+				t.Errorf("%s %s: %d %v", tc.method, tc.uri, e.status, e.header)
+			}
+		}
+	})
+	t.Run("the check's location is internal", func(t *testing.T) {
+		if e := send(t, "GET", s.gateway+"/_entragate", bearer(reader)...); e.status != 404 {
+			t.Errorf("%d %s", e.status, e.body)
+		}
+	})
 	t.Run("a public path needs no token", func(t *testing.T) {
 		if e := send(t, "GET", s.gateway+"/public/price-list"); e.status != 200 {
 			t.Errorf("%d %s", e.status, e.body)
@@ -278,7 +312,9 @@ func TestThroughNginx(t *testing.T) {
 			"/public/..;/admin":        403,
 			"/public;/admin":           403,
 			"/PUBLIC/price-list":       401,
-			"//admin":                  401,
+			"//admin":                  403,
+			"//healthz/admin/users":    403, // host healthz, path /admin/users, to URL parsers
+			"/admin.json":              401,
 			"/ADMIN/users":             401,
 			"/adm%69n/users":           401,
 			"/other":                   401,

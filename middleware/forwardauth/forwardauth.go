@@ -25,16 +25,18 @@
 // or both), so that a client reaching the service directly cannot have it
 // judge a path of its choosing. Paths are judged the way an upstream could
 // read them: percent-decoded, with anything two servers could read
-// differently refused (encoded slashes, backslashes, dot segments, a #,
-// semicolons, double encoding, segments ending in a dot or a space,
-// compatibility forms of ASCII characters, control characters), repeated
-// slashes merged, protected routes matched without regard to case (the
-// characters some servers fold to ASCII letters included) and public ones
-// only exactly. A request that carries an identity header itself (in any
+// differently refused (empty segments, encoded slashes and question marks,
+// backslashes, dot segments, a #, semicolons, double encoding, segments
+// ending in a dot or a space, characters NFKC or Windows' best fit turn
+// into ASCII, control characters); protected routes cover every path that
+// starts with theirs, without regard to case (the characters some servers
+// fold to ASCII letters included), and public ones only their path and its
+// subpaths, exactly as written. A request that carries an identity header itself (in any
 // case, with underscores for dashes too) or a header some servers read as
 // the path (X-Original-URL, X-Rewrite-URL) is refused; one with a method
 // override header (X-HTTP-Method-Override, X-HTTP-Method,
-// X-Method-Override) must pass the routes of every method it names too.
+// X-Method-Override), or with _method in its query, must pass the routes
+// of every method it names too.
 package forwardauth
 
 import (
@@ -131,15 +133,18 @@ type Config struct {
 
 // Route is what the requests to a path need.
 type Route struct {
-	// Path is a path prefix on segment boundaries: "/api/orders" covers
-	// /api/orders and /api/orders/42, not /api/ordersx; "/" covers every
-	// path.
+	// Path is a path prefix, in plain ASCII. A public route's covers it and
+	// its subpaths as written: "/docs" covers /docs and /docs/guide, not
+	// /docsx or /Docs. A protected route's covers every path starting with
+	// it in any case: "/api/orders" covers /api/orders/42, /API/Orders,
+	// /api/orders.json and /api/ordersx, as upstreams that match prefixes
+	// as strings or strip formats would route them. "/" covers every path.
+	// One method may appear in one route per path only.
 	Path string
 	// Methods the route applies to, in upper case; none: every method.
 	Methods []string
 	// Public lets requests through without a token; Rule must then be
-	// zero. A public route matches its path exactly as written (case
-	// included); a protected one in any case.
+	// zero.
 	Public bool
 	// Rule is what a token needs on the route. The zero Rule refuses every
 	// token.
@@ -241,7 +246,7 @@ func validHeaderName(s string) bool {
 // checkRoutes validates the routes, longest Path first.
 func checkRoutes(in []Route) ([]route, error) {
 	out := make([]route, 0, len(in))
-	seen := map[string]bool{}
+	seen := map[string][][]string{} // the method lists of each folded path
 	for _, r := range in {
 		p := r.Path
 		switch {
@@ -261,11 +266,13 @@ func checkRoutes(in []Route) ([]route, error) {
 			}
 		}
 		slices.Sort(methods)
-		key := foldPath(p) + " " + strings.Join(methods, ",")
-		if seen[key] {
-			return nil, fmt.Errorf("forwardauth: route %s %v is listed twice", p, methods)
+		key := foldPath(p)
+		for _, other := range seen[key] {
+			if slices.Equal(other, methods) || len(other) > 0 && slices.ContainsFunc(methods, func(m string) bool { return slices.Contains(other, m) }) {
+				return nil, fmt.Errorf("forwardauth: routes for %s list %v and %v: a method may appear in one route per path only", p, other, methods)
+			}
 		}
-		seen[key] = true
+		seen[key] = append(seen[key], methods)
 		r.Methods = methods
 		out = append(out, route{Route: r, lower: foldPath(p)})
 	}
@@ -286,13 +293,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, http.StatusForbidden, "untrusted_caller", "this service answers its gateway only", "a request that is not from the trusted gateway", r)
 		return
 	}
-	method, path, problem := h.original(r)
+	method, path, query, problem := h.original(r)
 	if problem == "" {
 		problem = h.foreignHeaders(r.Header)
 	}
 	var methods []string
 	if problem == "" {
-		methods, problem = overrides(r.Header, method)
+		methods, problem = overrides(r.Header, query, method)
 	}
 	if problem != "" {
 		h.refuse(w, http.StatusForbidden, "invalid_request", problem, problem, r)
@@ -342,20 +349,40 @@ func headerFold(name string) string {
 // (ASP.NET Core's UseHttpMethodOverride, Express's method-override...).
 var methodOverrides = []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
 
-// overrides is method and every method an override header names: a
-// request must pass the routes of each, as the upstream may act on any.
-func overrides(hd http.Header, method string) ([]string, string) {
+// overrides is method and every method an override names: a header, or
+// _method in the query (Rails, Laravel and Symfony read it there and in a
+// form body, which the check cannot see). A request must pass the routes
+// of each, as the upstream may act on any.
+func overrides(hd http.Header, query, method string) ([]string, string) {
 	methods := []string{method}
-	for name, values := range hd {
-		if !slices.Contains(methodOverrides, http.CanonicalHeaderKey(strings.ReplaceAll(name, "_", "-"))) {
-			continue
-		}
+	add := func(from string, values []string) string {
 		for _, v := range values {
-			if m := strings.ToUpper(strings.TrimSpace(v)); validHeaderName(m) {
+			v = strings.TrimSpace(v)
+			if v == "" {
+				continue
+			}
+			if m := strings.ToUpper(v); validHeaderName(m) {
 				methods = append(methods, m)
 				continue
 			}
-			return nil, "the request's " + name + " header is not a method name"
+			return "the request's " + from + " is not a method name"
+		}
+		return ""
+	}
+	for name, values := range hd {
+		if slices.Contains(methodOverrides, http.CanonicalHeaderKey(strings.ReplaceAll(name, "_", "-"))) {
+			if problem := add(name+" header", values); problem != "" {
+				return nil, problem
+			}
+		}
+	}
+	if strings.Contains(query, "_method") {
+		q, err := url.ParseQuery(query)
+		if err != nil {
+			return nil, "the original query is not well-formed"
+		}
+		if problem := add("_method parameter", q["_method"]); problem != "" {
+			return nil, problem
 		}
 	}
 	return methods, ""
@@ -404,7 +431,7 @@ func (h *Handler) trusted(r *http.Request) bool {
 
 // original is the method and canonical path of the original request, from
 // the configured gateway's headers only.
-func (h *Handler) original(r *http.Request) (method, path, problem string) {
+func (h *Handler) original(r *http.Request) (method, path, query, problem string) {
 	var uri string
 	switch h.gateway {
 	case Nginx:
@@ -415,23 +442,26 @@ func (h *Handler) original(r *http.Request) (method, path, problem string) {
 		method, uri = r.Method, r.URL.EscapedPath()
 		rest, ok := strings.CutPrefix(uri, h.envoy)
 		if !ok || (rest != "" && !strings.HasPrefix(rest, "/")) {
-			return "", "", "the check request's path does not start with EnvoyPathPrefix"
+			return "", "", "", "the check request's path does not start with EnvoyPathPrefix"
 		}
 		uri = rest
+		if r.URL.RawQuery != "" {
+			uri += "?" + r.URL.RawQuery
+		}
 	}
 	if method == "" || uri == "" {
-		return "", "", "the " + h.gateway.String() + " gateway sent no original method and URI (see the configuration snippet)"
+		return "", "", "", "the " + h.gateway.String() + " gateway sent no original method and URI (see the configuration snippet)"
 	}
 	if !validHeaderName(method) {
-		return "", "", "the original method is not a method name"
+		return "", "", "", "the original method is not a method name"
 	}
 	// A request target never holds a fragment: a # is refused (below),
 	// not cut, since an upstream may take it as part of the path.
-	uri, _, _ = strings.Cut(uri, "?")
+	uri, query, _ = strings.Cut(uri, "?")
 	if path = canonicalPath(uri); path == "" {
-		return "", "", "the original path is ambiguous (an encoded slash or backslash, a dot segment, a segment ending in a dot or space, a #, a control character, a character some servers read as ASCII, double or bad percent-encoding)"
+		return "", "", "", "the original path is ambiguous (an empty segment, an encoded slash, backslash or ?, a dot segment, a segment ending in a dot or space, a #, a control character, a character some servers read as ASCII, double or bad percent-encoding)"
 	}
-	return strings.ToUpper(method), path, ""
+	return strings.ToUpper(method), path, query, ""
 }
 
 // single is a header's value, "" unless it appears exactly once.
@@ -452,7 +482,7 @@ func (h *Handler) match(method, path string) *route {
 		if len(rt.Methods) > 0 && !slices.Contains(rt.Methods, method) {
 			continue
 		}
-		if rt.Public && covers(rt.Path, path) || !rt.Public && covers(rt.lower, lower) {
+		if rt.Public && covers(rt.Path, path) || !rt.Public && coversProtected(rt.lower, lower) {
 			return rt
 		}
 	}

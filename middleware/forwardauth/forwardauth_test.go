@@ -107,7 +107,14 @@ func TestRoutesDecide(t *testing.T) {
 		{"write needs the write scope", "POST", "/api/orders", reader, 403},
 		{"write with it", "POST", "/api/orders", writer, 200},
 		{"method in lower case", "post", "/api/orders", writer, 200},
-		{"a prefix is a segment", "GET", "/api/ordersx", reader, 200}, // /api: any token
+		// Protected routes cover what starts with their path, boundary or
+		// not (/api/orders.json is /api/orders to Rails), public ones only
+		// on a segment boundary.
+		{"a protected prefix covers more than its segment", "POST", "/api/orders.json", reader, 403},
+		{"so does a longer name", "POST", "/api/ordersx", reader, 403},
+		{"a public prefix covers its segment only", "GET", "/healthzx", "", 401},
+		{"the admin area with a format", "DELETE", "/admin.json", reader, 403},
+		{"a protected route under a public one, with a format", "DELETE", "/docs/internal.json", "", 401},
 		{"admin by role", "GET", "/admin/users", admin, 200},
 		{"admin without the role", "GET", "/admin/users", reader, 403},
 		{"no route: refused once the token is valid", "GET", "/other", reader, 403},
@@ -266,7 +273,11 @@ func TestPathTricks(t *testing.T) {
 		status int // without a token: 200 public, 401 protected, 403 refused path
 	}{
 		{"/public/page", 200},
-		{"//public//page", 200},
+		{"/public/page/", 200},
+		// Empty segments: URL parsers read //public/admin as host public.
+		{"//public//page", 403},
+		{"//public/admin", 403},
+		{"/public//page", 403},
 		{"/admin", 401},
 		{"/ADMIN", 401},
 		{"/Public/page", 401}, // public only as written
@@ -293,7 +304,16 @@ func TestPathTricks(t *testing.T) {
 		// Decoded twice by some servers.
 		{"/public/%252e%252e/admin", 403},
 		{"/public/%2541", 403},
-		{"/public/100%25", 200}, // a percent sign that encodes nothing
+		{"/public/100%25", 200},      // a percent sign that encodes nothing
+		{"/public%3F/../admin", 403}, // a ? some servers split at once decoded
+		{"/public/a%7f", 403},
+		{"/public/O%E2%80%99Brien", 200},             // ’ stays itself under NFKC
+		{"/public/%E2%82%AC10", 200},                 // € too
+		{"/public/Hawai%CA%BBi", 200},                // ʻ too
+		{"/adm%E3%8F%8C", 403},                       // ㏌ is "in" to NFKC
+		{"/public/a%C2%A0", 403},                     // a no-break space is a space
+		{"/public/a%CD%BE", 403},                     // U+037E is ; even to NFC
+		{"/public/..%E2%88%95..%E2%88%95admin", 403}, // ∕, a slash to Windows' best fit
 		// Windows servers drop a segment's trailing dots and spaces.
 		{"/admin.", 403},
 		{"/admin%20", 403},
@@ -307,6 +327,7 @@ func TestPathTricks(t *testing.T) {
 		// What case-insensitive servers take for ASCII letters is matched
 		// as those letters: the protected route applies.
 		{"/%C4%B1", 401}, // ı: no route but "/", which is protected anyway
+		{"/%C7%89", 403}, // ǉ is "lj" to NFKC
 	}
 	for _, tc := range tests {
 		t.Run(tc.uri, func(t *testing.T) {
@@ -404,7 +425,16 @@ func TestConfigIsChecked(t *testing.T) {
 		"duplicate": func(c *forwardauth.Config) {
 			c.Routes = []forwardauth.Route{{Path: "/a", Public: true}, {Path: "/A", Rule: middleware.Authenticated()}}
 		},
-		"bad prefix": func(c *forwardauth.Config) { c.HeaderPrefix = "X Bad" },
+		"overlapping methods": func(c *forwardauth.Config) {
+			c.Routes = []forwardauth.Route{{Path: "/reports", Methods: []string{"GET"}, Rule: middleware.AnyRole("Admin")},
+				{Path: "/reports", Methods: []string{"GET", "HEAD"}, Public: true}}
+		},
+		"secret header under the prefix": func(c *forwardauth.Config) {
+			c.SecretHeader = "X-Entra-Secret"
+			c.SharedSecret = "0123456789abcdef0123"
+		},
+		"Envoy prefix without a slash": func(c *forwardauth.Config) { c.Gateway = forwardauth.Envoy; c.EnvoyPathPrefix = "authz" },
+		"bad prefix":                   func(c *forwardauth.Config) { c.HeaderPrefix = "X Bad" },
 	} {
 		cfg := base
 		edit(&cfg)
@@ -430,11 +460,13 @@ func TestCaseFoldingReachesTheProtectedRoute(t *testing.T) {
 		{Path: "/api/payments", Rule: middleware.AnyScope("Payments.Write")},
 		{Path: "/api/kiosk", Rule: middleware.AnyScope("Kiosk.Use")},
 		{Path: "/api/billing", Rule: middleware.AnyScope("Billing.Read")},
+		{Path: "/api/access", Rule: middleware.AnyScope("Access.Admin")},
 		{Path: "/api", Rule: middleware.Authenticated()},
 	}})
 	reader := bearer(s.tenant.AccessToken(entratest.Scopes("Orders.Read")))
 	for _, uri := range []string{
 		"/api/payments", "/api/PAYMENTS", "/api/payment%C5%BF", "/api/%E2%84%AAiosk", "/api/b%C4%B1lling", "/api/B%C4%B0LLING",
+		"/api/acce%C3%9F", "/api/ACCE%E1%BA%9E",
 	} {
 		if r := s.check(t, "POST", uri, reader...); r.StatusCode != 403 {
 			t.Errorf("%s with Orders.Read only: %d, want 403 (the protected route)", uri, r.StatusCode)
@@ -490,6 +522,9 @@ func TestMethodOverridesArePassedToo(t *testing.T) {
 		{"underscored", "GET", "/api/orders/1", append([]string{"X_HTTP_Method_Override", "PUT"}, reader...), 403},
 		{"public path as a protected method", "GET", "/healthz", []string{"X-HTTP-Method-Override", "DELETE"}, 200},
 		{"not a method", "GET", "/api/orders/1", append([]string{"X-HTTP-Method-Override", "DE LETE"}, writer...), 403},
+		{"an empty override", "GET", "/api/orders/1", append([]string{"X-HTTP-Method-Override", ""}, reader...), 200},
+		{"_method in the query", "GET", "/api/orders/1?_method=DELETE", reader, 403},
+		{"_method in the query, allowed", "GET", "/api/orders/1?_method=HEAD", reader, 200},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -497,5 +532,36 @@ func TestMethodOverridesArePassedToo(t *testing.T) {
 				t.Errorf("%d, want %d", r.StatusCode, tc.status)
 			}
 		})
+	}
+}
+
+// Methods are compared in upper case, whatever case the gateway or an
+// override sends (ASP.NET compares them case-insensitively): a lower-case
+// delete is DELETE's route, not the one for every other method.
+func TestMethodsInAnyCase(t *testing.T) {
+	s := newSetup(t, forwardauth.Config{Routes: []forwardauth.Route{
+		{Path: "/records", Methods: []string{"DELETE"}, Rule: middleware.AnyRole("Records.Admin")},
+		{Path: "/records", Rule: middleware.Authenticated()},
+	}})
+	user := bearer(s.tenant.AccessToken(entratest.Scopes("Records.Read")))
+	for name, tc := range map[string]struct {
+		method  string
+		headers []string
+	}{
+		"delete":                    {"delete", user},
+		"an override in lower case": {"POST", append([]string{"X-HTTP-Method-Override", "delete"}, user...)},
+	} {
+		if r := s.check(t, tc.method, "/records/1", tc.headers...); r.StatusCode != 403 {
+			t.Errorf("%s: %d, want 403 (DELETE's route)", name, r.StatusCode)
+		}
+	}
+	r := s.check(t, "GET", "/records/1", user...)
+	if r.StatusCode != 200 || r.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("GET: %d, Cache-Control %q", r.StatusCode, r.Header.Get("Cache-Control"))
+	}
+	// A role a header could not carry unambiguously is left out.
+	odd := s.check(t, "GET", "/records/1", bearer(s.tenant.AccessToken(entratest.Scopes("Records.Read"), entratest.Roles("Reader", "a,b", "c d")))...)
+	if got := odd.Header.Get("X-Entra-Roles"); got != "Reader" {
+		t.Errorf("roles header %q, want only Reader", got)
 	}
 }

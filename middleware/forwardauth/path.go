@@ -5,23 +5,28 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
-// canonicalPath decodes an escaped path the way an upstream could read it
-// and returns it with repeated slashes merged, or "" when two upstreams
-// could read it differently:
+// canonicalPath decodes an escaped path the way an upstream could read it,
+// or returns "" when two upstreams could read it differently:
 //   - an encoded slash or backslash, a backslash, a dot segment;
+//   - an empty segment (//): URL parsers read a leading //healthz/admin
+//     as host healthz and path /admin, and routers differ on the others;
 //   - a semicolon (Java servers drop it and what follows from a segment,
 //     so /public/..;/admin is /admin there);
-//   - a # (a request target has no fragment; Go's and others' servers keep
-//     it in the path, where /public#/../admin cleans to /admin);
+//   - a # or an encoded ? (a request target has no fragment, and servers
+//     that decode before they split the query, or keep a # in the path,
+//     cut or clean /public#/../admin to /admin);
 //   - a percent sign that still encodes something once decoded (a server
 //     that decodes twice reads %252e%252e as ..);
 //   - a segment ending in a dot or a space (Windows servers drop them, so
 //     /api/payments. is /api/payments there);
-//   - a character that Unicode compatibility normalization may turn into
-//     ASCII (fullwidth forms, ligatures, super- and subscripts, letterlike
-//     and mathematical letters), for upstreams that normalize paths;
+//   - a character that Unicode compatibility normalization (NFKC) turns
+//     into ASCII, for upstreams that normalize paths (fullwidth letters,
+//     ligatures, ㏌, a no-break space), or that Windows' best-fit code
+//     pages turn into a slash or backslash (∕, ¥);
 //   - a control character, invalid percent-encoding or UTF-8.
 func canonicalPath(escaped string) string {
 	if !strings.HasPrefix(escaped, "/") {
@@ -32,29 +37,24 @@ func canonicalPath(escaped string) string {
 		return ""
 	}
 	p, err := url.PathUnescape(escaped)
-	if err != nil || !utf8.ValidString(p) || strings.ContainsAny(p, "\\;#") || stillEncoded(p) {
+	if err != nil || !utf8.ValidString(p) || strings.ContainsAny(p, "\\;#?") || stillEncoded(p) {
 		return ""
 	}
-	var b strings.Builder
-	for _, seg := range strings.Split(p, "/") {
+	segments := strings.Split(p[1:], "/")
+	for i, seg := range segments {
 		switch {
-		case seg == "":
-			continue
+		case seg == "" && i < len(segments)-1:
+			return "" // a // (a trailing / is an empty last segment)
 		case seg == "." || seg == ".." || strings.HasSuffix(seg, ".") || strings.HasSuffix(seg, " "):
 			return ""
 		}
 		for _, c := range seg {
-			if c < 0x20 || c == 0x7f || compatibilityASCII(c) {
+			if c < 0x20 || c == 0x7f || c >= utf8.RuneSelf && becomesASCII(c) {
 				return ""
 			}
 		}
-		b.WriteByte('/')
-		b.WriteString(seg)
 	}
-	if b.Len() == 0 || strings.HasSuffix(p, "/") && b.String() != "/" {
-		b.WriteByte('/')
-	}
-	return b.String()
+	return p
 }
 
 // stillEncoded reports whether p holds a percent-encoded byte.
@@ -76,24 +76,22 @@ func ishex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
-// compatibilityASCII reports whether c lies where Unicode keeps
-// compatibility forms of ASCII characters, which NFKC normalization
-// replaces with them: ª ² ³ ¹ º ¼ ½ ¾, spacing modifier letters,
-// phonetic modifier letters, general punctuation (the one- and two-dot
-// leaders among it), super- and subscripts, letterlike symbols and number
-// forms, enclosed alphanumerics, alphabetic presentation forms (ﬁ),
-// vertical and small forms, fullwidth forms, mathematical alphanumerics
-// and enclosed alphanumeric supplements. Paths rarely hold any of them.
-func compatibilityASCII(c rune) bool {
+// becomesASCII reports whether an upstream may read the non-ASCII c as
+// ASCII: Unicode compatibility normalization (NFKC) turns it into
+// something with ASCII in it, or it is a slash or backslash of Windows'
+// best-fit mappings (code pages 932, 949 and others).
+func becomesASCII(c rune) bool {
 	switch c {
-	case 0xAA, 0xB2, 0xB3, 0xB9, 0xBA, 0xBC, 0xBD, 0xBE:
+	case 0x2044, 0x2215, 0x2216, 0x29F5, 0x29F8, 0x29F9, 0x00A5, 0x20A9: // ⁄ ∕ ∖ ⧵ ⧸ ⧹ ¥ ₩
 		return true
 	}
-	for _, r := range [...][2]rune{
-		{0x02B0, 0x02FF}, {0x1D2C, 0x1DBF}, {0x2000, 0x218F}, {0x2460, 0x24FF}, {0xFB00, 0xFB4F},
-		{0xFE10, 0xFE1F}, {0xFE30, 0xFE6F}, {0xFF00, 0xFFEF}, {0x1D400, 0x1D7FF}, {0x1F100, 0x1F1FF},
-	} {
-		if r[0] <= c && c <= r[1] {
+	var buf [utf8.UTFMax]byte
+	n := utf8.EncodeRune(buf[:], c)
+	if norm.NFKC.IsNormal(buf[:n]) {
+		return false
+	}
+	for _, b := range norm.NFKC.Bytes(buf[:n]) {
+		if b < utf8.RuneSelf {
 			return true
 		}
 	}
@@ -101,27 +99,33 @@ func compatibilityASCII(c rune) bool {
 }
 
 // foldPath is path as protected routes are matched: ASCII letters in
-// lower case, and every other character that some server's case-insensitive
-// comparison takes for an ASCII letter (ſ for s, K for k, ı and İ for i:
-// Unicode simple case folding, or upper- and lower-casing as Java's
-// equalsIgnoreCase does) as that letter. A path that any upstream would
-// route to a protected route's path is then covered by that route.
+// lower case, and every other character that some server's
+// case-insensitive comparison takes for ASCII letters as those letters:
+// ſ for s, K (the Kelvin sign) for k, ı and İ for i (upper- and
+// lower-casing, as Java's equalsIgnoreCase does), ß and ẞ for ss (full
+// case mapping, as upper() in Python, Java and JavaScript does). A path
+// that any upstream would route to a protected route's path is then
+// covered by that route.
 func foldPath(path string) string {
 	if isASCII(path) {
 		return strings.ToLower(path)
 	}
-	return strings.Map(foldRune, path)
+	var b strings.Builder
+	for _, c := range path {
+		switch c {
+		case 'ß', 'ẞ':
+			b.WriteString("ss")
+		default:
+			b.WriteRune(foldRune(c))
+		}
+	}
+	return b.String()
 }
 
 func foldRune(c rune) rune {
 	for _, r := range []rune{c, unicode.ToLower(c), unicode.ToUpper(c)} {
 		if r < utf8.RuneSelf {
 			return unicode.ToLower(r)
-		}
-		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
-			if f < utf8.RuneSelf {
-				return unicode.ToLower(f)
-			}
 		}
 	}
 	return c
@@ -137,11 +141,21 @@ func isASCII(s string) bool {
 	return true
 }
 
-// covers reports whether prefix covers path on a segment boundary.
+// covers reports whether prefix covers path on a segment boundary: how a
+// public route matches.
 func covers(prefix, path string) bool {
 	if prefix == "/" {
 		return true
 	}
 	rest, ok := strings.CutPrefix(path, prefix)
 	return ok && (rest == "" || rest[0] == '/')
+}
+
+// coversProtected is how a protected route matches: every path that
+// starts with its path, on a segment boundary or not, since upstreams
+// match prefixes as strings (nginx's location /x, Java's HttpServer
+// contexts) and strip formats (/api/payments.json is /api/payments to
+// Rails and Spring): more paths are protected, never fewer.
+func coversProtected(prefix, path string) bool {
+	return strings.HasPrefix(path, prefix)
 }

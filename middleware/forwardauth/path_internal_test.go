@@ -11,7 +11,7 @@ import (
 // cleans it (Go's FileServer, most routers) reads as the same path, and
 // folding it twice changes nothing more.
 func FuzzCanonicalPath(f *testing.F) {
-	for _, seed := range []string{"/public/page", "//a//b/", "/public#/../admin", "/a/%2e%2e/b", "/caf%C3%A9", "/api/payment%C5%BF", "/100%25", "/a.", "/%EF%BC%8E"} {
+	for _, seed := range []string{"/public/page", "//a//b/", "/public#/../admin", "//healthz/admin", "/a/%2e%2e/b", "/a%3Fb", "/caf%C3%A9", "/api/payment%C5%BF", "/100%25", "/a.", "/%EF%BC%8E"} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, escaped string) {
@@ -22,6 +22,11 @@ func FuzzCanonicalPath(f *testing.F) {
 		decoded, err := url.PathUnescape(escaped)
 		if err != nil {
 			t.Fatalf("%q accepted, but it does not decode: %v", escaped, err)
+		}
+		// A URL parser reads it as a path, with no host (//host/path) and
+		// the same path.
+		if u, err := url.Parse(escaped); err != nil || u.Host != "" || u.Opaque != "" || u.Path != decoded {
+			t.Fatalf("%q: judged as %q, a URL parser reads %+v (%v)", escaped, p, u, err)
 		}
 		cleaned := path.Clean(decoded)
 		if strings.HasSuffix(decoded, "/") && cleaned != "/" {
