@@ -46,7 +46,8 @@ const (
 // Config configures a Store.
 type Config struct {
 	// Redis is the shared Redis (a *redis.Client, *redis.ClusterClient or
-	// any UniversalClient). Required.
+	// any UniversalClient). Required. Its user needs GET, SET, DEL and
+	// EVAL (missed deletes are replayed with a compare-and-delete script).
 	Redis redis.UniversalClient
 	// Key seals every value: 32 random bytes, the same for every instance.
 	// Required.
@@ -87,6 +88,7 @@ type Store struct {
 	entries  map[string]*entry
 	pendDels map[string]pendingDelete // deletes Redis missed, replayed when it is back
 	dropped  atomic.Int64             // deletes missed with no room left to remember them
+	deletes  uint64                   // Deletes so far: a read that overlapped one keeps nothing
 	names    []byte                   // keys Name's HMAC, derived from Config.Key
 }
 
@@ -168,13 +170,19 @@ func (s *Store) get(ctx context.Context, key string, fresh bool) ([]byte, error)
 	e := s.entries[key]
 	if p, deleted := s.pendDels[key]; deleted {
 		// Deleted here, and not yet in Redis: what Redis holds is never
-		// served again, only a value written here since.
+		// served before the delete is replayed, now if Redis answers;
+		// meanwhile only a value written here since.
 		s.mu.Unlock()
-		if e != nil && !e.absent && e.fetched.After(p.since) && now.Before(e.expires) {
-			return e.value, nil
+		if !s.replayKeys([]string{key}, []time.Time{p.since}) {
+			if e != nil && !e.absent && e.fetched.After(p.since) && now.Before(e.expires) {
+				return e.value, nil
+			}
+			return nil, ErrUnavailable
 		}
-		return nil, nil
+		s.mu.Lock()
+		e = s.entries[key]
 	}
+	deletes := s.deletes
 	if e != nil && now.After(e.expires) {
 		delete(s.entries, key)
 		e = nil
@@ -214,7 +222,7 @@ func (s *Store) get(ctx context.Context, key string, fresh bool) ([]byte, error)
 	if now.After(expires) {
 		return nil, nil
 	}
-	s.remember(key, value, expires.Sub(now), now)
+	s.rememberRead(key, value, expires.Sub(now), now, deletes)
 	return value, nil
 }
 
@@ -283,9 +291,13 @@ func (s *Store) set(ctx context.Context, key string, value []byte, ttl time.Dura
 // Delete removes key. A delete Redis misses is retried with later calls,
 // so that a signed-out session does not come back with Redis.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	s.forget(key)
+	s.mu.Lock()
+	delete(s.entries, key)
+	s.deletes++
+	s.mu.Unlock()
+	asked := time.Now()
 	if err := s.redis(ctx, "deleting", func(ctx context.Context) error { return s.rdb.Del(ctx, s.prefix+key).Err() }); err != nil {
-		now := time.Now()
+		now := asked
 		s.mu.Lock()
 		room := len(s.pendDels) < s.maxLocal
 		if room {
@@ -336,9 +348,7 @@ func (s *Store) replayDeletes() {
 }
 
 // replayBatch replays up to 100 pending deletes; it reports whether more
-// wait and Redis took these. A value written after the delete was asked
-// for (by this instance or another) stays: the delete meant an older one.
-// What is deleted is the value read, and only if Redis still holds it.
+// wait and Redis took these.
 func (s *Store) replayBatch() bool {
 	s.mu.Lock()
 	keys := make([]string, 0, 100)
@@ -354,9 +364,20 @@ func (s *Store) replayBatch() bool {
 		}
 	}
 	s.mu.Unlock()
-	if len(keys) == 0 {
+	if len(keys) == 0 || !s.replayKeys(keys, since) {
 		return false
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pendDels) > 0
+}
+
+// replayKeys replays the missed deletes of keys (asked for at since): a
+// value written after one was asked for (by this instance or another)
+// stays, the delete meant an older one; what is deleted is the value
+// read, and only if Redis still holds it. It reports whether Redis took
+// them all, and then forgets them.
+func (s *Store) replayKeys(keys []string, since []time.Time) bool {
 	err := s.redis(context.Background(), "deleting", func(ctx context.Context) error {
 		read := s.rdb.Pipeline() // split by slot on a cluster, where one command on many keys is not
 		gets := make([]*redis.StringCmd, len(keys))
@@ -372,10 +393,18 @@ func (s *Store) replayBatch() bool {
 			if err != nil {
 				continue // gone already
 			}
+			// Written after the delete was asked for: by the writer's
+			// clock, so instances' clocks must agree to within the time
+			// between a missed delete and another instance's new write
+			// of the key (otherwise that write is lost: for MSAL, a new
+			// sign-in's tokens, and the user signs in again).
 			if _, written, _, err := s.open(s.prefix+k, sealed); err == nil && written.After(since[i]) {
-				continue // written after the delete was asked for
+				continue
 			}
 			del.Eval(ctx, deleteIfUnchanged, []string{s.prefix + k}, sealed)
+		}
+		if del.Len() == 0 {
+			return nil
 		}
 		_, err := del.Exec(ctx)
 		return err
@@ -389,9 +418,8 @@ func (s *Store) replayBatch() bool {
 			delete(s.pendDels, k)
 		}
 	}
-	more := len(s.pendDels) > 0
 	s.mu.Unlock()
-	return more
+	return true
 }
 
 // deleteIfUnchanged deletes a key if it still holds the value read.
@@ -406,6 +434,17 @@ func (s *Store) rememberAbsent(key string, now time.Time) {
 		s.evictLocked(now)
 	}
 	s.entries[key] = &entry{absent: true, expires: now.Add(s.localTTL), fetched: now}
+}
+
+// rememberRead remembers what a read found, unless a Delete ran since the
+// read began (deletes): the value may be the one deleted.
+func (s *Store) rememberRead(key string, value []byte, ttl time.Duration, now time.Time, deletes uint64) {
+	s.mu.Lock()
+	overlapped := s.deletes != deletes
+	s.mu.Unlock()
+	if !overlapped {
+		s.remember(key, value, ttl, now)
+	}
 }
 
 func (s *Store) remember(key string, value []byte, ttl time.Duration, now time.Time) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -338,5 +339,121 @@ func TestDroppedDeletesAreCounted(t *testing.T) {
 	}
 	if st := s.Stats(); st.PendingDeletes != 2 || st.DroppedDeletes != 1 {
 		t.Errorf("stats %+v, want 2 pending and 1 dropped", st)
+	}
+}
+
+// hookedRedis runs a function after the commands or pipelines it matches,
+// to place another client's write or a delay exactly there.
+type hookedRedis struct {
+	after func(ctx context.Context, cmds []redis.Cmder)
+}
+
+func (h *hookedRedis) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *hookedRedis) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		h.after(ctx, []redis.Cmder{cmd})
+		return err
+	}
+}
+func (h *hookedRedis) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		h.after(ctx, cmds)
+		return err
+	}
+}
+
+// A read whose answer arrives after this instance deleted the key keeps
+// nothing in the memory layer: the value may be the deleted one.
+func TestReadsOverlappingADeleteKeepNothing(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	var slow atomic.Bool
+	s, rdb := newStore(t, srv, newKey(t), func(c *tokencache.Config) { c.Timeout = time.Second })
+	rdb.AddHook(&hookedRedis{after: func(_ context.Context, cmds []redis.Cmder) {
+		if slow.Load() && cmds[0].Name() == "get" {
+			time.Sleep(150 * time.Millisecond)
+		}
+	}})
+	if err := s.Set(ctx, "partition:ada", []byte("refresh token"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	slow.Store(true)
+	done := make(chan []byte)
+	go func() { v, _ := s.GetFresh(ctx, "partition:ada"); done <- v }()
+	time.Sleep(50 * time.Millisecond)
+	slow.Store(false)
+	if err := s.Delete(ctx, "partition:ada"); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	srv.Stop()
+	if got, err := s.Get(ctx, "partition:ada"); got != nil {
+		t.Errorf("after the delete, with Redis down: %q %v, want nothing (the overlapping read kept the deleted value)", got, err)
+	}
+}
+
+// A replayed delete removes only the value it read: another instance's
+// write between its read and its delete stays.
+func TestReplayedDeletesCompareAndDelete(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	key := newKey(t)
+	b, _ := newStore(t, srv, key)
+	var armed atomic.Bool
+	a, rdb := newStore(t, srv, key, func(c *tokencache.Config) { c.Timeout = 100 * time.Millisecond })
+	rdb.AddHook(&hookedRedis{after: func(ctx context.Context, cmds []redis.Cmder) {
+		if len(cmds) > 0 && cmds[0].Name() == "get" && cmds[0].Args()[1] == tokencache.DefaultPrefix+"partition:ada" && armed.CompareAndSwap(true, false) {
+			_ = b.Set(ctx, "partition:ada", []byte("new sign-in"), time.Hour) // lands between the replay's read and its delete
+		}
+	}})
+	if err := a.Set(ctx, "partition:ada", []byte("old"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Do(ctx, "CLIENT", "PAUSE", "300", "WRITE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	_ = a.Delete(ctx, "partition:ada")
+	time.Sleep(1200 * time.Millisecond) // the pause and the breaker end
+	armed.Store(true)
+	_, _ = a.Get(ctx, "other") // starts the replay
+	for deadline := time.Now().Add(3 * time.Second); a.Stats().PendingDeletes != 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got, _ := b.GetFresh(ctx, "partition:ada"); string(got) != "new sign-in" {
+		t.Errorf("after the replay: %q, want the value written between its read and its delete", got)
+	}
+}
+
+// A key whose delete is pending answers from Redis again once the delete
+// is replayed, now if Redis answers: another instance's newer value, not
+// "none"; and a successful write of the key ends its pending delete.
+func TestPendingDeletesAndNewerValues(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	key := newKey(t)
+	quick := func(c *tokencache.Config) { c.Timeout = 100 * time.Millisecond }
+	a, rdb := newStore(t, srv, key, quick)
+	b, _ := newStore(t, srv, key, quick)
+	for _, k := range []string{"partition:ada", "partition:grace"} {
+		if err := a.Set(ctx, k, []byte("old"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rdb.Do(ctx, "CLIENT", "PAUSE", "300", "WRITE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	_ = a.Delete(ctx, "partition:ada")
+	_ = a.Delete(ctx, "partition:grace")
+	time.Sleep(1200 * time.Millisecond)
+	if err := a.Set(ctx, "partition:grace", []byte("again"), time.Hour); err != nil || a.Stats().PendingDeletes != 1 {
+		t.Errorf("a write of a key with a pending delete: %v, %+v pending, want 1 left", err, a.Stats())
+	}
+	if err := b.Set(ctx, "partition:ada", []byte("new sign-in on b"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.Get(ctx, "partition:ada"); string(got) != "new sign-in on b" || err != nil {
+		t.Errorf("a's read: %q %v, want b's newer value", got, err)
 	}
 }
