@@ -411,11 +411,20 @@ func TestReplayedDeletesCompareAndDelete(t *testing.T) {
 	if err := a.Set(ctx, "partition:ada", []byte("old"), time.Hour); err != nil {
 		t.Fatal(err)
 	}
+	sealed, err := rdb.Get(ctx, tokencache.DefaultPrefix+"partition:ada").Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := rdb.Do(ctx, "CLIENT", "PAUSE", "300", "WRITE").Err(); err != nil {
 		t.Fatal(err)
 	}
 	_ = a.Delete(ctx, "partition:ada")
 	time.Sleep(1200 * time.Millisecond) // the pause and the breaker end
+	// The paused DEL ran when the pause ended: the old value comes back as
+	// it was, as if it had never reached Redis.
+	if err := rdb.Set(ctx, tokencache.DefaultPrefix+"partition:ada", sealed, time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
 	armed.Store(true)
 	_, _ = a.Get(ctx, "other") // starts the replay
 	for deadline := time.Now().Add(3 * time.Second); a.Stats().PendingDeletes != 0 && time.Now().Before(deadline); {
