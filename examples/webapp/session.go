@@ -35,10 +35,6 @@ type session struct {
 	// unreadable: the cookie names a session the store cannot say anything
 	// about right now (Redis unreachable): neither signed in nor out.
 	unreadable bool
-	// signedOutAccount is the account of a session its account's sign-out
-	// ended, whose leftovers (the session, the account's tokens) a sign-out
-	// may still have to delete.
-	signedOutAccount string
 }
 
 func (s *session) signedIn() bool { return s.AccountID != "" }
@@ -133,14 +129,17 @@ func (m *sessions) load(r *http.Request) *session {
 	if err == nil && in != nil && time.Now().Before(in.Expires) {
 		var ended bool
 		if ended, err = m.endedBySignOut(r.Context(), in); err == nil && ended {
-			s.signedOutAccount = in.AccountID
+			// Ended by a sign-out: the ID stays, so that a sign-out from
+			// this browser deletes the session it names (and nothing of
+			// the account's: its tokens may be a newer session's).
+			return s
 		} else if err == nil {
 			s.AccountID, s.Claims = in.AccountID, in.Claims
 			return s
 		}
 	}
 	s.unreadable = err != nil // the cookie is kept: the session may be fine
-	if !s.unreadable && s.signedOutAccount == "" {
+	if !s.unreadable {
 		s.SessionID = ""
 	}
 	return s

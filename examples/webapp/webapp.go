@@ -228,9 +228,11 @@ func (a *App) cacheUnavailable(w http.ResponseWriter, r *http.Request, s *sessio
 	if a.cfg.TokenCache == nil {
 		return false
 	}
-	if _, err := a.cfg.TokenCache.Stored(r.Context(), s.AccountID); err == nil {
-		return false
+	if stored, err := a.cfg.TokenCache.Stored(r.Context(), s.AccountID); err == nil && !stored {
+		return false // gone: the session ends
 	}
+	// The cache cannot say, or holds the account MSAL did not find (a
+	// read that failed a moment ago): try again later.
 	s.unreadable = true
 	a.storeUnavailable(w, s)
 	return true
@@ -611,11 +613,6 @@ func (a *App) callWithToken(ctx context.Context, t target, token string) (*apiRe
 func (a *App) logout(w http.ResponseWriter, r *http.Request) {
 	s := a.sessions.load(r)
 	accountID := s.AccountID
-	if accountID == "" {
-		// Ended by a sign-out elsewhere (or one whose answer was lost):
-		// what that left (this session, the account's tokens) goes now.
-		accountID = s.signedOutAccount
-	}
 	if err := a.sessions.signOut(r.Context(), w, s); errors.Is(err, errSignOutNotRecorded) {
 		a.cfg.Logger.Warn("signing out failed: the session store cannot be reached", "error", err)
 		render(w, http.StatusServiceUnavailable, errorPage, pageData{Session: s, Retry: true,

@@ -424,6 +424,32 @@ func TestSignOutEndsTheSessionOnTheServer(t *testing.T) {
 	}
 }
 
+// A sign-out from a browser whose session an earlier sign-out ended (the
+// same user's other browser) ends nothing of a session that began since:
+// it deletes its own session's leftovers, not the account's tokens, which
+// are the newer session's now.
+func TestAStaleSignOutSparesANewerSession(t *testing.T) {
+	s := startOffline(t)
+	phone, laptop := newUser(t, s), newUser(t, s)
+	for _, b := range []*user{phone, laptop} {
+		if status, _ := b.signIn(s, 0, grantAll); status != 200 {
+			t.Fatalf("sign-in: %d", status)
+		}
+	}
+	if status, _ := phone.post(s.URL+"/logout", nil); status != 200 || signedInWith(t, s, laptop.cookies(s)) {
+		t.Fatalf("the sign-out on the phone: %d; the laptop's session must end with it", status)
+	}
+	if status, _ := phone.signIn(s, 0, grantAll); status != 200 {
+		t.Fatalf("signing in anew: %d", status)
+	}
+	if status, _ := laptop.post(s.URL+"/logout", nil); status != 200 {
+		t.Errorf("the laptop's stale sign-out: %d", status)
+	}
+	if !signedInWith(t, s, phone.cookies(s)) {
+		t.Error("a stale browser's sign-out ended the account's newer session")
+	}
+}
+
 // A new sign-in in the same browser ends the session it replaces: a copy
 // of the earlier cookie (of another account, here) opens nothing.
 func TestSigningInAgainEndsTheReplacedSession(t *testing.T) {
