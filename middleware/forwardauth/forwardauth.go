@@ -28,10 +28,11 @@
 // differently refused (empty segments, encoded slashes and question marks,
 // backslashes, dot segments, a #, semicolons, double encoding, segments
 // ending in a dot or a space, characters NFKC or Windows' best fit turn
-// into ASCII, control characters); protected routes cover every path that
-// starts with theirs, without regard to case (the characters some servers
-// fold to ASCII letters included), and public ones only their path and its
-// subpaths, exactly as written. A request that carries an identity header itself (in any
+// into ASCII, control characters); protected routes match without regard
+// to case (the characters some servers fold to ASCII letters included),
+// and a path that merely starts with a protected route's must pass it
+// too; public ones match only their path and its subpaths, as written. A
+// method is judged as written and in upper case. A request that carries an identity header itself (in any
 // case, with underscores for dashes too) or a header some servers read as
 // the path (X-Original-URL, X-Rewrite-URL) is refused; one with a method
 // override header (X-HTTP-Method-Override, X-HTTP-Method,
@@ -133,13 +134,15 @@ type Config struct {
 
 // Route is what the requests to a path need.
 type Route struct {
-	// Path is a path prefix, in plain ASCII. A public route's covers it and
-	// its subpaths as written: "/docs" covers /docs and /docs/guide, not
-	// /docsx or /Docs. A protected route's covers every path starting with
-	// it in any case: "/api/orders" covers /api/orders/42, /API/Orders,
-	// /api/orders.json and /api/ordersx, as upstreams that match prefixes
-	// as strings or strip formats would route them. "/" covers every path.
-	// One method may appear in one route per path only.
+	// Path is a path prefix, in plain ASCII, covering itself and its
+	// subpaths: a public route's exactly as written ("/docs": /docs and
+	// /docs/guide, not /Docs), a protected route's in any case
+	// ("/api/orders": /API/Orders/42). The longest route covering a path
+	// applies; and a path that merely starts with a longer protected
+	// route's (/api/orders.json, /api/ordersx for "/api/orders") must pass
+	// that route's Rule too, since upstreams that match prefixes as strings
+	// or strip formats would route it there. "/" covers every path. One
+	// method may appear in one route per path only.
 	Path string
 	// Methods the route applies to, in upper case; none: every method.
 	Methods []string
@@ -354,15 +357,15 @@ var methodOverrides = []string{"X-Http-Method-Override", "X-Http-Method", "X-Met
 // form body, which the check cannot see). A request must pass the routes
 // of each, as the upstream may act on any.
 func overrides(hd http.Header, query, method string) ([]string, string) {
-	methods := []string{method}
+	methods := appendMethod(nil, method)
 	add := func(from string, values []string) string {
 		for _, v := range values {
 			v = strings.TrimSpace(v)
 			if v == "" {
 				continue
 			}
-			if m := strings.ToUpper(v); validHeaderName(m) {
-				methods = append(methods, m)
+			if validHeaderName(v) {
+				methods = appendMethod(methods, v)
 				continue
 			}
 			return "the request's " + from + " is not a method name"
@@ -376,16 +379,35 @@ func overrides(hd http.Header, query, method string) ([]string, string) {
 			}
 		}
 	}
-	if strings.Contains(query, "_method") {
+	if query != "" {
 		q, err := url.ParseQuery(query)
 		if err != nil {
 			return nil, "the original query is not well-formed"
 		}
-		if problem := add("_method parameter", q["_method"]); problem != "" {
-			return nil, problem
+		for k, values := range q {
+			// Decoded (%5Fmethod is _method to Node's querystring), and
+			// as PHP names it: ".", " " and "[" in a name become "_".
+			if phpName.Replace(k) == "_method" {
+				if problem := add(k+" parameter", values); problem != "" {
+					return nil, problem
+				}
+			}
 		}
 	}
 	return methods, ""
+}
+
+var phpName = strings.NewReplacer(".", "_", " ", "_", "[", "_")
+
+// appendMethod adds m, and its upper-case form if it differs: methods are
+// case-sensitive to some servers (Go's ServeMux sends "get" to a route for
+// every method, not to GET's) and not to others (ASP.NET): the request
+// must pass the routes of both readings.
+func appendMethod(methods []string, m string) []string {
+	if u := strings.ToUpper(m); u != m {
+		methods = append(methods, u)
+	}
+	return append(methods, m)
 }
 
 // ruleFor is what a request to path needs under every one of methods:
@@ -394,11 +416,17 @@ func overrides(hd http.Header, query, method string) ([]string, string) {
 func (h *Handler) ruleFor(methods []string, path string) (middleware.Rule, bool) {
 	var rules []middleware.Rule
 	for _, m := range methods {
-		rt := h.match(m, path)
-		switch {
-		case rt == nil || rt.Rule.IsZero() && !rt.Public:
+		best, prefixes := h.match(m, path)
+		if best == nil {
 			return middleware.Rule{}, false
-		case !rt.Public:
+		}
+		if !best.Public {
+			prefixes = append(prefixes, best)
+		}
+		for _, rt := range prefixes {
+			if rt.Rule.IsZero() {
+				return middleware.Rule{}, false
+			}
 			rules = append(rules, rt.Rule)
 		}
 	}
@@ -439,15 +467,14 @@ func (h *Handler) original(r *http.Request) (method, path, query, problem string
 	case Traefik, Caddy:
 		method, uri = single(r.Header, "X-Forwarded-Method"), single(r.Header, "X-Forwarded-Uri")
 	case Envoy:
-		method, uri = r.Method, r.URL.EscapedPath()
+		// The request target as sent: Go's URL.EscapedPath re-escapes
+		// a path holding characters such as | and, doing so, decodes %2F.
+		method, uri = r.Method, r.RequestURI
 		rest, ok := strings.CutPrefix(uri, h.envoy)
-		if !ok || (rest != "" && !strings.HasPrefix(rest, "/")) {
+		if !ok || (rest != "" && !strings.HasPrefix(rest, "/") && !strings.HasPrefix(rest, "?")) {
 			return "", "", "", "the check request's path does not start with EnvoyPathPrefix"
 		}
 		uri = rest
-		if r.URL.RawQuery != "" {
-			uri += "?" + r.URL.RawQuery
-		}
 	}
 	if method == "" || uri == "" {
 		return "", "", "", "the " + h.gateway.String() + " gateway sent no original method and URI (see the configuration snippet)"
@@ -461,7 +488,7 @@ func (h *Handler) original(r *http.Request) (method, path, query, problem string
 	if path = canonicalPath(uri); path == "" {
 		return "", "", "", "the original path is ambiguous (an empty segment, an encoded slash, backslash or ?, a dot segment, a segment ending in a dot or space, a #, a control character, a character some servers read as ASCII, double or bad percent-encoding)"
 	}
-	return strings.ToUpper(method), path, query, ""
+	return method, path, query, ""
 }
 
 // single is a header's value, "" unless it appears exactly once.
@@ -472,21 +499,28 @@ func single(hd http.Header, name string) string {
 	return ""
 }
 
-// match finds the route of method and path: the longest path covering it
-// (a public one exactly, a protected one in any case), preferring one
-// that names the method.
-func (h *Handler) match(method, path string) *route {
+// match finds the routes of method and path: the longest route covering
+// it on a segment boundary (a public one exactly as written, a protected
+// one in any case), preferring one that names the method; and the longer
+// protected routes whose path it merely starts with (/api/payments for
+// /api/payments.json or /api/paymentsX), which an upstream matching
+// prefixes as strings, or stripping formats, may route it to: the request
+// must pass those too.
+func (h *Handler) match(method, path string) (best *route, prefixes []*route) {
 	lower := foldPath(path)
 	for i := range h.routes {
 		rt := &h.routes[i]
 		if len(rt.Methods) > 0 && !slices.Contains(rt.Methods, method) {
 			continue
 		}
-		if rt.Public && covers(rt.Path, path) || !rt.Public && coversProtected(rt.lower, lower) {
-			return rt
+		switch {
+		case rt.Public && covers(rt.Path, path) || !rt.Public && covers(rt.lower, lower):
+			return rt, prefixes
+		case !rt.Public && coversProtected(rt.lower, lower):
+			prefixes = append(prefixes, rt)
 		}
 	}
-	return nil
+	return nil, prefixes
 }
 
 // writeRefusal answers as RequireAuth does, with the error in headers too.

@@ -360,8 +360,12 @@ func TestGatewaysReadTheirOwnHeaders(t *testing.T) {
 		})
 	}
 	s := newSetup(t, forwardauth.Config{Gateway: forwardauth.Envoy, EnvoyPathPrefix: "/ext-authz"})
-	for uri, want := range map[string]int{"/ext-authz/healthz": 200, "/ext-authz/admin": 401, "/healthz": 403, "/ext-authzhealthz": 403} {
-		req, _ := http.NewRequest(http.MethodPost, s.srv.URL+uri, nil)
+	for uri, want := range map[string]int{"/ext-authz/healthz": 200, "/ext-authz/admin": 401, "/healthz": 403, "/ext-authzhealthz": 403,
+		"/ext-authz/docs%2Fx": 403, "/ext-authz/docs%2Fx|": 403, // judged as sent: Go's EscapedPath would decode the %2F here
+		"/ext-authz/healthz?a=1;b=2": 403, // the query reaches the check: one Go does not parse is refused
+	} {
+		req, _ := http.NewRequest(http.MethodPost, s.srv.URL+"/", nil)
+		req.URL.Opaque = uri // the request target as written
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -563,5 +567,62 @@ func TestMethodsInAnyCase(t *testing.T) {
 	odd := s.check(t, "GET", "/records/1", bearer(s.tenant.AccessToken(entratest.Scopes("Records.Read"), entratest.Roles("Reader", "a,b", "c d")))...)
 	if got := odd.Header.Get("X-Entra-Roles"); got != "Reader" {
 		t.Errorf("roles header %q, want only Reader", got)
+	}
+}
+
+// A protected route whose path a request merely starts with
+// (/api/me for /api/metrics) adds its rule; it never replaces the
+// stricter rule of the route the request is on (/api, here), which an
+// upstream routing on segments applies.
+func TestLongerPrefixesAddTheirRules(t *testing.T) {
+	s := newSetup(t, forwardauth.Config{Routes: []forwardauth.Route{
+		{Path: "/api/me", Rule: middleware.Authenticated()},
+		{Path: "/api/user", Rule: middleware.Authenticated()},
+		{Path: "/api", Rule: middleware.AnyRole("Admin")},
+		{Path: "/catalog", Methods: []string{"GET", "HEAD"}, Public: true},
+		{Path: "/catalog", Rule: middleware.AnyRole("Catalog.Admin")},
+	}})
+	user := bearer(s.tenant.AccessToken(entratest.Scopes("Profile")))
+	admin := bearer(s.tenant.AccessToken(entratest.Scopes("Profile"), entratest.Roles("Admin")))
+	for _, tc := range []struct {
+		uri     string
+		headers []string
+		want    int
+	}{
+		{"/api/me", user, 200}, {"/api/me/photo", user, 200}, {"/api/user", user, 200},
+		{"/api/metrics", user, 403}, {"/api/users/42/roles", user, 403}, {"/API/METRICS", user, 403}, {"/api/messages/1", user, 403},
+		{"/api/metrics", admin, 200},
+	} {
+		if r := s.check(t, "GET", tc.uri, tc.headers...); r.StatusCode != tc.want {
+			t.Errorf("GET %s: %d, want %d", tc.uri, r.StatusCode, tc.want)
+		}
+	}
+	// Methods are case-sensitive to Go's ServeMux ("get" is not GET's
+	// route there) and not to ASP.NET: a lower-case method passes both.
+	if r := s.check(t, "get", "/catalog/7"); r.StatusCode != 401 {
+		t.Errorf("get /catalog/7 without a token: %d, want 401 (the route for every other method)", r.StatusCode)
+	}
+	if r := s.check(t, "GET", "/catalog/7"); r.StatusCode != 200 {
+		t.Errorf("GET /catalog/7: %d, want 200", r.StatusCode)
+	}
+}
+
+// _method is found however the query spells it for the frameworks that
+// read it: percent-encoded (Node's querystring decodes it), or with ".",
+// " " or "[" for "_" (PHP turns those into "_" in names).
+func TestMethodInTheQueryAnySpelling(t *testing.T) {
+	s := newSetup(t, forwardauth.Config{})
+	reader := bearer(s.tenant.AccessToken(entratest.Scopes("Orders.Read")))
+	for _, q := range []string{"_method=DELETE", "%5Fmethod=DELETE", "%5fmethod=DELETE", "_%6Dethod=DELETE", "a=1&%5Fmethod=DELETE",
+		".method=DELETE", "+method=DELETE", "%20method=DELETE", "[method=DELETE"} {
+		if r := s.check(t, "GET", "/api/orders/1?"+q, reader...); r.StatusCode != 403 {
+			t.Errorf("?%s: %d, want 403 (DELETE's route)", q, r.StatusCode)
+		}
+	}
+	if r := s.check(t, "GET", "/api/orders/1?a=1;b=2", reader...); r.StatusCode != 403 {
+		t.Errorf("a query Go does not parse: %d, want 403", r.StatusCode)
+	}
+	if r := s.check(t, "GET", "/api/orders/1?method=DELETE&x_method=1", reader...); r.StatusCode != 200 {
+		t.Errorf("other names: %d, want 200", r.StatusCode)
 	}
 }
