@@ -169,15 +169,9 @@ func (s *Store) get(ctx context.Context, key string, fresh bool) ([]byte, error)
 	s.mu.Lock()
 	e := s.entries[key]
 	if p, deleted := s.pendDels[key]; deleted {
-		// Deleted here, and not yet in Redis: what Redis holds is never
-		// served before the delete is replayed, now if Redis answers;
-		// meanwhile only a value written here since.
 		s.mu.Unlock()
-		if !s.replayKeys([]string{key}, []time.Time{p.since}) {
-			if e != nil && !e.absent && e.fetched.After(p.since) && now.Before(e.expires) {
-				return e.value, nil
-			}
-			return nil, ErrUnavailable
+		if value, answered, err := s.pendingRead(key, p, e, now); answered {
+			return value, err
 		}
 		s.mu.Lock()
 		e = s.entries[key]
@@ -224,6 +218,20 @@ func (s *Store) get(ctx context.Context, key string, fresh bool) ([]byte, error)
 	}
 	s.rememberRead(key, value, expires.Sub(now), now, deletes)
 	return value, nil
+}
+
+// pendingRead answers a read of a key deleted here and not yet in Redis:
+// what Redis holds is never served before the delete is replayed, now if
+// Redis answers (then answered is false: read on); meanwhile only a value
+// written here since.
+func (s *Store) pendingRead(key string, p pendingDelete, e *entry, now time.Time) (value []byte, answered bool, err error) {
+	if s.replayKeys([]string{key}, []time.Time{p.since}) {
+		return nil, false, nil
+	}
+	if e != nil && !e.absent && e.fetched.After(p.since) && now.Before(e.expires) {
+		return e.value, true, nil
+	}
+	return nil, true, ErrUnavailable
 }
 
 // unreachable answers a read Redis did not: from e as Get or GetFresh
