@@ -386,8 +386,10 @@ func overrides(hd http.Header, query, method string) ([]string, string) {
 		}
 		for k, values := range q {
 			// Decoded (%5Fmethod is _method to Node's querystring), and
-			// as PHP names it: ".", " " and "[" in a name become "_".
-			if phpName.Replace(k) == "_method" {
+			// as PHP names it: leading spaces dropped, the name cut at a
+			// NUL, ".", " " and "[" made "_".
+			name, _, _ := strings.Cut(strings.TrimLeft(k, " "), "\x00")
+			if phpName.Replace(name) == "_method" {
 				if problem := add(k+" parameter", values); problem != "" {
 					return nil, problem
 				}
@@ -417,10 +419,10 @@ func (h *Handler) ruleFor(methods []string, path string) (middleware.Rule, bool)
 	var rules []middleware.Rule
 	for _, m := range methods {
 		best, prefixes := h.match(m, path)
-		if best == nil {
-			return middleware.Rule{}, false
-		}
-		if !best.Public {
+		switch {
+		case best == nil && len(prefixes) == 0:
+			return middleware.Rule{}, false // no route covers the path
+		case best != nil && !best.Public:
 			prefixes = append(prefixes, best)
 		}
 		for _, rt := range prefixes {
@@ -470,6 +472,13 @@ func (h *Handler) original(r *http.Request) (method, path, query, problem string
 		// The request target as sent: Go's URL.EscapedPath re-escapes
 		// a path holding characters such as | and, doing so, decodes %2F.
 		method, uri = r.Method, r.RequestURI
+		target, _, _ := strings.Cut(uri, "?")
+		if decoded, err := url.PathUnescape(target); err != nil || decoded != r.URL.Path {
+			// A middleware before the handler rewrote the path
+			// (http.StripPrefix): what it judged would not be what
+			// Envoy sent. Mount it unmodified, with EnvoyPathPrefix.
+			return "", "", "", "the check request's path was rewritten before this handler (mount it as it is, and set EnvoyPathPrefix)"
+		}
 		rest, ok := strings.CutPrefix(uri, h.envoy)
 		if !ok || (rest != "" && !strings.HasPrefix(rest, "/") && !strings.HasPrefix(rest, "?")) {
 			return "", "", "", "the check request's path does not start with EnvoyPathPrefix"
@@ -508,6 +517,7 @@ func single(hd http.Header, name string) string {
 // must pass those too.
 func (h *Handler) match(method, path string) (best *route, prefixes []*route) {
 	lower := foldPath(path)
+	var prefixPaths []string // one route per path: the method's, if any
 	for i := range h.routes {
 		rt := &h.routes[i]
 		if len(rt.Methods) > 0 && !slices.Contains(rt.Methods, method) {
@@ -516,8 +526,15 @@ func (h *Handler) match(method, path string) (best *route, prefixes []*route) {
 		switch {
 		case rt.Public && covers(rt.Path, path) || !rt.Public && covers(rt.lower, lower):
 			return rt, prefixes
-		case !rt.Public && coversProtected(rt.lower, lower):
-			prefixes = append(prefixes, rt)
+		case slices.Contains(prefixPaths, rt.lower):
+		case coversProtected(rt.lower, lower):
+			// A public route at that path (GET /catalog public for
+			// /catalog.json) means that path's rule for the method is
+			// none: it is passed by, so are the others at that path.
+			prefixPaths = append(prefixPaths, rt.lower)
+			if !rt.Public {
+				prefixes = append(prefixes, rt)
+			}
 		}
 	}
 	return nil, prefixes

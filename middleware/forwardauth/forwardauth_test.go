@@ -608,13 +608,14 @@ func TestLongerPrefixesAddTheirRules(t *testing.T) {
 }
 
 // _method is found however the query spells it for the frameworks that
-// read it: percent-encoded (Node's querystring decodes it), or with ".",
-// " " or "[" for "_" (PHP turns those into "_" in names).
+// read it: percent-encoded (Node's querystring decodes it), or as PHP
+// names it (leading spaces dropped, cut at a NUL, ".", " " and "[" for
+// "_").
 func TestMethodInTheQueryAnySpelling(t *testing.T) {
 	s := newSetup(t, forwardauth.Config{})
 	reader := bearer(s.tenant.AccessToken(entratest.Scopes("Orders.Read")))
 	for _, q := range []string{"_method=DELETE", "%5Fmethod=DELETE", "%5fmethod=DELETE", "_%6Dethod=DELETE", "a=1&%5Fmethod=DELETE",
-		".method=DELETE", "+method=DELETE", "%20method=DELETE", "[method=DELETE"} {
+		".method=DELETE", "[method=DELETE", "+_method=DELETE", "%20_method=DELETE", "%20%20_method=DELETE", "_method%00x=DELETE"} {
 		if r := s.check(t, "GET", "/api/orders/1?"+q, reader...); r.StatusCode != 403 {
 			t.Errorf("?%s: %d, want 403 (DELETE's route)", q, r.StatusCode)
 		}
@@ -624,5 +625,72 @@ func TestMethodInTheQueryAnySpelling(t *testing.T) {
 	}
 	if r := s.check(t, "GET", "/api/orders/1?method=DELETE&x_method=1", reader...); r.StatusCode != 200 {
 		t.Errorf("other names: %d, want 200", r.StatusCode)
+	}
+}
+
+// A path that merely starts with a longer route's path takes that path's
+// route for its method, and only that one (GET /api/orders.json is GET
+// /api/orders, not also the route for every other method), also where no
+// shorter route covers it.
+func TestPrefixesTakeTheMethodsRoute(t *testing.T) {
+	s := newSetup(t, forwardauth.Config{}) // routes: /api/orders GET,HEAD Orders.Read; /api/orders Orders.Write; /api any token
+	reader := bearer(s.tenant.AccessToken(entratest.Scopes("Orders.Read")))
+	for _, uri := range []string{"/api/orders.json", "/api/ordersx"} {
+		if r := s.check(t, "GET", uri, reader...); r.StatusCode != 200 {
+			t.Errorf("GET %s with Orders.Read: %d, want 200 (GET's route)", uri, r.StatusCode)
+		}
+		if r := s.check(t, "POST", uri, reader...); r.StatusCode != 403 {
+			t.Errorf("POST %s with Orders.Read: %d, want 403", uri, r.StatusCode)
+		}
+	}
+	lone := newSetup(t, forwardauth.Config{Routes: []forwardauth.Route{
+		{Path: "/healthz", Public: true},
+		{Path: "/api/orders", Rule: middleware.AnyScope("Orders.Write")},
+		{Path: "/catalog", Methods: []string{"GET"}, Public: true},
+		{Path: "/catalog", Rule: middleware.AnyRole("Catalog.Admin")},
+	}})
+	writer := bearer(lone.tenant.AccessToken(entratest.Scopes("Orders.Write")))
+	if r := lone.check(t, "POST", "/api/orders.json", writer...); r.StatusCode != 200 {
+		t.Errorf("POST /api/orders.json, no shorter route: %d, want 200", r.StatusCode)
+	}
+	if r := lone.check(t, "POST", "/api/orders.json"); r.StatusCode != 401 {
+		t.Errorf("POST /api/orders.json without a token: %d, want 401", r.StatusCode)
+	}
+	if r := lone.check(t, "POST", "/catalog.json", writer...); r.StatusCode != 403 {
+		t.Errorf("POST /catalog.json: %d, want 403 (the catalog's route for other methods)", r.StatusCode)
+	}
+	if r := lone.check(t, "GET", "/other"); r.StatusCode != 401 {
+		t.Errorf("a path no route covers, no token: %d, want 401", r.StatusCode)
+	}
+}
+
+// Behind Envoy, the handler must see the check request as Envoy sent it:
+// one whose path a middleware rewrote (http.StripPrefix) is refused.
+func TestEnvoyRewrittenChecksAreRefused(t *testing.T) {
+	tenant := entratest.NewTenant(t)
+	auth, err := middleware.New(t.Context(), tenant.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { auth.Close() })
+	h, err := forwardauth.New(forwardauth.Config{Authenticator: auth, Gateway: forwardauth.Envoy, TrustedNetworks: loopback, Routes: []forwardauth.Route{
+		{Path: "/admin", Rule: middleware.AnyRole("Admin")}, {Path: "/", Rule: middleware.Authenticated()},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/ext-authz/", http.StripPrefix("/ext-authz", h))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/ext-authz/admin/users", nil)
+	req.Header.Set("Authorization", "Bearer "+tenant.AccessToken(entratest.Scopes("Profile")))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 403 {
+		t.Errorf("a rewritten check: %d, want 403", resp.StatusCode)
 	}
 }

@@ -304,7 +304,15 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	s.deletes++
 	s.mu.Unlock()
 	asked := time.Now()
-	if err := s.redis(ctx, "deleting", func(ctx context.Context) error { return s.rdb.Del(ctx, s.prefix+key).Err() }); err != nil {
+	err := s.redis(ctx, "deleting", func(ctx context.Context) error { return s.rdb.Del(ctx, s.prefix+key).Err() })
+	// Again once Redis answered: a read that began during the DEL's round
+	// trip may have read the old value; it keeps nothing (the count moved)
+	// or, if it kept it already, loses it here.
+	s.mu.Lock()
+	delete(s.entries, key)
+	s.deletes++
+	s.mu.Unlock()
+	if err != nil {
 		now := asked
 		s.mu.Lock()
 		room := len(s.pendDels) < s.maxLocal

@@ -345,21 +345,29 @@ func TestDroppedDeletesAreCounted(t *testing.T) {
 // hookedRedis runs a function after the commands or pipelines it matches,
 // to place another client's write or a delay exactly there.
 type hookedRedis struct {
-	after func(ctx context.Context, cmds []redis.Cmder)
+	before, after func(ctx context.Context, cmds []redis.Cmder)
+}
+
+func (h *hookedRedis) run(f func(context.Context, []redis.Cmder), ctx context.Context, cmds []redis.Cmder) {
+	if f != nil {
+		f(ctx, cmds)
+	}
 }
 
 func (h *hookedRedis) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (h *hookedRedis) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.run(h.before, ctx, []redis.Cmder{cmd})
 		err := next(ctx, cmd)
-		h.after(ctx, []redis.Cmder{cmd})
+		h.run(h.after, ctx, []redis.Cmder{cmd})
 		return err
 	}
 }
 func (h *hookedRedis) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.run(h.before, ctx, cmds)
 		err := next(ctx, cmds)
-		h.after(ctx, cmds)
+		h.run(h.after, ctx, cmds)
 		return err
 	}
 }
@@ -464,5 +472,32 @@ func TestPendingDeletesAndNewerValues(t *testing.T) {
 	}
 	if got, err := a.Get(ctx, "partition:ada"); string(got) != "new sign-in on b" || err != nil {
 		t.Errorf("a's read: %q %v, want b's newer value", got, err)
+	}
+}
+
+// A read that begins while this instance's DEL is on its way to Redis
+// keeps nothing either: once the Delete returns, the value is gone here
+// too.
+func TestReadsDuringADeleteKeepNothing(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	var slowDel atomic.Bool
+	s, rdb := newStore(t, srv, newKey(t), func(c *tokencache.Config) { c.Timeout = time.Second; c.LocalTTL = time.Minute })
+	rdb.AddHook(&hookedRedis{before: func(_ context.Context, cmds []redis.Cmder) {
+		if slowDel.Load() && cmds[0].Name() == "del" {
+			time.Sleep(200 * time.Millisecond)
+		}
+	}})
+	if err := s.Set(ctx, "partition:ada", []byte("refresh token"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	slowDel.Store(true)
+	done := make(chan struct{})
+	go func() { _ = s.Delete(ctx, "partition:ada"); close(done) }()
+	time.Sleep(50 * time.Millisecond)
+	_, _ = s.GetFresh(ctx, "partition:ada") // reads the old value: the DEL is not there yet
+	<-done
+	if got, err := s.Get(ctx, "partition:ada"); got != nil {
+		t.Errorf("after the Delete returned: %q %v, want nothing", got, err)
 	}
 }
