@@ -11,7 +11,7 @@
 //		TrustedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
 //		Routes: []forwardauth.Route{
 //			{Path: "/healthz", Public: true},
-//			{Path: "/api/orders", Methods: []string{"GET"}, Rule: middleware.AnyScope("Orders.Read")},
+//			{Path: "/api/orders", Methods: []string{"GET", "HEAD"}, Rule: middleware.AnyScope("Orders.Read")},
 //			{Path: "/api", Rule: middleware.Authenticated()},
 //		},
 //	})
@@ -379,24 +379,35 @@ func overrides(hd http.Header, query, method string) ([]string, string) {
 			}
 		}
 	}
-	if query != "" {
-		q, err := url.ParseQuery(query)
-		if err != nil {
-			return nil, "the original query is not well-formed"
-		}
-		for k, values := range q {
-			// Decoded (%5Fmethod is _method to Node's querystring), and
-			// as PHP names it: leading spaces dropped, the name cut at a
-			// NUL, ".", " " and "[" made "_".
-			name, _, _ := strings.Cut(strings.TrimLeft(k, " "), "\x00")
-			if phpName.Replace(name) == "_method" {
-				if problem := add(k+" parameter", values); problem != "" {
-					return nil, problem
-				}
+	for _, pair := range strings.FieldsFunc(query, func(r rune) bool { return r == '&' || r == ';' }) {
+		// Split on & and ; (some servers take either), decoded leniently
+		// (%5Fmethod is _method to Node's querystring; a bad escape stays
+		// as written), and named as PHP names it: leading spaces
+		// dropped, cut at a NUL, ".", " " and "[" made "_".
+		k, v, _ := strings.Cut(pair, "=")
+		k, v = lenientUnescape(k), lenientUnescape(v)
+		name, _, _ := strings.Cut(strings.TrimLeft(k, " "), "\x00")
+		if phpName.Replace(name) == "_method" {
+			if problem := add(k+" parameter", []string{v}); problem != "" {
+				return nil, problem
 			}
 		}
 	}
+	if slices.Contains(methods, http.MethodHead) && !slices.Contains(methods, http.MethodGet) {
+		// Most servers answer HEAD with the GET handler (Go's ServeMux,
+		// Express, Flask, Rails, Spring): it must pass GET's route too.
+		methods = append(methods, http.MethodGet)
+	}
 	return methods, ""
+}
+
+// lenientUnescape is s query-unescaped, or s itself where it does not
+// decode.
+func lenientUnescape(s string) string {
+	if u, err := url.QueryUnescape(s); err == nil {
+		return u
+	}
+	return s
 }
 
 var phpName = strings.NewReplacer(".", "_", " ", "_", "[", "_")
@@ -527,7 +538,7 @@ func (h *Handler) match(method, path string) (best *route, prefixes []*route) {
 		case rt.Public && covers(rt.Path, path) || !rt.Public && covers(rt.lower, lower):
 			return rt, prefixes
 		case slices.Contains(prefixPaths, rt.lower):
-		case coversProtected(rt.lower, lower):
+		case rt.Public && strings.HasPrefix(path, rt.Path), !rt.Public && coversProtected(rt.lower, lower):
 			// A public route at that path (GET /catalog public for
 			// /catalog.json) means that path's rule for the method is
 			// none: it is passed by, so are the others at that path.

@@ -362,7 +362,7 @@ func TestGatewaysReadTheirOwnHeaders(t *testing.T) {
 	s := newSetup(t, forwardauth.Config{Gateway: forwardauth.Envoy, EnvoyPathPrefix: "/ext-authz"})
 	for uri, want := range map[string]int{"/ext-authz/healthz": 200, "/ext-authz/admin": 401, "/healthz": 403, "/ext-authzhealthz": 403,
 		"/ext-authz/docs%2Fx": 403, "/ext-authz/docs%2Fx|": 403, // judged as sent: Go's EscapedPath would decode the %2F here
-		"/ext-authz/healthz?a=1;b=2": 403, // the query reaches the check: one Go does not parse is refused
+		"/ext-authz/healthz?_method=BAD%20METHOD": 403, // the query reaches the check
 	} {
 		req, _ := http.NewRequest(http.MethodPost, s.srv.URL+"/", nil)
 		req.URL.Opaque = uri // the request target as written
@@ -620,8 +620,13 @@ func TestMethodInTheQueryAnySpelling(t *testing.T) {
 			t.Errorf("?%s: %d, want 403 (DELETE's route)", q, r.StatusCode)
 		}
 	}
-	if r := s.check(t, "GET", "/api/orders/1?a=1;b=2", reader...); r.StatusCode != 403 {
-		t.Errorf("a query Go does not parse: %d, want 403", r.StatusCode)
+	if r := s.check(t, "GET", "/api/orders/1?a=1;_method=DELETE", reader...); r.StatusCode != 403 {
+		t.Errorf("_method after a semicolon (a separator to some servers): %d, want 403", r.StatusCode)
+	}
+	for _, q := range []string{"a=1;b=2", "q=100%", "q=%zz&x=1"} {
+		if r := s.check(t, "GET", "/healthz?"+q); r.StatusCode != 200 {
+			t.Errorf("a public path with ?%s: %d, want 200 (a query Go would not parse is read leniently)", q, r.StatusCode)
+		}
 	}
 	if r := s.check(t, "GET", "/api/orders/1?method=DELETE&x_method=1", reader...); r.StatusCode != 200 {
 		t.Errorf("other names: %d, want 200", r.StatusCode)
@@ -692,5 +697,43 @@ func TestEnvoyRewrittenChecksAreRefused(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 403 {
 		t.Errorf("a rewritten check: %d, want 403", resp.StatusCode)
+	}
+}
+
+// HEAD is judged as GET too: most servers answer it with the GET handler.
+func TestHeadPassesGetsRoute(t *testing.T) {
+	s := newSetup(t, forwardauth.Config{Routes: []forwardauth.Route{
+		{Path: "/api/orders", Methods: []string{"GET"}, Rule: middleware.AnyScope("Orders.Read")},
+		{Path: "/api", Rule: middleware.Authenticated()},
+	}})
+	profile := bearer(s.tenant.AccessToken(entratest.Scopes("Profile")))
+	reader := bearer(s.tenant.AccessToken(entratest.Scopes("Orders.Read")))
+	if r := s.check(t, "HEAD", "/api/orders/1", profile...); r.StatusCode != 403 {
+		t.Errorf("HEAD without Orders.Read: %d, want 403 (GET's route)", r.StatusCode)
+	}
+	if r := s.check(t, "POST", "/api/orders/1", append([]string{"X-HTTP-Method-Override", "HEAD"}, profile...)...); r.StatusCode != 403 {
+		t.Errorf("an override to HEAD without Orders.Read: %d, want 403", r.StatusCode)
+	}
+	if r := s.check(t, "HEAD", "/api/orders/1", reader...); r.StatusCode != 200 {
+		t.Errorf("HEAD with Orders.Read: %d, want 200", r.StatusCode)
+	}
+}
+
+// A public route claims a longer path only as written: /Docs (public)
+// says nothing of /docs.json, which the protected /docs covers.
+func TestPublicRoutesClaimPrefixesAsWritten(t *testing.T) {
+	s := newSetup(t, forwardauth.Config{Routes: []forwardauth.Route{
+		{Path: "/Docs", Methods: []string{"GET"}, Public: true},
+		{Path: "/docs", Rule: middleware.AnyRole("Docs.Internal")},
+		{Path: "/", Rule: middleware.Authenticated()},
+	}})
+	profile := bearer(s.tenant.AccessToken(entratest.Scopes("Profile")))
+	for _, uri := range []string{"/docs", "/docs.json", "/docsx"} {
+		if r := s.check(t, "GET", uri, profile...); r.StatusCode != 403 {
+			t.Errorf("GET %s without Docs.Internal: %d, want 403", uri, r.StatusCode)
+		}
+	}
+	if r := s.check(t, "GET", "/Docs/guide"); r.StatusCode != 200 {
+		t.Errorf("GET /Docs/guide: %d, want 200 (public as written)", r.StatusCode)
 	}
 }
