@@ -145,6 +145,8 @@ type Route struct {
 	// method may appear in one route per path only.
 	Path string
 	// Methods the route applies to, in upper case; none: every method.
+	// A HEAD request must pass GET's route too (most servers run the GET
+	// handler for it) unless the route it is on lists HEAD and not GET.
 	Methods []string
 	// Public lets requests through without a token; Rule must then be
 	// zero.
@@ -393,21 +395,54 @@ func overrides(hd http.Header, query, method string) ([]string, string) {
 			}
 		}
 	}
-	if slices.Contains(methods, http.MethodHead) && !slices.Contains(methods, http.MethodGet) {
-		// Most servers answer HEAD with the GET handler (Go's ServeMux,
-		// Express, Flask, Rails, Spring): it must pass GET's route too.
-		methods = append(methods, http.MethodGet)
-	}
 	return methods, ""
 }
 
-// lenientUnescape is s query-unescaped, or s itself where it does not
-// decode.
+// lenientUnescape query-unescapes s as PHP's urldecode and Node's
+// querystring do: each valid %XX and + decoded, a bad escape kept as
+// written (so that %5Fmethod%00%zz is still _method, cut at the NUL).
 func lenientUnescape(s string) string {
-	if u, err := url.QueryUnescape(s); err == nil {
-		return u
+	if !strings.ContainsAny(s, "%+") {
+		return s
 	}
-	return s
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] == '+':
+			b = append(b, ' ')
+		case s[i] == '%' && i+2 < len(s) && ishex(s[i+1]) && ishex(s[i+2]):
+			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
+			i += 2
+		default:
+			b = append(b, s[i])
+		}
+	}
+	return string(b)
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
+}
+
+// withGetForHead adds GET to methods holding HEAD, unless the path's
+// route for HEAD names HEAD and not GET: most servers answer HEAD with the
+// GET handler (Go's ServeMux, Express, Flask, Rails, Spring), so HEAD
+// must pass GET's route too, except where HEAD has a route, and so a
+// handler, of its own.
+func (h *Handler) withGetForHead(methods []string, path string) []string {
+	if !slices.Contains(methods, http.MethodHead) || slices.Contains(methods, http.MethodGet) {
+		return methods
+	}
+	if best, _ := h.match(http.MethodHead, path); best != nil && slices.Contains(best.Methods, http.MethodHead) && !slices.Contains(best.Methods, http.MethodGet) {
+		return methods
+	}
+	return append(methods, http.MethodGet)
 }
 
 var phpName = strings.NewReplacer(".", "_", " ", "_", "[", "_")
@@ -427,6 +462,7 @@ func appendMethod(methods []string, m string) []string {
 // public only when each method's route is public; the zero Rule when one
 // has no route.
 func (h *Handler) ruleFor(methods []string, path string) (middleware.Rule, bool) {
+	methods = h.withGetForHead(methods, path)
 	var rules []middleware.Rule
 	for _, m := range methods {
 		best, prefixes := h.match(m, path)

@@ -615,7 +615,8 @@ func TestMethodInTheQueryAnySpelling(t *testing.T) {
 	s := newSetup(t, forwardauth.Config{})
 	reader := bearer(s.tenant.AccessToken(entratest.Scopes("Orders.Read")))
 	for _, q := range []string{"_method=DELETE", "%5Fmethod=DELETE", "%5fmethod=DELETE", "_%6Dethod=DELETE", "a=1&%5Fmethod=DELETE",
-		".method=DELETE", "[method=DELETE", "+_method=DELETE", "%20_method=DELETE", "%20%20_method=DELETE", "_method%00x=DELETE"} {
+		".method=DELETE", "[method=DELETE", "+_method=DELETE", "%20_method=DELETE", "%20%20_method=DELETE", "_method%00x=DELETE",
+		"_method%00%zz=DELETE", "%5Fmethod%00%=DELETE", "_method%00%zz=DELETE&a=1"} { // bad escapes kept, good ones decoded, as PHP does
 		if r := s.check(t, "GET", "/api/orders/1?"+q, reader...); r.StatusCode != 403 {
 			t.Errorf("?%s: %d, want 403 (DELETE's route)", q, r.StatusCode)
 		}
@@ -716,6 +717,18 @@ func TestHeadPassesGetsRoute(t *testing.T) {
 	}
 	if r := s.check(t, "HEAD", "/api/orders/1", reader...); r.StatusCode != 200 {
 		t.Errorf("HEAD with Orders.Read: %d, want 200", r.StatusCode)
+	}
+	// A route for HEAD alone is HEAD's own handler: GET's route does not
+	// apply to it (a load balancer's HEAD health check).
+	ping := newSetup(t, forwardauth.Config{Routes: []forwardauth.Route{
+		{Path: "/ping", Methods: []string{"HEAD"}, Public: true},
+		{Path: "/", Rule: middleware.Authenticated()},
+	}})
+	if r := ping.check(t, "HEAD", "/ping"); r.StatusCode != 200 {
+		t.Errorf("HEAD /ping, public for HEAD alone: %d, want 200", r.StatusCode)
+	}
+	if r := ping.check(t, "GET", "/ping"); r.StatusCode != 401 {
+		t.Errorf("GET /ping: %d, want 401", r.StatusCode)
 	}
 }
 
