@@ -431,15 +431,22 @@ func unhex(c byte) byte {
 }
 
 // withGetForHead adds GET to methods holding HEAD, unless the path's
-// route for HEAD names HEAD and not GET: most servers answer HEAD with the
-// GET handler (Go's ServeMux, Express, Flask, Rails, Spring), so HEAD
-// must pass GET's route too, except where HEAD has a route, and so a
-// handler, of its own.
+// route for HEAD names HEAD and not GET and is at least as specific as
+// GET's: most servers answer HEAD with the GET handler (Go's ServeMux,
+// Express, Flask, Rails, Spring), so HEAD must pass GET's route too,
+// except where HEAD has a route, and so a handler, of its own.
 func (h *Handler) withGetForHead(methods []string, path string) []string {
 	if !slices.Contains(methods, http.MethodHead) || slices.Contains(methods, http.MethodGet) {
 		return methods
 	}
-	if best, _ := h.match(http.MethodHead, path); best != nil && slices.Contains(best.Methods, http.MethodHead) && !slices.Contains(best.Methods, http.MethodGet) {
+	head, _ := h.match(http.MethodHead, path)
+	if head == nil || !slices.Contains(head.Methods, http.MethodHead) || slices.Contains(head.Methods, http.MethodGet) {
+		return append(methods, http.MethodGet)
+	}
+	// HEAD's own route counts only where it is at least as specific as
+	// GET's: a HEAD health check on / says nothing of GET /api/orders.
+	get, getPrefixes := h.match(http.MethodGet, path)
+	if len(getPrefixes) == 0 && (get == nil || len(head.Path) >= len(get.Path)) {
 		return methods
 	}
 	return append(methods, http.MethodGet)

@@ -730,6 +730,27 @@ func TestHeadPassesGetsRoute(t *testing.T) {
 	if r := ping.check(t, "GET", "/ping"); r.StatusCode != 401 {
 		t.Errorf("GET /ping: %d, want 401", r.StatusCode)
 	}
+	// HEAD's own route is HEAD's handler only where it is at least as
+	// specific as GET's: a HEAD check on / or /api leaves GET /api/orders's
+	// rule on HEAD /api/orders/1.
+	wide := newSetup(t, forwardauth.Config{Routes: []forwardauth.Route{
+		{Path: "/", Methods: []string{"HEAD"}, Public: true},
+		{Path: "/api", Methods: []string{"HEAD"}, Rule: middleware.Authenticated()},
+		{Path: "/api/orders", Methods: []string{"GET"}, Rule: middleware.AnyScope("Orders.Read")},
+		{Path: "/", Rule: middleware.Authenticated()},
+	}})
+	plain := bearer(wide.tenant.AccessToken(entratest.Scopes("Profile")))
+	for _, uri := range []string{"/api/orders/1", "/api/orders.json"} {
+		if r := wide.check(t, "HEAD", uri); r.StatusCode != 401 {
+			t.Errorf("HEAD %s without a token: %d, want 401 (GET's route)", uri, r.StatusCode)
+		}
+		if r := wide.check(t, "HEAD", uri, plain...); r.StatusCode != 403 {
+			t.Errorf("HEAD %s without Orders.Read: %d, want 403 (GET's route)", uri, r.StatusCode)
+		}
+	}
+	if r := wide.check(t, "HEAD", "/healthz"); r.StatusCode != 200 {
+		t.Errorf("HEAD /healthz: %d, want 200 (HEAD's own route, no GET route more specific)", r.StatusCode)
+	}
 }
 
 // A public route claims a longer path only as written: /Docs (public)
