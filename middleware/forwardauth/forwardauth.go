@@ -146,7 +146,8 @@ type Route struct {
 	Path string
 	// Methods the route applies to, in upper case; none: every method.
 	// A HEAD request must pass GET's route too (most servers run the GET
-	// handler for it) unless the route it is on lists HEAD and not GET.
+	// handler for it) unless the route it is on lists HEAD and not GET and
+	// is at least as specific as GET's.
 	Methods []string
 	// Public lets requests through without a token; Rule must then be
 	// zero.
