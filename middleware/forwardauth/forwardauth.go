@@ -147,7 +147,7 @@ type Route struct {
 	// Methods the route applies to, in upper case; none: every method.
 	// A HEAD request must pass GET's route too (most servers run the GET
 	// handler for it) unless the route it is on lists HEAD and not GET and
-	// is at least as specific as GET's.
+	// is longer than GET's, or on GET's path as written.
 	Methods []string
 	// Public lets requests through without a token; Rule must then be
 	// zero.
@@ -432,8 +432,9 @@ func unhex(c byte) byte {
 }
 
 // withGetForHead adds GET to methods holding HEAD, unless the path's
-// route for HEAD names HEAD and not GET and is at least as specific as
-// GET's: most servers answer HEAD with the GET handler (Go's ServeMux,
+// route for HEAD names HEAD and not GET and is more specific than GET's
+// (longer than GET's route and any GET route the path starts with, or on
+// GET's path as written): most servers answer HEAD with the GET handler (Go's ServeMux,
 // Express, Flask, Rails, Spring), so HEAD must pass GET's route too,
 // except where HEAD has a route, and so a handler, of its own.
 func (h *Handler) withGetForHead(methods []string, path string) []string {
@@ -447,10 +448,15 @@ func (h *Handler) withGetForHead(methods []string, path string) []string {
 	// HEAD's own route counts only where it is at least as specific as
 	// GET's: a HEAD health check on / says nothing of GET /api/orders.
 	get, getPrefixes := h.match(http.MethodGet, path)
-	if len(getPrefixes) == 0 && (get == nil || len(head.Path) >= len(get.Path)) {
+	for _, p := range getPrefixes {
+		if len(p.Path) > len(head.Path) {
+			return append(methods, http.MethodGet) // a longer GET route the path starts with
+		}
+	}
+	if get == nil || len(head.Path) > len(get.Path) || head.Path == get.Path {
 		return methods
 	}
-	return append(methods, http.MethodGet)
+	return append(methods, http.MethodGet) // GET's route is longer, or the same path in another case
 }
 
 var phpName = strings.NewReplacer(".", "_", " ", "_", "[", "_")

@@ -751,6 +751,22 @@ func TestHeadPassesGetsRoute(t *testing.T) {
 	if r := wide.check(t, "HEAD", "/healthz"); r.StatusCode != 200 {
 		t.Errorf("HEAD /healthz: %d, want 200 (HEAD's own route, no GET route more specific)", r.StatusCode)
 	}
+	// A shorter GET route the path starts with (/health for /healthz) is
+	// not HEAD's handler; a GET route on the same path in another case is
+	// as specific, and its rule stays.
+	probe := newSetup(t, forwardauth.Config{Routes: []forwardauth.Route{
+		{Path: "/healthz", Methods: []string{"HEAD"}, Public: true},
+		{Path: "/health", Methods: []string{"GET"}, Rule: middleware.Authenticated()},
+		{Path: "/api/Orders", Methods: []string{"HEAD"}, Public: true},
+		{Path: "/api/orders", Methods: []string{"GET"}, Rule: middleware.AnyScope("Orders.Read")},
+		{Path: "/", Rule: middleware.Authenticated()},
+	}})
+	if r := probe.check(t, "HEAD", "/healthz"); r.StatusCode != 200 {
+		t.Errorf("HEAD /healthz beside GET /health: %d, want 200", r.StatusCode)
+	}
+	if r := probe.check(t, "HEAD", "/api/Orders/1"); r.StatusCode != 401 {
+		t.Errorf("HEAD /api/Orders/1 beside GET /api/orders: %d, want 401 (GET's rule)", r.StatusCode)
+	}
 }
 
 // A public route claims a longer path only as written: /Docs (public)
