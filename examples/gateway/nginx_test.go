@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/entragate/entragate/claims"
+	"github.com/entragate/entragate/examples/internal/demotest"
 	entragate "github.com/entragate/entragate/middleware"
 	"github.com/entragate/entragate/middleware/entratest"
 )
@@ -25,25 +26,6 @@ type stack struct {
 	gateway, plain string // through auth_request; the same service without it
 	auth           *service
 	nginx          *exec.Cmd
-}
-
-// need finds a program, or fails (in CI, ENTRAGATE_E2E_REQUIRED) or skips.
-func need(t testing.TB, env string, names ...string) string {
-	t.Helper()
-	if p := os.Getenv(env); p != "" {
-		return p
-	}
-	for _, n := range names {
-		if p, err := exec.LookPath(n); err == nil {
-			return p
-		}
-	}
-	msg := fmt.Sprintf("%s not found (install Debian's %s package, or set %s)", names[0], names[0], env)
-	if os.Getenv("ENTRAGATE_E2E_REQUIRED") != "" {
-		t.Fatal(msg + ", and ENTRAGATE_E2E_REQUIRED is set")
-	}
-	t.Skip(msg)
-	return ""
 }
 
 func freePort(t testing.TB) string {
@@ -80,7 +62,7 @@ func startStack(t testing.TB, edit ...func(*entragate.Config)) *stack {
 // "return 200", so that a benchmark measures the gateway, not Python.
 func startStackWith(t testing.TB, fast bool, edit ...func(*entragate.Config)) *stack {
 	t.Helper()
-	nginxBin := need(t, "NGINX", "nginx", "/usr/sbin/nginx")
+	nginxBin := demotest.Program(t, "NGINX", "nginx", "/usr/sbin/nginx")
 	for _, v := range append(append([]string{}, gatewayVariables...), "AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_AUTHORITY_HOST") {
 		if tt, ok := t.(*testing.T); ok {
 			tt.Setenv(v, "")
@@ -91,7 +73,7 @@ func startStackWith(t testing.TB, fast bool, edit ...func(*entragate.Config)) *s
 
 	upstream := freePort(t)
 	if !fast {
-		python := need(t, "PYTHON3", "python3")
+		python := demotest.Program(t, "PYTHON3", "python3")
 		_, port, _ := net.SplitHostPort(upstream)
 		py := exec.Command(python, "upstream/echo.py", port)
 		py.Stderr = os.Stderr

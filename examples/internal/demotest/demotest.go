@@ -3,6 +3,7 @@
 package demotest
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -55,23 +56,31 @@ func Get(tb testing.TB, url, token string) (int, []byte) {
 	return resp.StatusCode, body
 }
 
-// Browser is the path of a Chromium for a test that drives a real
-// browser: CHROMIUM, else the usual names on PATH. Without one the test
-// skips, saying how to get one, unless ENTRAGATE_E2E_REQUIRED is set (as in
-// CI), which makes that a failure.
-func Browser(tb testing.TB) string {
+// Program is the path of a real program a test drives (nginx, Chromium):
+// the variable env when set, else the first of names on PATH. Without one
+// the test skips, saying how to get one, unless ENTRAGATE_E2E_REQUIRED is
+// set (as in CI), which makes that a failure.
+func Program(tb testing.TB, env string, names ...string) string {
 	tb.Helper()
-	if p := os.Getenv("CHROMIUM"); p != "" {
+	if p := os.Getenv(env); p != "" {
 		return p
 	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+	for _, name := range names {
 		if p, err := exec.LookPath(name); err == nil {
 			return p
 		}
 	}
+	msg := fmt.Sprintf("%s not found (install Debian's %s package, or set %s)", names[0], names[0], env)
 	if os.Getenv("ENTRAGATE_E2E_REQUIRED") != "" {
-		tb.Fatal("no Chromium found (set CHROMIUM or install Debian's chromium package), and ENTRAGATE_E2E_REQUIRED is set")
+		tb.Fatal(msg + ", and ENTRAGATE_E2E_REQUIRED is set")
 	}
-	tb.Skip("no Chromium found: install Debian's chromium package (apt-get install chromium) or set CHROMIUM to run the browser test")
+	tb.Skip(msg)
 	return ""
+}
+
+// Browser is the path of a Chromium for a test that drives a real
+// browser (CHROMIUM, or the usual names), as Program finds it.
+func Browser(tb testing.TB) string {
+	tb.Helper()
+	return Program(tb, "CHROMIUM", "chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 }
