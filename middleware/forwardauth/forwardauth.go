@@ -437,17 +437,17 @@ func unhex(c byte) byte {
 // GET's path as written): most servers answer HEAD with the GET handler (Go's ServeMux,
 // Express, Flask, Rails, Spring), so HEAD must pass GET's route too,
 // except where HEAD has a route, and so a handler, of its own.
-func (h *Handler) withGetForHead(methods []string, path string) []string {
+func (h *Handler) withGetForHead(methods []string, path, lower string) []string {
 	if !slices.Contains(methods, http.MethodHead) || slices.Contains(methods, http.MethodGet) {
 		return methods
 	}
-	head, _ := h.match(http.MethodHead, path)
+	head, _ := h.match(http.MethodHead, path, lower)
 	if head == nil || !slices.Contains(head.Methods, http.MethodHead) || slices.Contains(head.Methods, http.MethodGet) {
 		return append(methods, http.MethodGet)
 	}
 	// HEAD's own route counts only where it is at least as specific as
 	// GET's: a HEAD health check on / says nothing of GET /api/orders.
-	get, getPrefixes := h.match(http.MethodGet, path)
+	get, getPrefixes := h.match(http.MethodGet, path, lower)
 	for _, p := range getPrefixes {
 		if len(p.Path) > len(head.Path) {
 			return append(methods, http.MethodGet) // a longer GET route the path starts with
@@ -476,10 +476,11 @@ func appendMethod(methods []string, m string) []string {
 // public only when each method's route is public; the zero Rule when one
 // has no route.
 func (h *Handler) ruleFor(methods []string, path string) (middleware.Rule, bool) {
-	methods = h.withGetForHead(methods, path)
+	lower := foldPath(path) // once for every route and method matched
+	methods = h.withGetForHead(methods, path, lower)
 	var rules []middleware.Rule
 	for _, m := range methods {
-		best, prefixes := h.match(m, path)
+		best, prefixes := h.match(m, path, lower)
 		switch {
 		case best == nil && len(prefixes) == 0:
 			return middleware.Rule{}, false // no route covers the path
@@ -569,15 +570,14 @@ func single(hd http.Header, name string) string {
 	return ""
 }
 
-// match finds the routes of method and path: the longest route covering
+// match finds the routes of method and path (lower is foldPath(path)): the longest route covering
 // it on a segment boundary (a public one exactly as written, a protected
 // one in any case), preferring one that names the method; and the longer
 // protected routes whose path it merely starts with (/api/payments for
 // /api/payments.json or /api/paymentsX), which an upstream matching
 // prefixes as strings, or stripping formats, may route it to: the request
 // must pass those too.
-func (h *Handler) match(method, path string) (best *route, prefixes []*route) {
-	lower := foldPath(path)
+func (h *Handler) match(method, path, lower string) (best *route, prefixes []*route) {
 	var prefixPaths []string // one route per path: the method's, if any
 	for i := range h.routes {
 		rt := &h.routes[i]
