@@ -454,21 +454,26 @@ func (s *Store) rememberAbsent(key string, now time.Time) {
 
 // rememberRead remembers what a read found, unless a Delete ran since the
 // read began (deletes): the value may be the one deleted.
+// The check and the insert are one critical section: a Delete between
+// them would otherwise be undone.
 func (s *Store) rememberRead(key string, value []byte, ttl time.Duration, now time.Time, deletes uint64) {
 	s.mu.Lock()
-	overlapped := s.deletes != deletes
-	s.mu.Unlock()
-	if !overlapped {
-		s.remember(key, value, ttl, now)
+	defer s.mu.Unlock()
+	if s.deletes == deletes {
+		s.rememberLocked(key, value, ttl, now)
 	}
 }
 
 func (s *Store) remember(key string, value []byte, ttl time.Duration, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rememberLocked(key, value, ttl, now)
+}
+
+func (s *Store) rememberLocked(key string, value []byte, ttl time.Duration, now time.Time) {
 	if ttl <= 0 {
 		ttl = s.localTTL
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if _, ok := s.entries[key]; !ok && len(s.entries) >= s.maxLocal {
 		s.evictLocked(now)
 	}
